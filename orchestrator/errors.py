@@ -1,0 +1,50 @@
+"""The errors a user can meet. The CLI turns each into one line and an exit code."""
+
+from __future__ import annotations
+
+
+class QuantsweepError(Exception):
+    """Base class: a failure with a message a user can act on."""
+
+    exit_code = 1
+
+
+class RecipeError(QuantsweepError):
+    """A recipe that cannot be used: names the file, the field and what is allowed."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, field: str, message: str):
+        self.path, self.field, self.detail = path, field, message
+        where = f"{path}: {field}: " if field else f"{path}: "
+        super().__init__(where + message)
+
+
+class UsageError(QuantsweepError):
+    """Bad command-line input (a missing file, an unknown format)."""
+
+    exit_code = 2
+
+
+class ToolchainError(QuantsweepError):
+    """The llama.cpp tools cannot be found, built or identified."""
+
+
+class FetchError(QuantsweepError):
+    """A model or corpus could not be obtained."""
+
+
+class DiskSpaceError(QuantsweepError):
+    """A run would not fit on the disk."""
+
+
+class WorkspaceBusy(QuantsweepError):
+    """Another quantsweep process holds the workspace lock."""
+
+
+class ToolFailed(QuantsweepError):
+    """A llama.cpp tool ran but did not produce a valid result (judged from its output)."""
+
+    def __init__(self, reason: str, *, stderr_tail: str = "", log_dir: str = ""):
+        self.reason, self.stderr_tail, self.log_dir = reason, stderr_tail, log_dir
+        super().__init__(reason)

@@ -1,0 +1,76 @@
+"""What quantsweep needs from a GGUF's metadata, read with the `gguf` package (llama.cpp's reader)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .files import write_text_atomic
+
+SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$")
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    architecture: str
+    name: str
+    n_vocab: int
+    file_type: int | None
+    tensor_bytes: int
+    n_params: int
+    tensor_types: dict[str, int]
+    context_length: int | None
+
+    @property
+    def bpw(self) -> float:
+        return self.tensor_bytes * 8 / self.n_params if self.n_params else float("nan")
+
+    @property
+    def is_quantized(self) -> bool:
+        return any(t not in ("F32", "F16", "BF16") for t in self.tensor_types)
+
+
+def read(path: Path, memo_dir: Path | None = None, sha256: str | None = None) -> GGUFInfo:
+    """Metadata of a GGUF (all shards of a split model); memoized by content hash."""
+    memo = memo_dir / f"{sha256}.json" if memo_dir and sha256 else None
+    if memo is not None and memo.exists():
+        return GGUFInfo(**json.loads(memo.read_text()))
+    info = _read(Path(path))
+    if memo is not None:
+        write_text_atomic(memo, json.dumps(asdict(info)))
+    return info
+
+
+def _read(path: Path) -> GGUFInfo:
+    from gguf import GGUFReader
+
+    reader = GGUFReader(path)
+
+    def field(key, default=None):
+        f = reader.fields.get(key)
+        return f.contents() if f is not None else default
+
+    arch = field("general.architecture", "unknown")
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    n_vocab = field(f"{arch}.vocab_size") or (len(tokens.data) if tokens is not None else 0)
+    types: dict[str, int] = {}
+    n_bytes = n_params = 0
+    for shard in _shards(path):
+        r = reader if shard == path else GGUFReader(shard)
+        for t in r.tensors:
+            types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+            n_bytes += int(t.n_bytes)
+            n_params += int(t.n_elements)
+    return GGUFInfo(architecture=arch, name=field("general.name", "") or "", n_vocab=int(n_vocab),
+                    file_type=field("general.file_type"), tensor_bytes=n_bytes, n_params=n_params,
+                    tensor_types=types, context_length=field(f"{arch}.context_length"))
+
+
+def _shards(first: Path) -> list[Path]:
+    m = SHARD_RE.match(first.name)
+    if not m:
+        return [first]
+    n = int(m.group("n"))
+    return [first.parent / f"{m.group('stem')}-{i:05d}-of-{n:05d}.gguf" for i in range(1, n + 1)]

@@ -1,0 +1,109 @@
+"""The one subprocess boundary: every external program quantsweep starts goes through here.
+
+Children get a clean environment (no LLAMA_ARG_* overrides, C locale), their own log files,
+a timeout, and die with us: a killed quantsweep never leaves a tool writing behind its back.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ProcResult:
+    argv: tuple[str, ...]
+    rc: int
+    stdout: str
+    stderr: str
+    wall_s: float
+    timed_out: bool
+    stdout_path: Path | None = None
+    stderr_path: Path | None = None
+
+    def tail(self, n: int = 20) -> str:
+        return "\n".join(self.stderr.splitlines()[-n:])
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a llama.cpp tool: reproducible, whatever the user's shell holds."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
+    env["LC_ALL"] = "C"
+    # perplexity/imatrix also read ~/.config/llama.cpp/config.ini; point them at an empty place.
+    env["XDG_CONFIG_HOME"] = env.get("QUANTSWEEP_TOOL_CONFIG_HOME", "/nonexistent-quantsweep-config")
+    env.update(extra or {})
+    return env
+
+
+def _die_with_parent() -> None:
+    os.setsid()
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # not Linux/glibc: the process group kill on interrupt still applies
+        pass
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run(argv: list[str], *, log_dir: Path | None = None, name: str = "tool",
+        timeout: float | None = None, cwd: Path | None = None,
+        env: dict[str, str] | None = None) -> ProcResult:
+    """Run argv (never a shell string) with stdout/stderr captured to files in log_dir."""
+    argv = [str(a) for a in argv]
+    if log_dir is None:
+        return _run_piped(argv, timeout=timeout, cwd=cwd, env=env)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = log_dir / f"{name}.stdout", log_dir / f"{name}.stderr"
+    (log_dir / f"{name}.argv").write_text(" ".join(_quote(a) for a in argv) + "\n")
+    start = time.monotonic()
+    timed_out = False
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                cwd=cwd, env=env if env is not None else child_env(),
+                                preexec_fn=_die_with_parent)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+        except BaseException:  # Ctrl-C or our own shutdown: take the tool down with us
+            _kill_group(proc)
+            raise
+    wall = time.monotonic() - start
+    return ProcResult(tuple(argv), proc.returncode, _read(out_path), _read(err_path), wall,
+                      timed_out, out_path, err_path)
+
+
+def _run_piped(argv, *, timeout, cwd, env) -> ProcResult:
+    start = time.monotonic()
+    try:
+        cp = subprocess.run(argv, capture_output=True, timeout=timeout, cwd=cwd,
+                            env=env if env is not None else child_env(),
+                            stdin=subprocess.DEVNULL)
+        rc, out, err, timed_out = cp.returncode, cp.stdout, cp.stderr, False
+    except subprocess.TimeoutExpired as exc:
+        rc, out, err, timed_out = -9, exc.stdout or b"", exc.stderr or b"", True
+    dec = lambda b: b.decode("utf-8", errors="replace")  # noqa: E731
+    return ProcResult(tuple(argv), rc, dec(out), dec(err), time.monotonic() - start, timed_out)
+
+
+def _read(path: Path) -> str:
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
+def _quote(arg: str) -> str:
+    return arg if arg and all(c.isalnum() or c in "-_./=:,+@%" for c in arg) else repr(arg)

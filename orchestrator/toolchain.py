@@ -1,0 +1,242 @@
+"""Find, build and identify the llama.cpp tools quantsweep drives.
+
+Order of preference: the directory the user names (--llama-cpp or QUANTSWEEP_LLAMA_CPP), a
+toolchain quantsweep built before (cached outside the repository, keyed by source and flags),
+then the tools on PATH. `build` compiles the four tools from the llama.cpp tree vendored in
+the llama-cpp-python sdist on PyPI, so no download from outside the package registries happens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import procs
+from .errors import ToolchainError
+
+TOOLS = ("llama-quantize", "llama-perplexity", "llama-bench", "llama-imatrix")
+SDIST_PACKAGE, SDIST_VERSION = "llama-cpp-python", "0.3.36"
+SDIST_SUBDIR = "vendor/llama.cpp"
+PINNED_COMMIT = "0c1e570"
+
+VERSION_RE = re.compile(
+    r"version: (?:(?P<semver>\d+\.\d+\.\d+[^\s(]*) \(build (?P<n1>\d+), commit (?P<c1>[0-9a-f]+|unknown)\)"
+    r"|(?P<n2>\d+) \((?P<c2>[0-9a-f]+|unknown)\))")
+COMPILER_RE = re.compile(r"built with (.+?) for (\S+)")
+DEVICE_RE = re.compile(r"^\s*([A-Za-z]+)\d+:\s*(.+)$", re.M)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("QUANTSWEEP_CACHE") or Path.home() / ".cache" / "quantsweep")
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    bin_dir: Path
+    commit: str
+    version: str
+    compiler: str
+    target: str
+    backends: tuple[str, ...]
+    devices: tuple[str, ...] = ()
+    cuda_fa_quants: str | None = None
+    origin: str = "user"
+    build_flags: tuple[str, ...] = field(default=())
+
+    def exe(self, tool: str) -> str:
+        return str(self.bin_dir / tool)
+
+    def identity(self) -> dict:
+        """What of the toolchain can change a number: part of every job's content key."""
+        return {"commit": self.commit, "backends": list(self.backends), "compiler": self.compiler,
+                "cuda_fa_quants": self.cuda_fa_quants}
+
+    def describe(self) -> dict:
+        d = asdict(self)
+        d["bin_dir"] = str(self.bin_dir)
+        return d
+
+    @property
+    def is_gpu(self) -> bool:
+        return any(b != "CPU" for b in self.backends)
+
+
+def _tools_in(directory: Path) -> Path | None:
+    for cand in (directory, directory / "bin", directory / "build" / "bin"):
+        if all((cand / t).is_file() and os.access(cand / t, os.X_OK) for t in TOOLS):
+            return cand
+    return None
+
+
+def find(llama_cpp: str | None = None) -> Toolchain:
+    """The toolchain to use, identified; ToolchainError with what to do when there is none."""
+    named = llama_cpp or os.environ.get("QUANTSWEEP_LLAMA_CPP")
+    if named:
+        bin_dir = _tools_in(Path(named).expanduser())
+        if bin_dir is None:
+            raise ToolchainError(f"{named}: does not hold {', '.join(TOOLS)} (looked in ., bin/, build/bin/)")
+        return identify(bin_dir)
+    built = _cached_builds()
+    if built:
+        return built[0]
+    on_path = [shutil.which(t) for t in TOOLS]
+    if all(on_path):
+        return identify(Path(on_path[0]).parent)
+    raise ToolchainError("no llama.cpp tools found: run `quantsweep toolchain build`, or pass "
+                         "--llama-cpp DIR / set QUANTSWEEP_LLAMA_CPP to a directory holding "
+                         + ", ".join(TOOLS))
+
+
+def _cached_builds() -> list[Toolchain]:
+    root = cache_root() / "toolchains"
+    found = []
+    for meta in sorted(root.glob("*/toolchain.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if _tools_in(meta.parent / "bin"):
+            data = json.loads(meta.read_text())
+            data["bin_dir"] = meta.parent / "bin"
+            for k in ("backends", "devices", "build_flags"):
+                data[k] = tuple(data.get(k) or ())
+            found.append(Toolchain(**data))
+    return found
+
+
+def identify(bin_dir: Path, origin: str = "user", build_flags: tuple[str, ...] = (),
+             cuda_fa_quants: str | None = None) -> Toolchain:
+    """Ask the tools themselves: version/commit from --version, devices from llama-bench."""
+    res = procs.run([str(bin_dir / "llama-perplexity"), "--version"], timeout=60)
+    text = res.stdout + res.stderr
+    m = VERSION_RE.search(text)
+    if res.rc != 0 or not m:
+        raise ToolchainError(f"{bin_dir}/llama-perplexity --version gave no version (rc {res.rc}): "
+                             f"{text.strip()[:200]}")
+    commit = m.group("c1") or m.group("c2")
+    version = m.group("semver") or m.group("n2")
+    cm = COMPILER_RE.search(text)
+    devs = procs.run([str(bin_dir / "llama-bench"), "--list-devices"], timeout=60)
+    devices = tuple(f"{kind}: {desc.strip()}" for kind, desc in DEVICE_RE.findall(devs.stdout))
+    backends = tuple(sorted({d.split(":")[0] for d in devices} - {"CPU"})) or ("CPU",)
+    return Toolchain(bin_dir=bin_dir, commit=commit, version=version or "",
+                     compiler=cm.group(1) if cm else "", target=cm.group(2) if cm else "",
+                     backends=backends, devices=devices, origin=origin,
+                     build_flags=tuple(build_flags), cuda_fa_quants=cuda_fa_quants)
+
+
+# ---------------------------------------------------------------------------------------------
+# building from the pinned source
+
+
+def cuda_available() -> bool:
+    """A CUDA build only where it can run: nvcc to compile and an NVIDIA device to run on."""
+    has_device = any(Path("/dev").glob("nvidia[0-9]*")) or bool(os.environ.get("QUANTSWEEP_FORCE_CUDA"))
+    return shutil.which("nvcc") is not None and has_device
+
+
+def build_flags(cuda: bool) -> list[str]:
+    flags = ["-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF",
+             "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF",
+             "-DGGML_NATIVE=ON"]
+    if cuda:
+        # every flash-attention K/V pair compiled, so mixed cache types never fall back to f16
+        flags += ["-DGGML_CUDA=ON", "-DGGML_CUDA_FA_QUANTS=all"]
+    return flags
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def build_key(flags: list[str]) -> str:
+    # GGML_NATIVE tunes for this CPU, so the CPU model is part of what was built
+    basis = {"source": f"{SDIST_PACKAGE}=={SDIST_VERSION}", "flags": flags,
+             "machine": platform.machine(), "cpu": _cpu_model()}
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build(cuda: bool | None = None, jobs: int | None = None, log=print) -> Toolchain:
+    """Build the four tools once per machine (cached by source and flags) and identify them."""
+    if cuda is None:
+        cuda = cuda_available()
+    flags = build_flags(cuda)
+    key = build_key(flags)
+    dest = cache_root() / "toolchains" / key
+    if _tools_in(dest / "bin") and (dest / "toolchain.json").exists():
+        log(f"toolchain {key} already built: {dest / 'bin'}")
+        return next(t for t in _cached_builds() if t.bin_dir == dest / "bin")
+    for tool in ("cmake",):
+        if shutil.which(tool) is None:
+            raise ToolchainError(f"building llama.cpp needs {tool} on PATH")
+    src = fetch_source(log=log)
+    work = cache_root() / "build" / key
+    logs = cache_root() / "toolchains" / f"{key}.logs"
+    log(f"configuring llama.cpp {PINNED_COMMIT} ({'CUDA' if cuda else 'CPU'}) in {work}")
+    _check(procs.run(["cmake", "-S", str(src), "-B", str(work), *flags],
+                     log_dir=logs, name="configure", env=procs.child_env()), "cmake configure")
+    log(f"building {', '.join(TOOLS)} with {jobs or os.cpu_count()} jobs (several minutes)")
+    _check(procs.run(["cmake", "--build", str(work), "--config", "Release", "-j",
+                      str(jobs or os.cpu_count() or 2), "--target", *TOOLS],
+                     log_dir=logs, name="build", env=procs.child_env()), "cmake build")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=dest.parent))
+    (tmp / "bin").mkdir()
+    for tool in TOOLS:
+        shutil.copy2(work / "bin" / tool, tmp / "bin" / tool)
+    tc = identify(tmp / "bin", origin="built", build_flags=tuple(flags),
+                  cuda_fa_quants="all" if cuda else None)
+    meta = tc.describe()
+    meta.pop("bin_dir")
+    (tmp / "toolchain.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"built toolchain {key}: {dest / 'bin'}")
+    return next(t for t in _cached_builds() if t.bin_dir == dest / "bin")
+
+
+def fetch_source(log=print) -> Path:
+    """The pinned llama.cpp tree, from the llama-cpp-python sdist on PyPI (cached)."""
+    dest = cache_root() / "src" / f"{SDIST_PACKAGE}-{SDIST_VERSION}"
+    if (dest / "CMakeLists.txt").exists():
+        return dest
+    dl = cache_root() / "downloads"
+    dl.mkdir(parents=True, exist_ok=True)
+    sdists = list(dl.glob(f"llama_cpp_python-{SDIST_VERSION}.tar.gz"))
+    if not sdists:
+        log(f"downloading the {SDIST_PACKAGE}=={SDIST_VERSION} sdist from PyPI")
+        _check(procs.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                          f"{SDIST_PACKAGE}=={SDIST_VERSION}", "-d", str(dl)],
+                         timeout=1800), "pip download")
+        sdists = list(dl.glob(f"llama_cpp_python-{SDIST_VERSION}.tar.gz"))
+        if not sdists:
+            raise ToolchainError(f"pip download left no sdist of {SDIST_PACKAGE} in {dl}")
+    tmp = Path(tempfile.mkdtemp(prefix=".src.", dir=dl))
+    prefix = f"llama_cpp_python-{SDIST_VERSION}/{SDIST_SUBDIR}/"
+    with tarfile.open(sdists[0]) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
+        for m in members:
+            m.name = m.name[len(prefix):]
+        kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(tmp, members=[m for m in members if m.name], **kwargs)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(dest)
+    return dest
+
+
+def _check(res: procs.ProcResult, what: str) -> None:
+    if res.rc != 0:
+        where = f" (logs: {res.stderr_path.parent})" if res.stderr_path else ""
+        raise ToolchainError(f"{what} failed with rc {res.rc}{where}:\n{res.tail(15)}")

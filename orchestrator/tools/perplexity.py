@@ -1,0 +1,199 @@
+"""llama-perplexity: base logits (--kl-divergence-base), KLD runs, plain PPL; parsing and judging."""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+
+from ..errors import ToolFailed
+from . import NUM, tail, threads_args
+
+FINAL_RE = re.compile(rf"Final estimate: PPL = ({NUM}) \+/- ({NUM})")
+CHUNK_RE = re.compile(rf"\[(\d+)\]({NUM}),")
+OVER_RE = re.compile(r"(?:perplexity|kl_divergence): (?:calculating perplexity|computing) over (\d+) chunks, "
+                     r"n_ctx=(\d+)")
+SECTION_RE = re.compile(r"^=+ (.*?) =+\s*$")
+LOGITS_MAGIC = b"_logits_"
+
+# known failure messages (most of them exit 0): pattern -> reason recorded for the cell
+FAILURES = [
+    (re.compile(r"you need at least (\d+) tokens"), "corpus too short for this context"),
+    (re.compile(r"quantized V cache requires flash_attn|V cache quantization requires flash_attn|"
+                r"requires Flash Attention"), "quantized V cache needs flash attention"),
+    (re.compile(r"inconsistent vocabulary \((\d+) vs (\d+)\)"), "vocabulary differs from the reference"),
+    (re.compile(r"failed to open .*|must provide a name of a file containing the log probabilities"),
+     "base logits file missing"),
+    (re.compile(r"does not look like a file containing log-probabilities"), "base logits file invalid"),
+    (re.compile(r"failed reading (?:n_vocab|evaluation tokens|log-probs)"), "base logits file truncated"),
+    (re.compile(r"has been computed with (\d+), while the current context is (\d+)"), "context differs from the base"),
+    (re.compile(r"failed to decode"), "decode failed (context or memory)"),
+    (re.compile(r"failed to allocate|out of memory|cudaMalloc failed|unable to allocate"), "out of memory"),
+    (re.compile(r"unable to load model|failed to load model"), "model failed to load"),
+    (re.compile(r"Unsupported cache type: (\S+)"), "cache type not supported"),
+    (re.compile(r"error: invalid argument: (\S+)"), "invalid argument"),
+    (re.compile(r"Unexpected negative standard deviation"), "degenerate PPL statistics"),
+]
+
+
+def common_args(ctx: int, batch: int, ubatch: int, flash_attn: str, gpu_layers: int,
+                threads: int | None) -> list[str]:
+    return ["-c", str(ctx), "-b", str(batch), "-ub", str(ubatch), "-fa", flash_attn,
+            "-ngl", str(gpu_layers), *threads_args(threads)]
+
+
+def base_argv(exe: str, model: Path, corpus: Path, logits: Path, *, ctx: int, chunks: int | None,
+              batch: int, ubatch: int, flash_attn: str, gpu_layers: int, threads: int | None,
+              extra: list[str]) -> list[str]:
+    """The reference run: PPL of the reference model, and its logits written to `logits`."""
+    chunk_args = ["--chunks", str(chunks)] if chunks else []
+    return [exe, "-m", str(model), "-f", str(corpus), "--kl-divergence-base", str(logits), *chunk_args,
+            *common_args(ctx, batch, ubatch, flash_attn, gpu_layers, threads),
+            "-ctk", "f16", "-ctv", "f16", *extra]
+
+
+def kld_argv(exe: str, model: Path, logits: Path, *, ctx: int, batch: int, ubatch: int,
+             cache_k: str, cache_v: str, flash_attn: str, gpu_layers: int, threads: int | None,
+             extra: list[str]) -> list[str]:
+    return [exe, "-m", str(model), "--kl-divergence-base", str(logits), "--kl-divergence",
+            *common_args(ctx, batch, ubatch, flash_attn, gpu_layers, threads),
+            "-ctk", cache_k, "-ctv", cache_v, *extra]
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing
+
+
+def _column(label: str, section: str) -> str | None:
+    """Map a statistics label (whitespace collapsed) to a store column."""
+    fixed = {
+        "Mean PPL(Q)": "ppl_q", "Mean PPL(base)": "ppl_base", "Cor(ln(PPL(Q)), ln(PPL(base)))": "cor_ln_ppl",
+        "Mean ln(PPL(Q)/PPL(base))": "ln_ratio", "Mean PPL(Q)/PPL(base)": "ppl_ratio",
+        "Mean PPL(Q)-PPL(base)": "ppl_diff", "RMS Δp": "rms_dp", "Same top p": "same_top",
+    }
+    if label in fixed:
+        return fixed[label]
+    m = re.fullmatch(r"(Mean|Maximum|Minimum|Median|[\d.]+%) (KLD|Δp)", label)
+    if not m:
+        return None
+    prefix = "kld" if m.group(2) == "KLD" else "dp"
+    which = m.group(1)
+    names = {"Mean": "mean", "Maximum": "max", "Minimum": "min", "Median": "median"}
+    if which in names:
+        return f"{prefix}_{names[which]}"
+    pct = which.rstrip("%")
+    pct = pct[:-2] if pct.endswith(".0") else pct
+    return f"{prefix}_p{pct.replace('.', '_')}"
+
+
+def parse_kld(text: str) -> dict:
+    """The statistics block of a --kl-divergence run: {column: value, column_err: ±, ...}.
+
+    Labels not known to this parser land in `unparsed` so that new metrics are visible, not lost.
+    """
+    out: dict = {}
+    unparsed: dict = {}
+    section = None
+    for line in text.splitlines():
+        m = SECTION_RE.match(line.strip())
+        if m:
+            section = m.group(1)
+            continue
+        if section is None or ":" not in line:
+            continue
+        label, _, rest = line.partition(":")
+        label = " ".join(label.split())
+        nums = [float(x) for x in re.findall(NUM, rest)]
+        if not nums:
+            continue
+        col = _column(label, section)
+        if col is None:
+            unparsed[label] = nums
+            continue
+        out[col] = nums[0]
+        if len(nums) > 1:
+            out[f"{col}_err"] = nums[1]
+    if unparsed:
+        out["unparsed"] = unparsed
+    over = OVER_RE.search(text)
+    if over:
+        out["n_chunks"] = int(over.group(1))
+    return out
+
+
+def parse_final(text: str) -> tuple[float, float] | None:
+    m = FINAL_RE.search(text)
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
+def failure_reason(text: str) -> str | None:
+    for pattern, reason in FAILURES:
+        m = pattern.search(text)
+        if m:
+            return f"{reason}: {m.group(0).strip()[:200]}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the base logits file
+
+
+def logits_size(n_ctx: int, n_vocab: int, n_chunk: int) -> int:
+    """Exact size of a --kl-divergence-base file (see docs: 16-bit rows of n_vocab rounded to even + 4)."""
+    rows = n_ctx - 1 - n_ctx // 2
+    row_bytes = (2 * ((n_vocab + 1) // 2) + 4) * 2
+    return 20 + 4 * n_chunk * n_ctx + n_chunk * rows * row_bytes
+
+
+def read_logits_header(path: Path) -> tuple[int, int, int] | None:
+    """(n_ctx, n_vocab, n_chunk), or None when the file is missing, a stub or not a logits file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[:8] != LOGITS_MAGIC:
+        return None
+    return struct.unpack("<iii", head[8:20])
+
+
+# ---------------------------------------------------------------------------------------------
+# judging a finished process
+
+
+def judge_base(rc: int, stdout: str, stderr: str, logits: Path, n_vocab: int, ctx: int) -> dict:
+    """A base run succeeded only if it printed its PPL and wrote a complete logits file."""
+    text = stdout + "\n" + stderr
+    final = parse_final(text)
+    header = read_logits_header(logits)
+    if final is None or header is None:
+        raise ToolFailed(failure_reason(text) or f"no final PPL estimate (rc {rc})", stderr_tail=tail(stderr))
+    n_ctx, hv, n_chunk = header
+    expected = logits_size(n_ctx, hv, n_chunk)
+    actual = logits.stat().st_size
+    if hv != n_vocab or n_ctx != ctx or actual != expected:
+        raise ToolFailed(f"logits file inconsistent: header n_ctx={n_ctx} n_vocab={hv} n_chunk={n_chunk}, "
+                         f"size {actual} != {expected} (model n_vocab {n_vocab}, ctx {ctx})",
+                         stderr_tail=tail(stderr))
+    if rc != 0:
+        raise ToolFailed(f"exit code {rc} after writing the logits", stderr_tail=tail(stderr))
+    return {"ppl_base": final[0], "ppl_base_err": final[1], "n_chunks": n_chunk, "n_ctx": n_ctx,
+            "n_vocab": hv, "logits_bytes": actual}
+
+
+def judge_kld(rc: int, stdout: str, stderr: str, base_ppl: float) -> dict:
+    """A KLD run succeeded only if its statistics block is there and its base PPL is ours."""
+    text = stdout + "\n" + stderr
+    stats = parse_kld(stdout)
+    reason = failure_reason(stderr)
+    if "kld_mean" not in stats or "ppl_q" not in stats:
+        raise ToolFailed(reason or f"no KL divergence statistics in the output (rc {rc})", stderr_tail=tail(text))
+    if reason and ("vocabulary" in reason or "context" in reason or "truncated" in reason):
+        raise ToolFailed(reason, stderr_tail=tail(stderr))
+    # the base run prints 4 decimals, the KLD block 6
+    if abs(stats.get("ppl_base", float("nan")) - base_ppl) > 1.5e-4 * max(1.0, base_ppl):
+        raise ToolFailed(f"Mean PPL(base) {stats.get('ppl_base')} does not match the reference run's "
+                         f"{base_ppl}: wrong or damaged logits file", stderr_tail=tail(stderr))
+    if rc != 0:
+        raise ToolFailed(f"exit code {rc} after printing statistics", stderr_tail=tail(stderr))
+    return stats
