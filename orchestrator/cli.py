@@ -1,0 +1,136 @@
+"""The `quantsweep` command: parse options, call the domain, print. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .errors import QuantsweepError, UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Sweep llama.cpp weight quants × K/V cache types: KLD, PPL, speed, tables.")
+toolchain_app = typer.Typer(no_args_is_help=True, help="The llama.cpp tools quantsweep drives.")
+app.add_typer(toolchain_app, name="toolchain")
+
+WS = typer.Option(None, "--workspace", "-w", help="store, artifacts and logs [default: ./.quantsweep or "
+                  "$QUANTSWEEP_WORKSPACE]")
+LLAMA = typer.Option(None, "--llama-cpp", help="directory with the llama.cpp tools [$QUANTSWEEP_LLAMA_CPP]")
+
+
+def _out(line: str = "") -> None:
+    print(line, flush=True)
+
+
+@app.command()
+def plan(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Optional[Path] = WS,
+         llama_cpp: Optional[str] = LLAMA, as_json: bool = typer.Option(False, "--json")):
+    """Show the matrix: cells, what is cached, what will run, the disk the reference logits need."""
+    from . import commands
+
+    commands.plan(recipe, workspace, llama_cpp, as_json, _out)
+
+
+@app.command()
+def run(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Optional[Path] = WS,
+        llama_cpp: Optional[str] = LLAMA, retry_failed: bool = typer.Option(
+            False, "--retry-failed", help="run again the jobs whose failure is recorded"),
+        quiet: bool = typer.Option(False, "--quiet", "-q")):
+    """Run the sweep: resumable, Ctrl-C safe; a failing cell is recorded and the sweep goes on."""
+    from . import commands
+
+    raise typer.Exit(commands.run(recipe, workspace, llama_cpp, retry_failed, quiet, _out))
+
+
+@app.command()
+def report(name: str = typer.Argument(..., help="recipe name (as in the store)"), workspace: Optional[Path] = WS,
+           out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder [default: reports/NAME]")):
+    """Regenerate tables from the store alone (no tool runs)."""
+    from . import commands
+
+    commands.report(name, workspace, out, _out)
+
+
+@app.command()
+def export(workspace: Optional[Path] = WS,
+           fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl, csv or parquet"),
+           output: Optional[Path] = typer.Option(None, "--output", "-o", help="file [default: stdout]"),
+           name: Optional[str] = typer.Option(None, "--name", help="only this recipe")):
+    """Every result row, with its statistics and provenance."""
+    from . import commands
+
+    commands.export(workspace, fmt, output, name, _out)
+
+
+@app.command("import")
+def import_(files: list[Path] = typer.Argument(..., help="llama-perplexity logs, llama-bench json/jsonl"),
+            workspace: Optional[Path] = WS, name: str = typer.Option("imported", "--name"),
+            weights: Optional[str] = typer.Option(None, "--weights", help="label [default: file name]"),
+            cache_k: Optional[str] = typer.Option(None, "--ctk"), cache_v: Optional[str] = typer.Option(None, "--ctv")):
+    """Bring logs made by hand into the store, as rows of recipe NAME."""
+    from . import commands
+
+    commands.import_logs(files, workspace, name, weights, cache_k, cache_v, _out)
+
+
+@app.command()
+def schema():
+    """Print the recipe JSON Schema (for editors)."""
+    from .recipe import schema as recipe_schema
+
+    _out(json.dumps(recipe_schema(), indent=2))
+
+
+@toolchain_app.command("show")
+def toolchain_show(llama_cpp: Optional[str] = LLAMA, as_json: bool = typer.Option(False, "--json")):
+    """Which llama.cpp tools are used: directory, commit, backends, devices."""
+    from . import commands
+
+    commands.toolchain_show(llama_cpp, as_json, _out)
+
+
+@toolchain_app.command("build")
+def toolchain_build(cuda: Optional[bool] = typer.Option(None, "--cuda/--no-cuda", help="[default: when "
+                                                        "nvcc and an NVIDIA device are present]"),
+                    jobs: Optional[int] = typer.Option(None, "--jobs", "-j")):
+    """Build llama-quantize/perplexity/bench/imatrix from the pinned source (cached per machine)."""
+    from . import toolchain
+
+    tc = toolchain.build(cuda=cuda, jobs=jobs, log=lambda m: print(m, file=sys.stderr, flush=True))
+    _out(str(tc.bin_dir))
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: bool = typer.Option(False, "--version", help="print the version")):
+    if version:
+        _out(f"quantsweep {__version__}")
+        raise typer.Exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, prog_name="quantsweep", standalone_mode=False)
+    except QuantsweepError as exc:
+        print(f"quantsweep: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("quantsweep: interrupted; the next `run` resumes where this one stopped", file=sys.stderr)
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except Exception as exc:  # click usage errors and the like
+        from click.exceptions import ClickException
+
+        if isinstance(exc, ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

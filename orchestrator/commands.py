@@ -1,0 +1,145 @@
+"""What each command does, as plain functions the CLI and the tests call."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from . import plan as planmod, prepare, recipe as recipemod, toolchain
+from .errors import FetchError, UsageError
+from .store import Store
+from .workspace import Workspace
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out) -> None:
+    r = recipemod.load(recipe_path)  # a bad recipe stops here, before anything is touched
+    ws = Workspace(workspace)
+    tc = toolchain.find(llama_cpp)
+    try:
+        inp = prepare.inputs(recipe_path, ws, tc, fetch=False)
+    except FetchError as exc:
+        n = len(r.weights) * len(r.cache.expanded()) * len(r.evaluation.contexts)
+        out(f"{r.name}: {n} cells, model not fetched yet ({exc}); `quantsweep run` fetches it first")
+        return
+    p = planmod.build(inp)
+    statuses = Store(ws.store_path).job_statuses([j.key for j in p.jobs]) if ws.exists() else {}
+    rows = [{"kind": j.kind, "job": j.label, "status": statuses.get(j.key, "to run"), "key": j.key}
+            for j in p.jobs]
+    free = shutil.disk_usage(ws.root if ws.root.exists() else Path.cwd()).free
+    need = sum(j.params["logits_bytes"] for j in p.of_kind("base") if statuses.get(j.key) != "done")
+    if as_json:
+        out(json.dumps({"recipe": r.name, "cells": [c.id for c in p.cells], "jobs": rows,
+                        "logits_bytes": p.logits_bytes(), "logits_bytes_to_write": need, "free_bytes": free}, indent=2))
+        return
+    out(f"recipe {r.name}: {len(r.weights)} weights × {len(r.cache.expanded())} K/V pairs × "
+        f"{len(r.evaluation.contexts)} ctx = {len(p.cells)} cells")
+    out(f"model {inp.source_path.name} (sha256 {inp.source_sha[:12]}…, n_vocab {inp.source_info.n_vocab}); "
+        f"reference {r.reference.type}; corpus {inp.corpus.label}")
+    out(f"toolchain {tc.commit} ({', '.join(tc.backends)}) at {tc.bin_dir}")
+    for kind in planmod.KINDS:
+        jobs = [x for x in rows if x["kind"] == kind]
+        if jobs:
+            done = sum(x["status"] == "done" for x in jobs)
+            failed = sum(x["status"] == "failed" for x in jobs)
+            out(f"  {kind:<10} {len(jobs):>4} jobs: {done} cached, {failed} failed (recorded), "
+                f"{len(jobs) - done - failed} to run")
+    for j in p.of_kind("base"):
+        out(f"  reference logits c={j.params['ctx']}: ~{j.params['n_chunk']} chunks, {_gib(j.params['logits_bytes'])}"
+            f" [{statuses.get(j.key, 'to run')}]")
+    verdict = "fits" if need * 1.05 <= free else "DOES NOT FIT: lower evaluation.chunks"
+    out(f"disk: {_gib(need)} of reference logits to write, {_gib(free)} free — {verdict}")
+
+
+def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool, out) -> int:
+    from .runner import Runner
+
+    recipemod.load(recipe_path)
+    ws = Workspace(workspace)
+    tc = toolchain.find(llama_cpp)
+    with ws.lock():
+        inp = prepare.inputs(recipe_path, ws, tc, fetch=True)
+        p = planmod.build(inp)
+        store = Store(ws.store_path)
+        summary = Runner(p, ws, store, tc, quiet=quiet, retry_failed=retry_failed).run()
+    out(f"{inp.recipe.name}: {summary.cells} cells; {summary.jobs_run} jobs run, {summary.jobs_cached} cached; "
+        f"{len(summary.failed)} failed; wall {summary.wall_s:.1f}s, tools {summary.tool_wall_s:.1f}s")
+    for label, reason in summary.failed:
+        out(f"  FAILED {label}: {reason}")
+    if summary.failed:
+        out("  (failures are recorded; `quantsweep run --retry-failed` runs them again)")
+    out(f"tables: quantsweep report {inp.recipe.name} --workspace {ws.root}")
+    return 1 if summary.failed else 0
+
+
+def report(name: str, workspace, out_dir, out) -> None:
+    from .report import render
+
+    ws = Workspace(workspace)
+    if not ws.exists():
+        raise UsageError(f"no store in {ws.root}: run a recipe first")
+    df = Store(ws.store_path).results(name)
+    if df.empty:
+        known = Store(ws.store_path).recipes()
+        raise UsageError(f"no results for {name!r} in {ws.root}; known: {', '.join(known) or 'none'}")
+    folder = Path(out_dir) if out_dir else Path("reports") / name
+    for path in render.write(df, folder, name):
+        out(str(path))
+
+
+def export(workspace, fmt: str, output, name, out) -> None:
+    ws = Workspace(workspace)
+    if not ws.exists():
+        raise UsageError(f"no store in {ws.root}: run a recipe first")
+    df = Store(ws.store_path).results(name)
+    if fmt == "jsonl":
+        text = df.to_json(orient="records", lines=True, force_ascii=False)
+    elif fmt == "csv":
+        text = df.to_csv(index=False)
+    elif fmt == "parquet":
+        if output is None:
+            df.to_parquet(sys.stdout.buffer, index=False)
+            return
+        from .files import atomic_path
+
+        with atomic_path(Path(output)) as tmp:
+            df.to_parquet(tmp, index=False)
+        return
+    else:
+        raise UsageError(f"--format {fmt!r}: allowed jsonl, csv, parquet")
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    else:
+        from .files import write_text_atomic
+
+        write_text_atomic(Path(output), text)
+
+
+def import_logs(files, workspace, name, weights, cache_k, cache_v, out) -> None:
+    from .importer import rows_from_file
+
+    for f in files:
+        if not Path(f).is_file():
+            raise UsageError(f"{f}: no such file")
+    rows = [r for f in files for r in rows_from_file(Path(f), name, weights, cache_k, cache_v)]
+    ws = Workspace(workspace)
+    with ws.lock():
+        Store(ws.store_path).put_results(rows)
+    out(f"imported {len(rows)} rows into {name!r} ({ws.store_path})")
+
+
+def toolchain_show(llama_cpp, as_json: bool, out) -> None:
+    tc = toolchain.find(llama_cpp)
+    d = tc.describe()
+    if as_json:
+        out(json.dumps(d, indent=2))
+        return
+    for k in ("bin_dir", "origin", "commit", "version", "compiler", "target", "backends", "devices",
+              "cuda_fa_quants", "build_flags"):
+        v = d[k]
+        out(f"{k:<15} {', '.join(v) if isinstance(v, (list, tuple)) else v}")

@@ -1,0 +1,183 @@
+"""Recipe -> cells -> jobs with content keys. Pure: no tool runs, no writes.
+
+A job's key is a tagged hash over everything that can change its numbers: input content
+(file hashes, or the keys of the jobs that make them), the toolchain identity and every flag.
+A key that the store holds as done is never run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+
+from . import llama_types as lt
+from .gguf_info import GGUFInfo
+from .hub import Corpus
+from .recipe import Recipe, WeightSpec
+from .tools.perplexity import logits_size
+
+KINDS = ("reference", "imatrix", "quantize", "base", "kld", "bench")
+
+
+def content_key(tag: str, **parts) -> str:
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{tag}-" + hashlib.sha256(f"{tag}\n{blob}".encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Cell:
+    weights: str
+    type_k: str
+    type_v: str
+    ctx: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.weights}|{self.type_k}|{self.type_v}|c{self.ctx}"
+
+    def __str__(self) -> str:
+        return f"{self.weights} K={self.type_k} V={self.type_v} c={self.ctx}"
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str
+    kind: str
+    label: str
+    deps: tuple[str, ...] = ()
+    params: dict = field(default_factory=dict, compare=False, hash=False)
+    cell: Cell | None = None
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    recipe: Recipe
+    recipe_dir: Path
+    source_path: Path
+    source_sha: str
+    source_info: GGUFInfo
+    corpus: Corpus
+    toolchain: dict
+    host: dict
+    imatrix_inputs: dict = field(default_factory=dict)  # weight label -> Corpus or (Path, sha)
+
+
+@dataclass(frozen=True)
+class Plan:
+    inputs: PlanInputs
+    jobs: tuple[Job, ...]
+    cells: tuple[Cell, ...]
+    model_keys: dict  # weight label -> model artifact key ("source-<sha>" for the source itself)
+
+    def of_kind(self, kind: str) -> list[Job]:
+        return [j for j in self.jobs if j.kind == kind]
+
+    def logits_bytes(self) -> int:
+        return sum(j.params["logits_bytes"] for j in self.of_kind("base"))
+
+
+def source_key(sha: str) -> str:
+    return f"source-{sha[:24]}"
+
+
+def build(inp: PlanInputs) -> Plan:
+    r, tc = inp.recipe, inp.toolchain
+    ev, bench = r.evaluation, r.bench
+    jobs: list[Job] = []
+    src = source_key(inp.source_sha)
+
+    # the reference model: the source as is, or converted to a float / Q8_0 type
+    if r.reference.type == "source":
+        ref_key, ref_quantized = src, inp.source_info.is_quantized
+    else:
+        ref_key = content_key("reference", input=src, type=r.reference.type, toolchain=tc)
+        ref_quantized = r.reference.type not in lt.FLOAT_TYPES
+        jobs.append(Job(ref_key, "reference", f"reference {r.reference.type}", (), {
+            "input": src, "type": r.reference.type, "allow_requantize": inp.source_info.is_quantized,
+            "label": f"reference-{r.reference.type}"}))
+    # quantize from the reference when it is a float type (more precise than the source), else the source
+    if r.reference.type in lt.FLOAT_TYPES:
+        quant_input, input_quantized = ref_key, False
+    else:
+        quant_input, input_quantized = src, inp.source_info.is_quantized
+
+    model_keys: dict[str, str] = {}
+    for w in r.weights:
+        model_keys[w.label] = _weights_jobs(w, inp, quant_input, input_quantized, jobs)
+
+    cells: list[Cell] = []
+    for ctx in ev.contexts:
+        chunks = ev.chunks
+        n_chunk = _n_chunks(inp, ctx)
+        base_key = content_key("base", reference=ref_key, corpus=inp.corpus.sha256, ctx=ctx, chunks=chunks,
+                               batch=ev.batch, ubatch=ev.ubatch, flash_attn=ev.flash_attn,
+                               gpu_layers=ev.gpu_layers, extra=ev.extra_args, toolchain=tc)
+        jobs.append(Job(base_key, "base", f"reference logits c={ctx}", _real((ref_key,)), {
+            "model": ref_key, "ctx": ctx, "chunks": chunks, "n_vocab": inp.source_info.n_vocab,
+            "logits_bytes": logits_size(ctx, inp.source_info.n_vocab, n_chunk), "n_chunk": n_chunk,
+            "reference_quantized": ref_quantized}))
+        for w, (k, v) in product(r.weights, r.cache.expanded()):
+            cell = Cell(w.label, k, v, ctx)
+            cells.append(cell)
+            mk = model_keys[w.label]
+            kld_key = content_key("kld", model=mk, base=base_key, cache_k=k, cache_v=v, batch=ev.batch,
+                                  ubatch=ev.ubatch, flash_attn=ev.flash_attn, gpu_layers=ev.gpu_layers,
+                                  extra=ev.extra_args, toolchain=tc)
+            jobs.append(Job(kld_key, "kld", f"kld {cell}", _real((mk, base_key)),
+                            {"model": mk, "base": base_key, "cache_k": k, "cache_v": v, "ctx": ctx}, cell))
+    if bench.enabled:
+        for w, (k, v) in product(r.weights, r.cache.expanded()):
+            mk = model_keys[w.label]
+            bench_key = content_key("bench", model=mk, cache_k=k, cache_v=v, prompt=bench.prompt, gen=bench.gen,
+                                    depth=bench.depth, repetitions=bench.repetitions,
+                                    flash_attn=bench.flash_attn, gpu_layers=bench.gpu_layers,
+                                    threads=bench.threads, batch=bench.batch, ubatch=bench.ubatch,
+                                    extra=bench.extra_args, toolchain=tc, host=inp.host)
+            cell = Cell(w.label, k, v, ev.contexts[0])
+            jobs.append(Job(bench_key, "bench", f"bench {w.label} K={k} V={v}", _real((mk,)),
+                            {"model": mk, "cache_k": k, "cache_v": v}, cell))
+    jobs.sort(key=lambda j: KINDS.index(j.kind))  # a stable topological order: kinds only depend leftwards
+    return Plan(inp, tuple(jobs), tuple(cells), model_keys)
+
+
+def _weights_jobs(w: WeightSpec, inp: PlanInputs, quant_input: str, input_quantized: bool,
+                  jobs: list[Job]) -> str:
+    if w.type == "source":
+        return source_key(inp.source_sha)
+    tc = inp.toolchain
+    imatrix_key = None
+    if w.imatrix is not None:
+        im = inp.imatrix_inputs[w.label]
+        if w.imatrix.file is not None:
+            imatrix_key = f"imatrixfile-{im[1][:24]}"
+        else:
+            imatrix_key = content_key("imatrix", model=quant_input, corpus=im.sha256, ctx=w.imatrix.ctx,
+                                      chunks=w.imatrix.chunks, toolchain=tc)
+            if not any(j.key == imatrix_key for j in jobs):
+                jobs.append(Job(imatrix_key, "imatrix", f"imatrix {im.label}", _real((quant_input,)), {
+                    "model": quant_input, "corpus": str(im.path), "ctx": w.imatrix.ctx,
+                    "chunks": w.imatrix.chunks}))
+    key = content_key("quantize", input=quant_input, type=w.type, imatrix=imatrix_key,
+                      tensor_types=w.tensor_types, extra=w.extra_args, toolchain=tc)
+    if not any(j.key == key for j in jobs):
+        imatrix_file = str(inp.imatrix_inputs[w.label][0]) if w.imatrix and w.imatrix.file else None
+        jobs.append(Job(key, "quantize", f"quantize {w.label}", _real((quant_input, imatrix_key)), {
+            "input": quant_input, "type": w.type, "imatrix": imatrix_key, "imatrix_file": imatrix_file,
+            "tensor_types": dict(w.tensor_types), "extra": list(w.extra_args),
+            "allow_requantize": input_quantized, "label": w.label}))
+    return key
+
+
+def _real(keys) -> tuple[str, ...]:
+    """Dependencies that are jobs (the source model and given imatrix files are inputs, not jobs)."""
+    return tuple(k for k in keys if k and not k.startswith(("source-", "imatrixfile-")))
+
+
+def _n_chunks(inp: PlanInputs, ctx: int) -> int:
+    """Chunks the base run will produce: estimated from the corpus size (≈ 4 characters a token)."""
+    est_tokens = inp.corpus.n_chars // 4
+    n = max(1, est_tokens // ctx)
+    return min(n, inp.recipe.evaluation.chunks) if inp.recipe.evaluation.chunks else n

@@ -1,0 +1,1 @@
+"""Reports: tables computed from the store (tables.py), written as markdown and CSV (render.py)."""

@@ -1,0 +1,143 @@
+"""Publisher-style tables from store rows. Pure pandas: no I/O."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+KLD_ROWS = [("Maximum", "kld_max"), ("99.9%", "kld_p99_9"), ("99.0%", "kld_p99"), ("95.0%", "kld_p95"),
+            ("90.0%", "kld_p90"), ("Median", "kld_median"), ("10.0%", "kld_p10"), ("5.0%", "kld_p5"),
+            ("1.0%", "kld_p1"), ("0.1%", "kld_p0_1"), ("Minimum", "kld_min")]
+DP_ROWS = [("Maximum", "dp_max"), ("99.9%", "dp_p99_9"), ("99.0%", "dp_p99"), ("95.0%", "dp_p95"),
+           ("90.0%", "dp_p90"), ("75.0%", "dp_p75"), ("Median", "dp_median"), ("25.0%", "dp_p25"),
+           ("10.0%", "dp_p10"), ("5.0%", "dp_p5"), ("1.0%", "dp_p1"), ("0.1%", "dp_p0_1"), ("Minimum", "dp_min")]
+
+
+def pm(v, e, digits: int, suffix: str = "") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if e is None or (isinstance(e, float) and math.isnan(e)):
+        return f"{v:.{digits}f}{suffix}"
+    return f"{v:.{digits}f} ± {e:.{digits}f}{suffix}"
+
+
+def num(v, digits: int, suffix: str = "") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return f"{v:.{digits}f}{suffix}"
+
+
+def _order(df: pd.DataFrame) -> pd.DataFrame:
+    """Weights by size (largest first, as published), then K/V pairs in recipe order."""
+    df = df.copy()
+    df["_size"] = df.groupby("weights")["file_bytes"].transform("max").fillna(0)
+    df["_pair"] = df.groupby(["type_k", "type_v"], sort=False).ngroup()
+    return df.sort_values(["_size", "weights", "_pair", "ctx"], ascending=[False, True, True, True])
+
+
+def speed(df: pd.DataFrame) -> pd.DataFrame:
+    """Bench rows pivoted to one row per (weights, K, V): '<test> t/s' columns, mean ± std."""
+    b = df[(df.measurement == "bench") & (df.status == "ok")]
+    if b.empty:
+        return pd.DataFrame(columns=["weights", "type_k", "type_v"])
+    b = b.assign(cell=b.test + " t/s", val=[pm(m, s, 2) for m, s in zip(b.ts_mean, b.ts_std)])
+    return b.pivot_table(index=["weights", "type_k", "type_v"], columns="cell", values="val",
+                         aggfunc="first").reset_index()
+
+
+def variant_label(row, many_pairs: bool, many_ctx: bool) -> str:
+    label = row["weights"]
+    if many_pairs:
+        label += f" {row['type_k']}/{row['type_v']}"
+    if many_ctx:
+        label += f" c{int(row['ctx'])}"
+    return label
+
+
+def kv_table(df: pd.DataFrame) -> pd.DataFrame:
+    """(a) weights × cache-type-k × cache-type-v: KLD, PPL, same-top, size, speed."""
+    k = df[(df.measurement == "kld") & (df.status == "ok")]
+    if k.empty:
+        return pd.DataFrame()
+    k = _order(k)
+    out = pd.DataFrame({
+        "Weights": k.weights, "cache-type-k": k.type_k, "cache-type-v": k.type_v,
+        **({"ctx": k.ctx.astype(int)} if k.ctx.nunique() > 1 else {}),
+        "KLD": [pm(v, e, 6) for v, e in zip(k.kld_mean, k.kld_mean_err)],
+        "PPL": [pm(v, e, 4) for v, e in zip(k.ppl_q, k.ppl_q_err)],
+        "PPL ratio": [pm(v, e, 4) for v, e in zip(k.ppl_ratio, k.ppl_ratio_err)],
+        "Same top p": [pm(v, e, 3, " %") for v, e in zip(k.same_top, k.same_top_err)],
+        "Size (MiB)": [num(b / 2**20 if b == b and b else None, 1) for b in k.file_bytes],
+        "BPW": [num(b, 2) for b in k.bpw],
+        "weights": k.weights, "type_k": k.type_k, "type_v": k.type_v,
+    })
+    sp = speed(df)
+    out = out.merge(sp, on=["weights", "type_k", "type_v"], how="left")
+    return out.drop(columns=["weights", "type_k", "type_v"]).fillna("—")
+
+
+def stats_table(df: pd.DataFrame) -> pd.DataFrame:
+    """(b) the full statistics, one column per variant (the shape of published quant comparisons)."""
+    k = df[(df.measurement == "kld") & (df.status == "ok")]
+    if k.empty:
+        return pd.DataFrame()
+    k = _order(k)
+    many_pairs = k[["type_k", "type_v"]].drop_duplicates().shape[0] > 1
+    many_ctx = k.ctx.nunique() > 1
+    sp = speed(df).set_index(["weights", "type_k", "type_v"])
+    cols = {}
+    for _, r in k.iterrows():
+        col = {
+            "Size (GiB)": num(r.file_bytes / 2**30 if r.file_bytes == r.file_bytes else None, 3),
+            "BPW": num(r.bpw, 2),
+            "Mean PPL(Q)": pm(r.ppl_q, r.ppl_q_err, 4),
+            "Mean PPL(base)": pm(r.ppl_base, r.ppl_base_err, 4),
+            "PPL(Q)/PPL(base)": pm(r.ppl_ratio, r.ppl_ratio_err, 4),
+            "ln(PPL(Q)/PPL(base))": pm(r.ln_ratio, r.ln_ratio_err, 5),
+            "Cor(ln PPL(Q), ln PPL(base))": num(r.cor_ln_ppl, 2, " %"),
+            "KLD mean": pm(r.kld_mean, r.kld_mean_err, 6),
+        }
+        for name, c in KLD_ROWS:
+            col[f"KLD {name}"] = num(r[c], 6)
+        col["Δp mean"] = pm(r.dp_mean, r.dp_mean_err, 3, " %")
+        for name, c in DP_ROWS:
+            col[f"Δp {name}"] = num(r[c], 3, " %")
+        col["RMS Δp"] = pm(r.rms_dp, r.rms_dp_err, 3, " %")
+        col["Same top p"] = pm(r.same_top, r.same_top_err, 3, " %")
+        key = (r.weights, r.type_k, r.type_v)
+        if key in sp.index:
+            for test, val in sp.loc[key].items():
+                col[test] = val
+        cols[variant_label(r, many_pairs, many_ctx)] = col
+    t = pd.DataFrame(cols)
+    t.index.name = "Statistic"
+    return t.fillna("—").reset_index()
+
+
+def failures(df: pd.DataFrame) -> pd.DataFrame:
+    f = df[df.status == "failed"]
+    if f.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({"Weights": f.weights, "cache-type-k": f.type_k, "cache-type-v": f.type_v,
+                         "measurement": f.measurement, "reason": f.reason.fillna(""),
+                         "log": f.log_dir.fillna("")})
+
+
+def provenance(df: pd.DataFrame) -> dict:
+    first = df.iloc[0]
+    k = df[df.measurement == "kld"]
+    chunks = sorted({int(c) for c in k.n_chunks.dropna()}) if "n_chunks" in k else []
+    ctxs = sorted({int(c) for c in k.ctx.dropna()})
+    return {
+        "Model": f"{first.model_name} ({first.source})",
+        "Model sha256": first.source_sha256,
+        "Reference": ("the model as given" if first.reference == "source"
+                      else f"the model converted to {first.reference} by llama-quantize"),
+        "Corpus": f"{first.corpus} (sha256 {str(first.corpus_sha256)[:16]}…)",
+        "Context / chunks": f"ctx {', '.join(map(str, ctxs)) or '—'}; {', '.join(map(str, chunks)) or '—'} chunks",
+        "llama.cpp": f"commit {first.toolchain_commit}, backends {first.toolchain_backends}",
+        "Hardware": f"{first.host_cpu}" + (f"; {first.host_gpu}" if first.host_gpu else ""),
+        "Recipe": f"{first.recipe} (sha256 {str(first.recipe_hash)[:16]}…)",
+        "Measured": f"{df.created_at.min()} – {df.created_at.max()}",
+    }

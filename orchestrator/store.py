@@ -1,0 +1,173 @@
+"""The results store: SQLite in the workspace, schema evolved by numbered migrations.
+
+`jobs` caches every tool run by content key (done or failed, with its parsed result);
+`results` holds one row per cell and measurement, with every statistic and its provenance.
+Reports and exports are functions of `results` alone.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+KLD_STATS = [
+    "ppl_q", "ppl_q_err", "ppl_base", "ppl_base_err", "cor_ln_ppl", "ln_ratio", "ln_ratio_err",
+    "ppl_ratio", "ppl_ratio_err", "ppl_diff", "ppl_diff_err",
+    "kld_mean", "kld_mean_err", "kld_max", "kld_p99_9", "kld_p99", "kld_p95", "kld_p90", "kld_median",
+    "kld_p10", "kld_p5", "kld_p1", "kld_p0_1", "kld_min",
+    "dp_mean", "dp_mean_err", "dp_max", "dp_p99_9", "dp_p99", "dp_p95", "dp_p90", "dp_p75", "dp_median",
+    "dp_p25", "dp_p10", "dp_p5", "dp_p1", "dp_p0_1", "dp_min", "rms_dp", "rms_dp_err",
+    "same_top", "same_top_err",
+]
+BENCH_STATS = ["n_prompt", "n_gen", "n_depth", "repetitions", "ts_mean", "ts_std", "ns_mean", "ns_std"]
+REAL_COLUMNS = KLD_STATS + ["ts_mean", "ts_std", "ns_mean", "ns_std", "bpw", "tool_wall_s",
+                            "quantize_wall_s", "file_gib"]
+INT_COLUMNS = ["n_chunks", "ctx", "n_prompt", "n_gen", "n_depth", "repetitions", "file_bytes",
+               "tensor_bytes", "n_params", "n_vocab"]
+TEXT_COLUMNS = [
+    "recipe", "recipe_hash", "cell_id", "measurement", "test", "weights", "weights_type", "type_k", "type_v",
+    "status", "reason", "stderr_tail", "log_dir", "job_key", "argv", "samples_ns", "extra_json",
+    "model_name", "source_sha256", "weights_sha256", "reference", "reference_sha256", "corpus",
+    "corpus_sha256", "imatrix", "toolchain_commit", "toolchain_backends", "toolchain_json",
+    "host_cpu", "host_gpu", "created_at", "source",
+]
+
+MIGRATIONS = [
+    # 1: jobs cache, runs, results
+    lambda db: db.executescript(
+        "CREATE TABLE jobs (key TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, "
+        "result_json TEXT, artifact TEXT, log_dir TEXT, reason TEXT, stderr_tail TEXT, wall_s REAL, "
+        "argv TEXT, finished_at TEXT);"
+        "CREATE TABLE runs (id INTEGER PRIMARY KEY, recipe TEXT, recipe_hash TEXT, recipe_json TEXT, "
+        "toolchain_json TEXT, host_json TEXT, started_at TEXT, finished_at TEXT, status TEXT, "
+        "n_jobs_run INTEGER, n_failed INTEGER, wall_s REAL, tool_wall_s REAL);"
+        "CREATE TABLE results (id INTEGER PRIMARY KEY, run_id INTEGER, "
+        + ", ".join([f"{c} TEXT" for c in TEXT_COLUMNS] + [f"{c} REAL" for c in REAL_COLUMNS]
+                    + [f"{c} INTEGER" for c in INT_COLUMNS if c not in REAL_COLUMNS])
+        + ", UNIQUE (recipe, cell_id, measurement, test));"
+        "CREATE INDEX results_recipe ON results (recipe);"),
+]
+COLUMNS = ["run_id", *TEXT_COLUMNS, *REAL_COLUMNS, *[c for c in INT_COLUMNS if c not in REAL_COLUMNS]]
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        for n, step in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.tx():
+                step(self.db)
+                self.db.execute(f"PRAGMA user_version = {n}")
+
+    @contextmanager
+    def tx(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def job(self, key: str) -> dict | None:
+        row = self.db.execute("SELECT key, kind, status, result_json, artifact, log_dir, reason, stderr_tail, "
+                              "wall_s, argv FROM jobs WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        names = ["key", "kind", "status", "result", "artifact", "log_dir", "reason", "stderr_tail", "wall_s", "argv"]
+        d = dict(zip(names, row))
+        d["result"] = json.loads(d["result"]) if d["result"] else {}
+        return d
+
+    def job_statuses(self, keys) -> dict[str, str]:
+        keys = list(keys)
+        out = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            q = f"SELECT key, status FROM jobs WHERE key IN ({','.join('?' * len(chunk))})"
+            out.update(dict(self.db.execute(q, chunk).fetchall()))
+        return out
+
+    def record_job(self, key: str, kind: str, status: str, *, result: dict | None = None, artifact: str = "",
+                   log_dir: str = "", reason: str = "", stderr_tail: str = "", wall_s: float = 0.0,
+                   argv: str = "") -> None:
+        with self.tx():
+            self.db.execute("INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                            (key, kind, status, json.dumps(result or {}), artifact, log_dir, reason,
+                             stderr_tail, wall_s, argv, now()))
+
+    def forget_failed(self, keys) -> None:
+        with self.tx():
+            self.db.executemany("DELETE FROM jobs WHERE key = ? AND status = 'failed'", [(k,) for k in keys])
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def start_run(self, recipe: str, recipe_hash: str, recipe_json: str, toolchain: dict, host: dict) -> int:
+        with self.tx():
+            cur = self.db.execute("INSERT INTO runs (recipe, recipe_hash, recipe_json, toolchain_json, host_json, "
+                                  "started_at, status) VALUES (?,?,?,?,?,?, 'running')",
+                                  (recipe, recipe_hash, recipe_json, json.dumps(toolchain), json.dumps(host), now()))
+            return cur.lastrowid
+
+    def finish_run(self, run_id: int, status: str, n_jobs_run: int, n_failed: int, wall_s: float,
+                   tool_wall_s: float) -> None:
+        with self.tx():
+            self.db.execute("UPDATE runs SET finished_at=?, status=?, n_jobs_run=?, n_failed=?, wall_s=?, "
+                            "tool_wall_s=? WHERE id=?", (now(), status, n_jobs_run, n_failed, wall_s,
+                                                          tool_wall_s, run_id))
+
+    def runs(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT * FROM runs ORDER BY id", self.db)
+
+    # -- results ----------------------------------------------------------------------------
+
+    def put_results(self, rows: list[dict], recipe: str | None = None, cells: set[str] | None = None) -> None:
+        """Rows replace what the store held for their (recipe, cell, measurement); with `cells`,
+        rows of that recipe for cells no longer in it are dropped (the jobs cache keeps them)."""
+        with self.tx():
+            for key in {(r["recipe"], r["cell_id"], r["measurement"]) for r in rows}:
+                self.db.execute("DELETE FROM results WHERE recipe=? AND cell_id=? AND measurement=?", key)
+            if recipe is not None and cells is not None:
+                held = [c for (c,) in self.db.execute("SELECT DISTINCT cell_id FROM results WHERE recipe=?",
+                                                      (recipe,))]
+                for c in set(held) - cells:
+                    self.db.execute("DELETE FROM results WHERE recipe=? AND cell_id=?", (recipe, c))
+            for row in rows:
+                extra = {k: v for k, v in row.items() if k not in COLUMNS}
+                values = {k: row.get(k) for k in COLUMNS}
+                if extra:
+                    values["extra_json"] = json.dumps(extra, default=str)
+                values["created_at"] = values.get("created_at") or now()
+                cols = ", ".join(values)
+                self.db.execute(f"INSERT OR REPLACE INTO results ({cols}) VALUES ({','.join('?' * len(values))})",
+                                list(values.values()))
+
+    def results(self, recipe: str | None = None) -> pd.DataFrame:
+        q, args = "SELECT * FROM results", ()
+        if recipe is not None:
+            q, args = q + " WHERE recipe = ?", (recipe,)
+        return pd.read_sql_query(q + " ORDER BY id", self.db, params=args)
+
+    def recipes(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT recipe FROM results ORDER BY recipe")]
