@@ -234,6 +234,11 @@ class CacheSpec(Strict):
         return list(seen)
 
 
+def _fa(v: Any):
+    """YAML 1.1 reads on/off as booleans: take them back as the words the tools use."""
+    return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
+
 class EvalSpec(Strict):
     corpus: CorpusSpec = Field(default_factory=lambda: CorpusSpec(name="wikitext-2"))
     ctx: int | list[int] = Field(512, description="context per chunk (-c); a list adds a ctx axis")
@@ -245,6 +250,8 @@ class EvalSpec(Strict):
     gpu_layers: int = Field(999, ge=0)
     extra_args: list[str] = Field(default_factory=list)
     timeout_minutes: float = Field(240, gt=0)
+
+    _flash = field_validator("flash_attn", mode="before")(classmethod(lambda cls, v: _fa(v)))
 
     @field_validator("ctx")
     @classmethod
@@ -279,6 +286,8 @@ class BenchSpec(Strict):
     gpu_layers: int = Field(999, ge=0)
     extra_args: list[str] = Field(default_factory=list)
     timeout_minutes: float = Field(60, gt=0)
+
+    _flash = field_validator("flash_attn", mode="before")(classmethod(lambda cls, v: _fa(v)))
 
     @field_validator("depth", mode="before")
     @classmethod
@@ -390,6 +399,8 @@ def _load_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
     if not isinstance(parent, str):
         raise RecipeError(str(path), "extends", "give the path of one base recipe")
     base_path = (path.parent / parent).resolve()
+    if not base_path.is_file():
+        raise RecipeError(str(path), "extends", f"{parent}: no such recipe file")
     if base_path in chain or base_path == path.resolve():
         raise RecipeError(str(path), "extends", f"cycle through {parent}")
     return _merge(_load_yaml(base_path, chain + (path.resolve(),)), data)
@@ -419,8 +430,11 @@ def _as_recipe_error(path: Path, exc: ValidationError) -> RecipeError:
         if err["type"] in ("literal_error", "int_parsing", "int_type", "float_parsing", "bool_parsing",
                            "greater_than_equal", "greater_than", "too_short", "list_type", "dict_type"):
             msg += f" (got {err.get('input')!r})"
-    more = len(exc.errors()) - 1
+    more = len({_loc(e["loc"]) for e in exc.errors()}) - 1
     return RecipeError(str(path), loc, msg + (f" (and {more} more error{'s' * (more > 1)})" if more else ""))
+
+
+_TYPE_TAGS = {"int", "str", "float", "bool", "dict", "list", "tuple", "none", "is-instance"}
 
 
 def _loc(parts) -> str:
@@ -428,8 +442,8 @@ def _loc(parts) -> str:
     for p in parts:
         if isinstance(p, int):
             out += f"[{p}]"
-        elif p in ("function-after[_one()]", "function-before", "tagged-union") or "[" in str(p):
-            continue
+        elif "[" in str(p) or str(p).startswith("function-") or p in _TYPE_TAGS:
+            continue  # union members and validators pydantic names in the location
         else:
             out += ("." if out else "") + str(p)
     return out

