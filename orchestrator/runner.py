@@ -115,6 +115,9 @@ class Runner:
         summary.jobs_cached = len(self.plan.jobs) - len(todo)
         if self.retry_failed:
             self.store.forget_failed([j.key for j in todo])
+        for key, st in self.store.job_statuses(self.jobs).items():
+            if st == "failed":  # recorded earlier and not retried: its dependents cannot run either
+                self.failed[key] = self.store.job(key)["reason"]
         self._check_disk(todo)
         progress = Progress(len(todo), quiet=self.quiet)
         if not todo:

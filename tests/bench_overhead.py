@@ -1,0 +1,49 @@
+"""`make bench`: what quantsweep costs on top of the tools, on a small real matrix.
+
+Prints overhead = sweep wall time ÷ Σ tool wall times (target ≤ 1.02) and the wall time of a
+re-run of the finished recipe (target < 2 s, 0 tools run).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from integration.conftest import small_recipe  # noqa: E402
+
+from orchestrator import commands, hub, recipe  # noqa: E402
+from orchestrator.store import Store  # noqa: E402
+
+REPO = Path(__file__).parents[1]
+
+
+def main() -> int:
+    model = hub.fetch_model(recipe.load(REPO / "recipes" / "demo.yaml").model, REPO)
+    tmp = Path(tempfile.mkdtemp(prefix="qs-bench-"))
+    path = small_recipe(tmp, model, name="bench", ctx=128, chunks=4, weights=("Q8_0", "Q4_K_M", "Q2_K"),
+                        pairs=(("f16", "f16"), ("q8_0", "q8_0")))
+    ws = tmp / "ws"
+    quiet = lambda *_: None  # noqa: E731
+    t0 = time.monotonic()
+    commands.run(path, ws, None, False, True, quiet)
+    wall = time.monotonic() - t0
+    run = Store(ws / "store.sqlite").runs().iloc[-1]
+    t1 = time.monotonic()
+    commands.run(path, ws, None, False, True, quiet)
+    rerun = time.monotonic() - t1
+    rerun_jobs = int(Store(ws / "store.sqlite").runs().iloc[-1].n_jobs_run)
+    overhead = wall / run.tool_wall_s
+    print(f"matrix: 3 weights x 2 K/V pairs, ctx 128, 4 chunks; {int(run.n_jobs_run)} tool runs")
+    print(f"sweep wall {wall:.2f}s, sum of tool walls {run.tool_wall_s:.2f}s")
+    print(f"overhead = {overhead:.4f}  (target <= 1.02)  {'OK' if overhead <= 1.02 else 'OVER'}")
+    print(f"re-run of the finished recipe: {rerun:.2f}s, {rerun_jobs} tools run  (target < 2 s, 0)  "
+          f"{'OK' if rerun < 2 and rerun_jobs == 0 else 'OVER'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""A small real sweep with the real llama.cpp tools on the demo model."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.store import Store
+from orchestrator.workspace import Workspace
+
+from .conftest import small_recipe
+
+pytestmark = pytest.mark.integration
+
+
+def _results(ws):
+    return Store(ws / "store.sqlite").results()
+
+
+def test_sweep_numbers_rerun_and_report(tmp_path, tools, demo_model, capsys):
+    ws = tmp_path / "ws"
+    path = small_recipe(tmp_path, demo_model)
+    assert main(["run", str(path), "--workspace", str(ws)]) == 0
+    df = _results(ws)
+    kld = df[df.measurement == "kld"].set_index(["weights", "type_k", "type_v"])
+    assert len(kld) == 4 and (kld.status == "ok").all()
+    # the numbers mean something
+    assert kld.loc[("Q8_0", "f16", "f16"), "kld_mean"] < kld.loc[("Q2_K", "f16", "f16"), "kld_mean"]
+    assert kld.loc[("Q8_0", "f16", "f16"), "same_top"] > kld.loc[("Q8_0", "q4_0", "q4_0"), "same_top"]
+    assert kld.loc[("Q8_0", "f16", "f16"), "file_bytes"] > kld.loc[("Q2_K", "f16", "f16"), "file_bytes"]
+    assert (kld.toolchain_commit == tools.commit).all()
+    bench = df[df.measurement == "bench"]
+    assert set(bench.test) == {"pp16", "tg4"} and (bench.ts_mean > 0).all()
+    # re-running a finished recipe runs no tool
+    capsys.readouterr()
+    assert main(["run", str(path), "--workspace", str(ws)]) == 0
+    assert " 0 jobs run" in capsys.readouterr().out
+    assert Store(ws / "store.sqlite").runs().iloc[-1].n_jobs_run == 0
+    # tables from the store alone
+    out = tmp_path / "report"
+    assert main(["report", "itest", "--workspace", str(ws), "--out", str(out)]) == 0
+    md = (out / "README.md").read_text()
+    assert "| Q8_0 | f16 | f16 |" in md and "Same top p" in md and tools.commit in md
+
+
+def test_failing_cell_is_recorded_and_sweep_goes_on(tmp_path, tools, demo_model, capsys):
+    ws = tmp_path / "ws"
+    # iq2_xxs tensors need an imatrix: llama-quantize refuses this weight set, the other must still run
+    broken = "{type: Q4_K_M, name: broken, tensor_types: {ffn_down: iq2_xxs}}"
+    path = small_recipe(tmp_path, demo_model, name="fail", weights=("Q8_0", broken), bench=False,
+                        pairs=(("f16", "f16"), ("q8_0", "q8_0")))
+    assert main(["run", str(path), "--workspace", str(ws)]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED quantize broken: this type needs an imatrix" in out
+    df = _results(ws).set_index(["weights", "type_k", "type_v"])
+    assert len(df) == 4
+    assert (df.loc["Q8_0"].status == "ok").all() and (df.loc["broken"].status == "failed").all()
+    assert df.loc["broken"].reason.str.contains("upstream failed").all()
+    # the failure is recorded with its log; a re-run does not repeat it unless asked
+    capsys.readouterr()
+    assert main(["run", str(path), "--workspace", str(ws)]) == 1
+    assert " 0 jobs run" in capsys.readouterr().out
+
+
+def test_killed_run_resumes(tmp_path, tools, demo_model):
+    ws = tmp_path / "ws"
+    path = small_recipe(tmp_path, demo_model, name="kill", bench=False)
+    env = {**os.environ, "QUANTSWEEP_WORKSPACE": str(ws)}
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path), "-q"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline:  # kill -9 once the first KLD cell is done
+            if (ws / "store.sqlite").exists():
+                done = Store(ws / "store.sqlite").db.execute(
+                    "SELECT count(*) FROM jobs WHERE kind='kld' AND status='done'").fetchone()[0]
+                if done >= 1:
+                    break
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    done_before = Store(ws / "store.sqlite").db.execute("SELECT count(*) FROM jobs WHERE status='done'").fetchone()[0]
+    assert 1 <= done_before < 8, "killed mid-sweep"
+    assert main(["run", str(path), "--workspace", str(ws), "-q"]) == 0
+    runs = Store(ws / "store.sqlite").runs()
+    assert runs.iloc[-1].n_jobs_run == 8 - done_before  # only what was missing
+    assert not list((ws / "artifacts").rglob("*.partial"))
+    df = _results(ws)
+    assert len(df) == 4 and (df.status == "ok").all()
+    assert Workspace(ws).exists()
