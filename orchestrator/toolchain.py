@@ -31,7 +31,7 @@ PINNED_COMMIT = "0c1e570"
 VERSION_RE = re.compile(
     r"version: (?:(?P<semver>\d+\.\d+\.\d+[^\s(]*) \(build (?P<n1>\d+), commit (?P<c1>[0-9a-f]+|unknown)\)"
     r"|(?P<n2>\d+) \((?P<c2>[0-9a-f]+|unknown)\))")
-COMPILER_RE = re.compile(r"built with (.+?) for (\S+)")
+COMPILER_RE = re.compile(r"built with (.+?) for (.+)")
 DEVICE_RE = re.compile(r"^\s*([A-Za-z]+)\d+:\s*(.+)$", re.M)
 
 
@@ -120,7 +120,7 @@ def identify(bin_dir: Path, origin: str = "user", build_flags: tuple[str, ...] =
                              f"{text.strip()[:200]}")
     commit = m.group("c1") or m.group("c2")
     version = m.group("semver") or m.group("n2")
-    cm = COMPILER_RE.search(text)
+    cm = COMPILER_RE.search(text.replace("\r", ""))
     devs = procs.run([str(bin_dir / "llama-bench"), "--list-devices"], timeout=60)
     devices = tuple(f"{kind}: {desc.strip()}" for kind, desc in DEVICE_RE.findall(devs.stdout))
     backends = tuple(sorted({d.split(":")[0] for d in devices} - {"CPU"})) or ("CPU",)
@@ -197,6 +197,8 @@ def build(cuda: bool | None = None, jobs: int | None = None, log=print) -> Toolc
     tc = identify(tmp / "bin", origin="built", build_flags=tuple(flags),
                   cuda_fa_quants="all" if cuda else None)
     meta = tc.describe()
+    if meta["commit"] == "unknown":  # a vendored tree has no git: the binaries cannot know their commit
+        meta["commit"] = PINNED_COMMIT
     meta.pop("bin_dir")
     (tmp / "toolchain.json").write_text(json.dumps(meta, indent=2) + "\n")
     if dest.exists():

@@ -14,6 +14,7 @@ CHUNK_RE = re.compile(rf"\[(\d+)\]({NUM}),")
 OVER_RE = re.compile(r"(?:perplexity|kl_divergence): (?:calculating perplexity|computing) over (\d+) chunks, "
                      r"n_ctx=(\d+)")
 SECTION_RE = re.compile(r"^=+ (.*?) =+\s*$")
+LOG_PREFIX_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+ [IWEDT] ")
 LOGITS_MAGIC = b"_logits_"
 
 # known failure messages (most of them exit 0): pattern -> reason recorded for the cell
@@ -99,7 +100,12 @@ def parse_kld(text: str) -> dict:
         if m:
             section = m.group(1)
             continue
-        if section is None or ":" not in line:
+        if section is None:
+            continue
+        if not line.strip():  # a blank line closes a section: what follows is not statistics
+            section = None
+            continue
+        if ":" not in line or LOG_PREFIX_RE.match(line):
             continue
         label, _, rest = line.partition(":")
         label = " ".join(label.split())

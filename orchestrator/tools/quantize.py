@@ -12,7 +12,7 @@ TOTALS_RE = re.compile(rf"(model|quant) size\s*=\s*({NUM}) (MiB|MB)(?: \(({NUM})
 TIME_RE = re.compile(rf"(quantize|total) time =\s*({NUM}) ms")
 FALLBACK_RE = re.compile(r"WARNING: (\d+) of (\d+) tensor\(s\) required fallback quantization")
 OVERRIDE_RE = re.compile(r"applying manual override")
-HELP_TYPE_RE = re.compile(r"^\s+(?:\d+|\s{2})\s+or\s+(\S+)\s+:", re.M)
+HELP_TYPE_RE = re.compile(r"^\s+(?:\d+\s+or\s+)?([A-Z][A-Z0-9_]+)\s+:", re.M)
 FAILURES = [
     (re.compile(r"requires an importance matrix|requires an imatrix"), "this type needs an imatrix"),
     (re.compile(r"requantizing from type \S+ is disabled"), "input is quantized (needs --allow-requantize)"),

@@ -1,0 +1,65 @@
+"""Planning is pure: keys move exactly when something that changes a number moves."""
+
+from pathlib import Path
+
+from orchestrator import plan, recipe
+from orchestrator.gguf_info import GGUFInfo
+from orchestrator.hub import Corpus
+
+INFO = GGUFInfo(architecture="llama", name="m", n_vocab=49152, file_type=3, tensor_bytes=96_576_768,
+                n_params=134_515_008, tensor_types={"Q4_1": 210, "F32": 61, "Q8_0": 1}, context_length=8192)
+CORPUS = Corpus("python-docs", Path("/c.txt"), "ab" * 32, 400_000)
+
+
+def build(tmp_path, extra: str = "", weights: str = "[Q8_0, Q4_K_M]", toolchain=None):
+    p = tmp_path / "r.yaml"
+    p.write_text(f"name: t\nmodel: {{path: m.gguf}}\nreference: F16\nweights: {weights}\n"
+                 "cache: {pairs: [[f16, f16], [q8_0, q8_0]], k: [q4_0], v: [q4_0, q8_0]}\n"
+                 "evaluation: {ctx: 256, chunks: 8}\n" + extra)
+    r = recipe.load(p)
+    inp = plan.PlanInputs(r, tmp_path, Path("/m.gguf"), "cd" * 32, INFO, CORPUS,
+                          toolchain or {"commit": "0c1e570", "backends": ["CPU"]}, {"cpu": "x"})
+    return plan.build(inp)
+
+
+def keys(p, kind):
+    return {j.label: j.key for j in p.of_kind(kind)}
+
+
+def test_matrix_and_jobs(tmp_path):
+    p = build(tmp_path)
+    assert len(p.cells) == 2 * 4  # pairs + k×v cross product, deduplicated
+    assert [len(p.of_kind(k)) for k in plan.KINDS] == [1, 0, 2, 1, 8, 8]
+    quantize = p.of_kind("quantize")[0]
+    assert quantize.params["input"] == p.of_kind("reference")[0].key  # quantized from the F16 reference
+    assert quantize.params["allow_requantize"] is False
+    assert p.of_kind("reference")[0].params["allow_requantize"] is True  # the Q4_1 source is quantized
+    order = [plan.KINDS.index(j.kind) for j in p.jobs]
+    assert order == sorted(order)
+
+
+def test_logits_size_from_the_exact_formula(tmp_path):
+    p = build(tmp_path)
+    base = p.of_kind("base")[0]
+    assert base.params["n_chunk"] == 8
+    assert base.params["logits_bytes"] == 20 + 4 * 8 * 256 + 8 * 127 * (49152 + 4) * 2
+
+
+def test_keys_stable_and_sensitive(tmp_path):
+    a, b = build(tmp_path), build(tmp_path)
+    assert [j.key for j in a.jobs] == [j.key for j in b.jobs]
+    # bench settings do not touch KLD keys; a new ctx touches base and KLD, not quantize
+    c = build(tmp_path, "bench: {repetitions: 2}\n")
+    assert keys(a, "kld") == keys(c, "kld") and keys(a, "bench") != keys(c, "bench")
+    e = build(tmp_path, weights="[Q8_0, {type: Q4_K_M, tensor_types: {ffn_down: q8_0}}]")
+    assert keys(a, "quantize")["quantize Q8_0"] == keys(e, "quantize")["quantize Q8_0"]
+    assert keys(a, "quantize")["quantize Q4_K_M"] != keys(e, "quantize")["quantize Q4_K_M"]
+    # another toolchain changes every key
+    f = build(tmp_path, toolchain={"commit": "deadbee", "backends": ["CUDA"]})
+    assert not set(j.key for j in a.jobs) & set(j.key for j in f.jobs)
+
+
+def test_threads_change_bench_keys_not_kld_keys(tmp_path):
+    a = build(tmp_path)
+    b = build(tmp_path, "evaluation: {ctx: 256, chunks: 8, threads: 1}\nbench: {threads: 1}\n")
+    assert keys(a, "kld") == keys(b, "kld") and keys(a, "bench") != keys(b, "bench")
