@@ -7,6 +7,7 @@ same calls resolve from that cache, which is how the offline tests exercise this
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -32,6 +33,15 @@ class Corpus:
     path: Path
     sha256: str
     n_chars: int
+
+
+def _hf_cache() -> str | None:
+    """Read at call time (huggingface_hub reads its environment once, at import)."""
+    return os.environ.get("HF_HUB_CACHE") or None
+
+
+def _hf_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
 def _transient(exc: BaseException) -> bool:
@@ -75,7 +85,7 @@ def _fetch_hf(src: HFSource, local_only: bool) -> Path:
     patterns = _hf_patterns(src)
     try:
         snap = Path(snapshot_download(src.repo, revision=src.revision, allow_patterns=patterns,
-                                      local_files_only=local_only))
+                                      local_files_only=local_only or _hf_offline(), cache_dir=_hf_cache()))
     except (LocalEntryNotFoundError, FileNotFoundError) as exc:
         raise FetchError(f"{src.repo}@{src.revision}: not in the Hugging Face cache and not "
                          f"downloadable now ({type(exc).__name__})") from None
@@ -184,7 +194,8 @@ def wikitext2_text() -> str:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        path = hf_hub_download(WIKITEXT[0], WIKITEXT[1], repo_type="dataset")
+        path = hf_hub_download(WIKITEXT[0], WIKITEXT[1], repo_type="dataset", cache_dir=_hf_cache(),
+                               local_files_only=_hf_offline())
     except LocalEntryNotFoundError:
         raise FetchError("wikitext-2 is not in the Hugging Face cache and cannot be downloaded now; "
                          "use corpus: python-docs or {path: FILE} offline") from None

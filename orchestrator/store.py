@@ -37,20 +37,22 @@ TEXT_COLUMNS = [
     "host_cpu", "host_gpu", "created_at", "source",
 ]
 
+# each step: the SQL statements that take the schema from version N-1 to N (PRAGMA user_version)
 MIGRATIONS = [
     # 1: jobs cache, runs, results
-    lambda db: db.executescript(
+    [
         "CREATE TABLE jobs (key TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, "
         "result_json TEXT, artifact TEXT, log_dir TEXT, reason TEXT, stderr_tail TEXT, wall_s REAL, "
-        "argv TEXT, finished_at TEXT);"
+        "argv TEXT, finished_at TEXT)",
         "CREATE TABLE runs (id INTEGER PRIMARY KEY, recipe TEXT, recipe_hash TEXT, recipe_json TEXT, "
         "toolchain_json TEXT, host_json TEXT, started_at TEXT, finished_at TEXT, status TEXT, "
-        "n_jobs_run INTEGER, n_failed INTEGER, wall_s REAL, tool_wall_s REAL);"
+        "n_jobs_run INTEGER, n_failed INTEGER, wall_s REAL, tool_wall_s REAL)",
         "CREATE TABLE results (id INTEGER PRIMARY KEY, run_id INTEGER, "
         + ", ".join([f"{c} TEXT" for c in TEXT_COLUMNS] + [f"{c} REAL" for c in REAL_COLUMNS]
                     + [f"{c} INTEGER" for c in INT_COLUMNS if c not in REAL_COLUMNS])
-        + ", UNIQUE (recipe, cell_id, measurement, test));"
-        "CREATE INDEX results_recipe ON results (recipe);"),
+        + ", UNIQUE (recipe, cell_id, measurement, test))",
+        "CREATE INDEX results_recipe ON results (recipe)",
+    ],
 ]
 COLUMNS = ["run_id", *TEXT_COLUMNS, *REAL_COLUMNS, *[c for c in INT_COLUMNS if c not in REAL_COLUMNS]]
 
@@ -70,9 +72,10 @@ class Store:
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for n, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        for n, statements in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.tx():
-                step(self.db)
+                for sql in statements:
+                    self.db.execute(sql)
                 self.db.execute(f"PRAGMA user_version = {n}")
 
     @contextmanager

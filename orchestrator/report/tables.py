@@ -14,18 +14,25 @@ DP_ROWS = [("Maximum", "dp_max"), ("99.9%", "dp_p99_9"), ("99.0%", "dp_p99"), ("
            ("10.0%", "dp_p10"), ("5.0%", "dp_p5"), ("1.0%", "dp_p1"), ("0.1%", "dp_p0_1"), ("Minimum", "dp_min")]
 
 
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def pm(v, e, digits: int, suffix: str = "") -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    """A value with its ± as the tools print it; '—' where nothing was measured."""
+    if _missing(v):
         return "—"
-    if e is None or (isinstance(e, float) and math.isnan(e)):
+    if _missing(e):
         return f"{v:.{digits}f}{suffix}"
     return f"{v:.{digits}f} ± {e:.{digits}f}{suffix}"
 
 
 def num(v, digits: int, suffix: str = "") -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "—"
-    return f"{v:.{digits}f}{suffix}"
+    return "—" if _missing(v) else f"{v:.{digits}f}{suffix}"
+
+
+def scaled(v, unit: int):
+    return None if _missing(v) or not v else v / unit
 
 
 def _order(df: pd.DataFrame) -> pd.DataFrame:
@@ -68,7 +75,7 @@ def kv_table(df: pd.DataFrame) -> pd.DataFrame:
         "PPL": [pm(v, e, 4) for v, e in zip(k.ppl_q, k.ppl_q_err)],
         "PPL ratio": [pm(v, e, 4) for v, e in zip(k.ppl_ratio, k.ppl_ratio_err)],
         "Same top p": [pm(v, e, 3, " %") for v, e in zip(k.same_top, k.same_top_err)],
-        "Size (MiB)": [num(b / 2**20 if b == b and b else None, 1) for b in k.file_bytes],
+        "Size (MiB)": [num(scaled(b, 2**20), 1) for b in k.file_bytes],
         "BPW": [num(b, 2) for b in k.bpw],
         "weights": k.weights, "type_k": k.type_k, "type_v": k.type_v,
     })
@@ -89,7 +96,7 @@ def stats_table(df: pd.DataFrame) -> pd.DataFrame:
     cols = {}
     for _, r in k.iterrows():
         col = {
-            "Size (GiB)": num(r.file_bytes / 2**30 if r.file_bytes == r.file_bytes else None, 3),
+            "Size (GiB)": num(scaled(r.file_bytes, 2**30), 3),
             "BPW": num(r.bpw, 2),
             "Mean PPL(Q)": pm(r.ppl_q, r.ppl_q_err, 4),
             "Mean PPL(base)": pm(r.ppl_base, r.ppl_base_err, 4),

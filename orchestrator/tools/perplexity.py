@@ -196,8 +196,10 @@ def judge_kld(rc: int, stdout: str, stderr: str, base_ppl: float) -> dict:
         raise ToolFailed(reason or f"no KL divergence statistics in the output (rc {rc})", stderr_tail=tail(text))
     if reason and ("vocabulary" in reason or "context" in reason or "truncated" in reason):
         raise ToolFailed(reason, stderr_tail=tail(stderr))
-    # the base run prints 4 decimals, the KLD block 6
-    if abs(stats.get("ppl_base", float("nan")) - base_ppl) > 1.5e-4 * max(1.0, base_ppl):
+    # The KLD run recomputes PPL(base) from the stored 16-bit log-probs (a 16-nat window in 65535
+    # steps), so it matches the base run's full-precision estimate to ~1e-4 relative, not exactly;
+    # a different corpus, model or ctx moves it by far more.
+    if not abs(stats.get("ppl_base", float("nan")) - base_ppl) <= 1e-3 * base_ppl:
         raise ToolFailed(f"Mean PPL(base) {stats.get('ppl_base')} does not match the reference run's "
                          f"{base_ppl}: wrong or damaged logits file", stderr_tail=tail(stderr))
     if rc != 0:
