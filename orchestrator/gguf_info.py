@@ -28,6 +28,12 @@ class GGUFInfo:
         return self.tensor_bytes * 8 / self.n_params if self.n_params else float("nan")
 
     @property
+    def main_type(self) -> str:
+        """The most common tensor type other than F32 (norms): what the file 'is'."""
+        types = {t: n for t, n in self.tensor_types.items() if t != "F32"} or self.tensor_types
+        return max(types, key=types.get) if types else "?"
+
+    @property
     def is_quantized(self) -> bool:
         return any(t not in ("F32", "F16", "BF16") for t in self.tensor_types)
 

@@ -33,6 +33,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _exactly_one(model: BaseModel, *names: str) -> BaseModel:
+    given = [n for n in names if getattr(model, n) is not None]
+    if len(given) != 1:
+        got = f" (got {', '.join(given) or 'none'})" if len(names) > 2 else ""
+        raise ValueError(f"give exactly one of {', '.join(names[:-1])} or {names[-1]}{got}")
+    return model
+
+
+class TypeShorthand(Strict):
+    """`- Q4_K_M` stands for `- {type: Q4_K_M}`."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any):
+        return {"type": v} if isinstance(v, str) else v
+
+
 def _check_extra(args: list[str], tool: str) -> list[str]:
     for a in args:
         if a.split("=", 1)[0] in MANAGED_FLAGS[tool]:
@@ -55,9 +72,7 @@ class HFSource(Strict):
 
     @model_validator(mode="after")
     def _one(self):
-        if (self.file is None) == (self.quant is None):
-            raise ValueError("give exactly one of file or quant")
-        return self
+        return _exactly_one(self, "file", "quant")
 
 
 class PyPISource(Strict):
@@ -80,10 +95,7 @@ class ModelSpec(Strict):
 
     @model_validator(mode="after")
     def _one(self):
-        given = [k for k in ("path", "hf", "pypi") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of path, hf, pypi (got {', '.join(given) or 'none'})")
-        return self
+        return _exactly_one(self, "path", "hf", "pypi")
 
 
 class CorpusSpec(Strict):
@@ -101,22 +113,15 @@ class CorpusSpec(Strict):
 
     @model_validator(mode="after")
     def _one(self):
-        if (self.name is None) == (self.path is None):
-            raise ValueError("give exactly one of name or path")
-        return self
+        return _exactly_one(self, "name", "path")
 
     @property
     def label(self) -> str:
         return self.name or Path(self.path).name
 
 
-class ReferenceSpec(Strict):
+class ReferenceSpec(TypeShorthand):
     type: str = Field("source", description="'source' (the model as is) or a float/Q8_0 type to convert it to")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, v: Any):
-        return {"type": v} if isinstance(v, str) else v
 
     @field_validator("type")
     @classmethod
@@ -138,22 +143,15 @@ class ImatrixSpec(Strict):
 
     @model_validator(mode="after")
     def _one(self):
-        if (self.file is None) == (self.corpus is None):
-            raise ValueError("give exactly one of file or corpus")
-        return self
+        return _exactly_one(self, "file", "corpus")
 
 
-class WeightSpec(Strict):
+class WeightSpec(TypeShorthand):
     type: str = Field(description="a llama-quantize type name, or 'source' for the model as is")
     name: str | None = Field(None, description="label in tables (default: the type)")
     imatrix: ImatrixSpec | None = None
     tensor_types: dict[str, str] = Field(default_factory=dict, description="regex -> ggml type overrides")
     extra_args: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, v: Any):
-        return {"type": v} if isinstance(v, str) else v
 
     @field_validator("type")
     @classmethod

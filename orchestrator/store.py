@@ -34,7 +34,7 @@ TEXT_COLUMNS = [
     "status", "reason", "stderr_tail", "log_dir", "job_key", "argv", "samples_ns", "extra_json",
     "model_name", "source_sha256", "weights_sha256", "reference", "reference_sha256", "corpus",
     "corpus_sha256", "imatrix", "toolchain_commit", "toolchain_backends", "toolchain_json",
-    "host_cpu", "host_gpu", "created_at", "source",
+    "host_cpu", "host_gpu", "created_at", "source", "source_quant",
 ]
 
 # each step: the SQL statements that take the schema from version N-1 to N (PRAGMA user_version)

@@ -47,7 +47,7 @@ CASES = [
     (GOOD + "version: 2\n", "version", "Input should be 1"),
     (GOOD.replace("name: t", "name: 'bad name/with slash'"), "name", "use letters, digits"),
     ("name: t\nmodel: {path: a.gguf, hf: {repo: a/b, file: x.gguf}}\nweights: [Q8_0]\n", "model",
-     "exactly one of path, hf, pypi"),
+     "exactly one of path, hf or pypi"),
     ("name: t\nmodel: {hf: {repo: not-a-repo, file: x.gguf}}\nweights: [Q8_0]\n", "model.hf.repo",
      "not a Hugging Face repo id"),
     ("name: t\nmodel: {hf: {repo: a/b}}\nweights: [Q8_0]\n", "model.hf", "exactly one of file or quant"),

@@ -131,6 +131,17 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
                          "log": f.log_dir.fillna("")})
 
 
+def _reference(row) -> str:
+    src = row.get("source_quant")
+    if row.reference == "source":
+        return f"the model as given ({src})" if src else "the model as given"
+    text = f"the model converted to {row.reference} by llama-quantize"
+    if src and src not in ("F16", "BF16", "F32"):
+        text += (f". The source itself is {src}, so KLD here measures the distance from that {src} model "
+                 f"(expanded losslessly to {row.reference}), not from the original full-precision weights")
+    return text
+
+
 def provenance(df: pd.DataFrame) -> dict:
     first = df.iloc[0]
     k = df[df.measurement == "kld"]
@@ -139,8 +150,7 @@ def provenance(df: pd.DataFrame) -> dict:
     return {
         "Model": f"{first.model_name} ({first.source})",
         "Model sha256": first.source_sha256,
-        "Reference": ("the model as given" if first.reference == "source"
-                      else f"the model converted to {first.reference} by llama-quantize"),
+        "Reference": _reference(first),
         "Corpus": f"{first.corpus} (sha256 {str(first.corpus_sha256)[:16]}…)",
         "Context / chunks": f"ctx {', '.join(map(str, ctxs)) or '—'}; {', '.join(map(str, chunks)) or '—'} chunks",
         "llama.cpp": f"commit {first.toolchain_commit}, backends {first.toolchain_backends}",

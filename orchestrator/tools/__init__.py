@@ -13,3 +13,12 @@ def tail(text: str, n: int = 15) -> str:
 
 def threads_args(threads: int | None) -> list[str]:
     return ["-t", str(threads)] if threads else []
+
+
+def first_failure(text: str, table) -> str | None:
+    """The reason for the first known failure message in `text` ((pattern, reason) pairs)."""
+    for pattern, reason in table:
+        m = pattern.search(text)
+        if m:
+            return f"{reason}: {m.group(0).strip()[:200]}"
+    return None

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from ..errors import ToolFailed
-from . import tail, threads_args
+from . import first_failure, tail, threads_args
 
 FAILURES = [
     (re.compile(r"failed to create context"), "context creation failed (quantized V without flash attention, or memory)"),
@@ -90,11 +90,7 @@ def summarize(rec: dict) -> dict:
 
 
 def failure_reason(text: str) -> str | None:
-    for pattern, reason in FAILURES:
-        m = pattern.search(text)
-        if m:
-            return f"{reason}: {m.group(0).strip()[:200]}"
-    return None
+    return first_failure(text, FAILURES)
 
 
 def judge(rc: int, stdout: str, stderr: str, n_expected: int) -> list[dict]:

@@ -7,7 +7,7 @@ import struct
 from pathlib import Path
 
 from ..errors import ToolFailed
-from . import NUM, tail, threads_args
+from . import NUM, first_failure, tail, threads_args
 
 FINAL_RE = re.compile(rf"Final estimate: PPL = ({NUM}) \+/- ({NUM})")
 CHUNK_RE = re.compile(rf"\[(\d+)\]({NUM}),")
@@ -133,11 +133,7 @@ def parse_final(text: str) -> tuple[float, float] | None:
 
 
 def failure_reason(text: str) -> str | None:
-    for pattern, reason in FAILURES:
-        m = pattern.search(text)
-        if m:
-            return f"{reason}: {m.group(0).strip()[:200]}"
-    return None
+    return first_failure(text, FAILURES)
 
 
 # ---------------------------------------------------------------------------------------------

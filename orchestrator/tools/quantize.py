@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from ..errors import ToolFailed
-from . import NUM, tail
+from . import NUM, first_failure, tail
 
 TOTALS_RE = re.compile(rf"(model|quant) size\s*=\s*({NUM}) (MiB|MB)(?: \(({NUM}) BPW\))?")
 TIME_RE = re.compile(rf"(quantize|total) time =\s*({NUM}) ms")
@@ -59,7 +59,7 @@ def judge(rc: int, stdout: str, stderr: str, out: Path) -> dict:
     text = stdout + "\n" + stderr
     stats = parse(text)
     if rc != 0 or "quant_mib" not in stats:
-        reason = next((f"{r}: {m.group(0)[:200]}" for p, r in FAILURES if (m := p.search(text))), None)
+        reason = first_failure(text, FAILURES)
         raise ToolFailed(reason or f"no size summary (rc {rc})", stderr_tail=tail(stderr))
     try:
         with open(out, "rb") as f:

@@ -93,3 +93,19 @@ def test_killed_run_resumes(tmp_path, tools, demo_model):
     df = _results(ws)
     assert len(df) == 4 and (df.status == "ok").all()
     assert Workspace(ws).exists()
+
+
+def test_imatrix_computed_and_used(tmp_path, tools, demo_model):
+    ws = tmp_path / "ws"
+    imat = "{type: IQ3_XXS, imatrix: {corpus: python-docs, ctx: 128, chunks: 4}}"
+    path = small_recipe(tmp_path, demo_model, name="imat", weights=("Q4_K_M", imat), bench=False,
+                        pairs=(("f16", "f16"),))
+    assert main(["run", str(path), "--workspace", str(ws), "-q"]) == 0
+    jobs = Store(ws / "store.sqlite").db.execute("SELECT kind, status, argv FROM jobs").fetchall()
+    imatrix = [j for j in jobs if j[0] == "imatrix"]
+    assert len(imatrix) == 1 and imatrix[0][1] == "done"
+    iq3 = [j for j in jobs if j[0] == "quantize" and "IQ3_XXS" in j[2]]
+    assert "--imatrix" in iq3[0][2]
+    df = _results(ws).set_index("weights")
+    assert df.loc["IQ3_XXS", "imatrix"] == "computed:python-docs" and df.loc["IQ3_XXS", "status"] == "ok"
+    assert df.loc["IQ3_XXS", "file_bytes"] < df.loc["Q4_K_M", "file_bytes"]
