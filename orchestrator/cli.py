@@ -113,7 +113,7 @@ def _root(version: bool = typer.Option(False, "--version", help="print the versi
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, prog_name="quantsweep", standalone_mode=False)
+        rv = app(args=argv, prog_name="quantsweep", standalone_mode=False)
     except QuantsweepError as exc:
         print(f"quantsweep: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

@@ -43,13 +43,13 @@ class Summary:
 
 
 class Progress:
-    def __init__(self, total: int, stream=sys.stderr, quiet: bool = False):
+    def __init__(self, total: int, stream=None, quiet: bool = False):
         self.total, self.done, self.stream, self.quiet = total, 0, stream, quiet
         self.per_kind: dict[str, list[float]] = {}
 
     def say(self, msg: str) -> None:
         if not self.quiet:
-            print(msg, file=self.stream, flush=True)
+            print(msg, file=self.stream or sys.stderr, flush=True)
 
     def start(self, job: Job) -> None:
         self.say(f"[{self.done + 1}/{self.total}] {job.label} …")
@@ -91,7 +91,8 @@ class Runner:
             changed = False
             for key in list(need):
                 for dep in self.jobs[key].deps:
-                    if dep not in need and self.jobs[dep].kind in ARTIFACT_KINDS and not self._artifact_ok(dep):
+                    if (dep not in need and status.get(dep) == "done" and self.jobs[dep].kind in ARTIFACT_KINDS
+                            and not self._artifact_ok(dep)):
                         need.add(dep)
                         changed = True
         return [j for j in self.plan.jobs if j.key in need]
