@@ -25,7 +25,7 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out) -> None:
         inp = prepare.inputs(recipe_path, ws, tc, fetch=False)
     except FetchError as exc:
         n = len(r.weights) * len(r.cache.expanded()) * len(r.evaluation.contexts)
-        out(f"{r.name}: {n} cells, model not fetched yet ({exc}); `quantsweep run` fetches it first")
+        out(f"{r.name}: {n} cells; inputs not available yet ({exc}); `quantsweep run` fetches them first")
         return
     p = planmod.build(inp)
     statuses = Store(ws.store_path).job_statuses([j.key for j in p.jobs]) if ws.exists() else {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import gguf_info, hub, plan, procs, recipe
 from .errors import FetchError, RecipeError
-from .files import sha256_file, write_text_atomic
+from .files import sha256_file, sha256_text, write_text_atomic
 from .toolchain import Toolchain, cache_root, _cpu_model
 from .tools import quantize as tq
 from .workspace import Workspace
@@ -22,7 +22,7 @@ def host_info(tc: Toolchain) -> dict:
 
 def check_toolchain_types(r: recipe.Recipe, path: Path, tc: Toolchain) -> None:
     """Weight types must be in the toolchain's own list (builds add and drop types)."""
-    memo = cache_root() / "quant-types" / f"{tc.commit}-{abs(hash(str(tc.bin_dir)))}.json"
+    memo = cache_root() / "quant-types" / f"{tc.commit}-{sha256_text(str(tc.bin_dir))[:12]}.json"
     if memo.exists():
         known = json.loads(memo.read_text())
     else:

@@ -76,16 +76,15 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
             continue
         if rec is None:
             continue  # not reached (interrupted): nothing to say yet
-        meta = {"log_dir": rec["log_dir"], "argv": rec["argv"], "tool_wall_s": rec["wall_s"]}
+        meta = {"log_dir": rec["log_dir"], "argv": rec["argv"], "tool_wall_s": rec["wall_s"],
+                "created_at": rec["finished_at"]}
+        if job.kind == "kld":  # the exact chunk count: from the reference logits file's header
+            meta["n_chunks"] = (store.job(job.params["base"]) or {}).get("result", {}).get("n_chunks")
         if rec["status"] == "failed":
             rows.append({**base, **meta, "test": "", "status": "failed", "reason": rec["reason"],
                          "stderr_tail": rec["stderr_tail"]})
         elif job.kind == "kld":
-            stats = dict(rec["result"])
-            unparsed = stats.pop("unparsed", None)
-            if unparsed:
-                stats["unparsed"] = unparsed
-            rows.append({**base, **meta, **stats, "test": "", "status": "ok"})
+            rows.append({**base, **meta, **rec["result"], "test": "", "status": "ok"})
         else:
             for t in rec["result"]["tests"]:
                 rows.append({**base, **meta, **t, "status": "ok"})

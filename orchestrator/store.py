@@ -13,8 +13,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import pandas as pd
-
 KLD_STATS = [
     "ppl_q", "ppl_q_err", "ppl_base", "ppl_base_err", "cor_ln_ppl", "ln_ratio", "ln_ratio_err",
     "ppl_ratio", "ppl_ratio_err", "ppl_diff", "ppl_diff_err",
@@ -95,10 +93,11 @@ class Store:
 
     def job(self, key: str) -> dict | None:
         row = self.db.execute("SELECT key, kind, status, result_json, artifact, log_dir, reason, stderr_tail, "
-                              "wall_s, argv FROM jobs WHERE key = ?", (key,)).fetchone()
+                              "wall_s, argv, finished_at FROM jobs WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        names = ["key", "kind", "status", "result", "artifact", "log_dir", "reason", "stderr_tail", "wall_s", "argv"]
+        names = ["key", "kind", "status", "result", "artifact", "log_dir", "reason", "stderr_tail", "wall_s", "argv",
+                 "finished_at"]
         d = dict(zip(names, row))
         d["result"] = json.loads(d["result"]) if d["result"] else {}
         return d
@@ -140,7 +139,9 @@ class Store:
                             "tool_wall_s=? WHERE id=?", (now(), status, n_jobs_run, n_failed, wall_s,
                                                           tool_wall_s, run_id))
 
-    def runs(self) -> pd.DataFrame:
+    def runs(self):
+        import pandas as pd  # only readers pay for pandas; a cached re-run never loads it
+
         return pd.read_sql_query("SELECT * FROM runs ORDER BY id", self.db)
 
     # -- results ----------------------------------------------------------------------------
@@ -166,7 +167,9 @@ class Store:
                 self.db.execute(f"INSERT OR REPLACE INTO results ({cols}) VALUES ({','.join('?' * len(values))})",
                                 list(values.values()))
 
-    def results(self, recipe: str | None = None) -> pd.DataFrame:
+    def results(self, recipe: str | None = None):
+        import pandas as pd
+
         q, args = "SELECT * FROM results", ()
         if recipe is not None:
             q, args = q + " WHERE recipe = ?", (recipe,)

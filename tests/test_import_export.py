@@ -82,3 +82,12 @@ def test_store_schema_version(tmp_path):
     assert s.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     s.close()
     assert Store(tmp_path / "s.sqlite").db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_import_plain_ppl_log(tmp_path):
+    d = FIXTURES / BUILD
+    log = tmp_path / "F16.log"
+    log.write_text((d / "ppl_base.stdout").read_text() + (d / "ppl_base.stderr").read_text())
+    assert main(["import", str(log), "--workspace", str(tmp_path / "ws"), "--name", "ppl"]) == 0
+    row = Store(tmp_path / "ws" / "store.sqlite").results("ppl").iloc[0]
+    assert (row.measurement, row.ppl_q, row.ppl_q_err, row.weights) == ("ppl", 13.27, 2.36883, "F16")

@@ -187,6 +187,9 @@ def judge_kld(rc: int, stdout: str, stderr: str, base_ppl: float) -> dict:
     """A KLD run succeeded only if its statistics block is there and its base PPL is ours."""
     text = stdout + "\n" + stderr
     stats = parse_kld(stdout)
+    over = OVER_RE.search(stderr)
+    if over:
+        stats["n_chunks"] = int(over.group(1))
     reason = failure_reason(stderr)
     if "kld_mean" not in stats or "ppl_q" not in stats:
         raise ToolFailed(reason or f"no KL divergence statistics in the output (rc {rc})", stderr_tail=tail(text))
