@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer._click.exceptions import ClickException  # typer vendors its own click (pinned in pyproject)
 
 from . import __version__
 from .errors import QuantsweepError, UsageError
@@ -111,25 +112,27 @@ def _root(version: bool = typer.Option(False, "--version", help="print the versi
         raise typer.Exit(0)
 
 
+INTERRUPTED = "quantsweep: interrupted; the next `run` resumes where this one stopped"
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         rv = app(args=argv, prog_name="quantsweep", standalone_mode=False)
     except QuantsweepError as exc:
         print(f"quantsweep: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("quantsweep: interrupted; the next `run` resumes where this one stopped", file=sys.stderr)
+    except ClickException as exc:  # usage errors: unknown option, missing argument
+        exc.show()
+        return exc.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     except typer.Exit as exc:
-        return exc.exit_code
-    except Exception as exc:  # click usage errors and the like
-        from click.exceptions import ClickException
-
-        if isinstance(exc, ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
-    return rv if isinstance(rv, int) else 0
+        rv = exc.exit_code
+    rv = rv if isinstance(rv, int) else 0
+    if rv == 130:  # typer turns Ctrl-C into exit code 130 before we see it
+        print(INTERRUPTED, file=sys.stderr)
+    return rv
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ re-run of the finished recipe (target < 2 s, 0 tools run).
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,15 +33,17 @@ def main() -> int:
     commands.run(path, ws, None, False, True, quiet)
     wall = time.monotonic() - t0
     run = Store(ws / "store.sqlite").runs().iloc[-1]
+    # the re-run as a user meets it: a new `quantsweep run` process, interpreter start-up included
     t1 = time.monotonic()
-    commands.run(path, ws, None, False, True, quiet)
+    subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(path), "--workspace", str(ws), "-q"],
+                   check=True, stdout=subprocess.DEVNULL)
     rerun = time.monotonic() - t1
     rerun_jobs = int(Store(ws / "store.sqlite").runs().iloc[-1].n_jobs_run)
     overhead = wall / run.tool_wall_s
     print(f"matrix: 3 weights x 2 K/V pairs, ctx 128, 4 chunks; {int(run.n_jobs_run)} tool runs")
     print(f"sweep wall {wall:.2f}s, sum of tool walls {run.tool_wall_s:.2f}s")
     print(f"overhead = {overhead:.4f}  (target <= 1.02)  {'OK' if overhead <= 1.02 else 'OVER'}")
-    print(f"re-run of the finished recipe: {rerun:.2f}s, {rerun_jobs} tools run  (target < 2 s, 0)  "
+    print(f"re-run of the finished recipe (a new process): {rerun:.2f}s, {rerun_jobs} tools run  (target < 2 s, 0)  "
           f"{'OK' if rerun < 2 and rerun_jobs == 0 else 'OVER'}")
     return 0
 

@@ -109,3 +109,23 @@ def test_imatrix_computed_and_used(tmp_path, tools, demo_model):
     df = _results(ws).set_index("weights")
     assert df.loc["IQ3_XXS", "imatrix"] == "computed:python-docs" and df.loc["IQ3_XXS", "status"] == "ok"
     assert df.loc["IQ3_XXS", "file_bytes"] < df.loc["Q4_K_M", "file_bytes"]
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, tools, demo_model):
+    ws = tmp_path / "ws"
+    path = small_recipe(tmp_path, demo_model, name="intr", bench=False)
+    env = {**os.environ, "QUANTSWEEP_WORKSPACE": str(ws)}
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while time.time() < deadline:  # interrupt while the reference logits are being written
+        if list((ws / "artifacts" / "logits").glob(".*.partial")):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "the next `run` resumes" in err
+    assert not list((ws / "artifacts").rglob("*.partial")), "the tool's partial output is removed"
+    assert main(["run", str(path), "--workspace", str(ws), "-q"]) == 0
+    assert (_results(ws).status == "ok").sum() == 4

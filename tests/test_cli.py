@@ -1,0 +1,27 @@
+import json
+
+from orchestrator.cli import main
+
+
+def test_usage_errors_exit_2_without_traceback(capsys):
+    assert main(["run"]) == 2
+    assert main(["run", "x.yaml", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "Missing argument" in err and "No such option: --bogus" in err and "Traceback" not in err
+
+
+def test_schema_is_json_schema(capsys):
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert {"model", "weights", "cache", "evaluation", "bench"} <= set(schema["properties"])
+
+
+def test_missing_store_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", "demo", "--workspace", str(tmp_path / "none")]) == 2
+    assert "no store in" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("quantsweep ")
