@@ -11,7 +11,7 @@ import typer
 from typer._click.exceptions import ClickException  # typer vendors its own click (pinned in pyproject)
 
 from . import __version__
-from .errors import QuantsweepError, UsageError
+from .errors import QuantsweepError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sweep llama.cpp weight quants × K/V cache types: KLD, PPL, speed, tables.")

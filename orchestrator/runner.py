@@ -8,7 +8,6 @@ most the job in flight.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
