@@ -214,7 +214,16 @@ class Runner:
         if im:
             imatrix = Path(job.params["imatrix_file"]) if im.startswith("imatrixfile-") else \
                 Path(self.store.job(im)["artifact"])
-        return self._quantize_to(job, log_dir, job.params["type"], imatrix)
+        result, out, res = self._quantize_to(job, log_dir, job.params["type"], imatrix)
+        if job.params.get("tensor_types") and not result.get("overrides_applied"):
+            # llama-quantize ignores a pattern that matches nothing (or an F16/BF16 target) silently
+            out.unlink(missing_ok=True)
+            exc = ToolFailed(f"tensor_types {list(job.params['tensor_types'])} matched no tensor: check the "
+                             "patterns (regex searched in lower-cased names such as blk.0.ffn_down.weight)",
+                             stderr_tail=res.tail())
+            exc.wall_s, exc.argv = res.wall_s, " ".join(res.argv)
+            raise exc
+        return result, out, res
 
     def _job_imatrix(self, job: Job, log_dir: Path):
         out = self.ws.imatrix_path(job.key)

@@ -51,15 +51,20 @@ def test_failing_cell_is_recorded_and_sweep_goes_on(tmp_path, tools, demo_model,
     ws = tmp_path / "ws"
     # iq2_xxs tensors need an imatrix: llama-quantize refuses this weight set, the other must still run
     broken = "{type: Q4_K_M, name: broken, tensor_types: {ffn_down: iq2_xxs}}"
-    path = small_recipe(tmp_path, demo_model, name="fail", weights=("Q8_0", broken), bench=False,
+    # a typo'd override pattern: llama-quantize says nothing and quantizes without it
+    typo = "{type: Q4_K_M, name: typo, tensor_types: {ffn_dwn: q8_0}}"
+    path = small_recipe(tmp_path, demo_model, name="fail", weights=("Q8_0", broken, typo), bench=False,
                         pairs=(("f16", "f16"), ("q8_0", "q8_0")))
     assert main(["run", str(path), "--workspace", str(ws)]) == 1
     out = capsys.readouterr().out
     assert "FAILED quantize broken: this type needs an imatrix" in out
+    assert "FAILED quantize typo: tensor_types ['ffn_dwn'] matched no tensor" in out
     df = _results(ws).set_index(["weights", "type_k", "type_v"])
-    assert len(df) == 4
-    assert (df.loc["Q8_0"].status == "ok").all() and (df.loc["broken"].status == "failed").all()
-    assert df.loc["broken"].reason.str.contains("upstream failed").all()
+    assert len(df) == 6
+    assert (df.loc["Q8_0"].status == "ok").all()
+    for label in ("broken", "typo"):
+        assert (df.loc[label].status == "failed").all()
+        assert df.loc[label].reason.str.contains("upstream failed").all()
     # the failure is recorded with its log; a re-run does not repeat it unless asked
     capsys.readouterr()
     assert main(["run", str(path), "--workspace", str(ws)]) == 1
