@@ -164,7 +164,10 @@ class Runner:
         runner = getattr(self, f"_job_{job.kind}")
         t = time.monotonic()
         try:
-            result, artifact, res = runner(job, log_dir)
+            try:
+                result, artifact, res = runner(job, log_dir)
+            except OSError as exc:  # a tool that cannot start, a full disk: this job fails, the sweep goes on
+                raise ToolFailed(f"{type(exc).__name__}: {exc}") from exc
         except ToolFailed as exc:
             self.failed[job.key] = exc.reason
             self.store.record_job(job.key, job.kind, "failed", log_dir=str(log_dir), reason=exc.reason,

@@ -91,3 +91,13 @@ def test_import_plain_ppl_log(tmp_path):
     assert main(["import", str(log), "--workspace", str(tmp_path / "ws"), "--name", "ppl"]) == 0
     row = Store(tmp_path / "ws" / "store.sqlite").results("ppl").iloc[0]
     assert (row.measurement, row.ppl_q, row.ppl_q_err, row.weights) == ("ppl", 13.27, 2.36883, "F16")
+
+
+def test_import_log_jsonl_stream(tmp_path):
+    """--log-jsonl puts every record on stdout; the output text is rebuilt from the level-none records."""
+    log = tmp_path / "Q4_K_M.jsonl"
+    log.write_text((FIXTURES / BUILD / "ppl_kld_jsonl.stdout").read_text())
+    assert main(["import", str(log), "--workspace", str(tmp_path / "ws"), "--name", "j"]) == 0
+    row = Store(tmp_path / "ws" / "store.sqlite").results("j").iloc[0]
+    assert (row.measurement, row.kld_mean, row.kld_mean_err, row.ctx) == ("kld", 0.055155, 0.002972, 128)
+    assert (row.type_k, row.type_v) == ("f16", "f16")

@@ -40,6 +40,11 @@ def test_sweep_numbers_rerun_and_report(tmp_path, tools, demo_model, capsys):
     assert main(["run", str(path), "--workspace", str(ws)]) == 0
     assert " 0 jobs run" in capsys.readouterr().out
     assert Store(ws / "store.sqlite").runs().iloc[-1].n_jobs_run == 0
+    # plan sees everything cached and no logits left to write
+    assert main(["plan", str(path), "--workspace", str(ws)]) == 0
+    plan_out = capsys.readouterr().out
+    assert "kld           4 jobs: 4 cached, 0 failed (recorded), 0 to run" in plan_out
+    assert "0.0 MiB of reference logits to write" in plan_out
     # tables from the store alone
     out = tmp_path / "report"
     assert main(["report", "itest", "--workspace", str(ws), "--out", str(out)]) == 0
