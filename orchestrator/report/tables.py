@@ -63,15 +63,18 @@ def variant_label(row, many_pairs: bool, many_ctx: bool) -> str:
 
 
 def kv_table(df: pd.DataFrame) -> pd.DataFrame:
-    """(a) weights × cache-type-k × cache-type-v: KLD, PPL, same-top, size, speed."""
-    k = df[(df.measurement == "kld") & (df.status == "ok")]
-    if k.empty:
+    """(a) weights × cache-type-k × cache-type-v: KLD, PPL, same-top, size, speed.
+
+    Failed cells stay in the matrix, marked, so a gap is never mistaken for a cell not asked for."""
+    k = df[df.measurement == "kld"]
+    if k.empty or (k.status != "ok").all():
         return pd.DataFrame()
     k = _order(k)
     out = pd.DataFrame({
         "Weights": k.weights, "cache-type-k": k.type_k, "cache-type-v": k.type_v,
         **({"ctx": k.ctx.astype(int)} if k.ctx.nunique() > 1 else {}),
-        "KLD": [pm(v, e, 6) for v, e in zip(k.kld_mean, k.kld_mean_err)],
+        "KLD": [pm(v, e, 6) if st == "ok" else "failed"
+                for v, e, st in zip(k.kld_mean, k.kld_mean_err, k.status)],
         "PPL": [pm(v, e, 4) for v, e in zip(k.ppl_q, k.ppl_q_err)],
         "PPL ratio": [pm(v, e, 4) for v, e in zip(k.ppl_ratio, k.ppl_ratio_err)],
         "Same top p": [pm(v, e, 3, " %") for v, e in zip(k.same_top, k.same_top_err)],
@@ -142,6 +145,15 @@ def _reference(row) -> str:
     return text
 
 
+def _command(k: pd.DataFrame) -> str:
+    """The argv of one KLD cell, paths shortened to file names: every flag that shaped the numbers."""
+    ok = k[(k.status == "ok") & k.argv.notna()] if "argv" in k else k.iloc[0:0]
+    if ok.empty:
+        return "—"
+    parts = [p.rsplit("/", 1)[-1] for p in str(ok.iloc[0].argv).split(" ")]
+    return "`" + " ".join(parts) + "`"
+
+
 def provenance(df: pd.DataFrame) -> dict:
     first = df.iloc[0]
     k = df[df.measurement == "kld"]
@@ -156,5 +168,6 @@ def provenance(df: pd.DataFrame) -> dict:
         "llama.cpp": f"commit {first.toolchain_commit}, backends {first.toolchain_backends}",
         "Hardware": f"{first.host_cpu}" + (f"; {first.host_gpu}" if first.host_gpu else ""),
         "Recipe": f"{first.recipe} (sha256 {str(first.recipe_hash)[:16]}…)",
+        "One cell's command": _command(k),
         "Measured": f"{df.created_at.min()} – {df.created_at.max()}",
     }

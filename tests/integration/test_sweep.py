@@ -70,6 +70,10 @@ def test_failing_cell_is_recorded_and_sweep_goes_on(tmp_path, tools, demo_model,
     for label in ("broken", "typo"):
         assert (df.loc[label].status == "failed").all()
         assert df.loc[label].reason.str.contains("upstream failed").all()
+    # the report keeps failed cells in the matrix and says why below it
+    assert main(["report", "fail", "--workspace", str(ws), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "README.md").read_text()
+    assert "| broken | f16 | f16 | failed |" in md and "## Failed cells" in md and "matched no tensor" in md
     # the failure is recorded with its log; a re-run does not repeat it unless asked
     capsys.readouterr()
     assert main(["run", str(path), "--workspace", str(ws)]) == 1
