@@ -57,14 +57,6 @@ _retry = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(4),
 # models
 
 
-def model_is_local(spec: ModelSpec, recipe_dir: Path) -> Path | None:
-    """The model's first file if it is already on disk (no network), else None."""
-    try:
-        return fetch_model(spec, recipe_dir, local_only=True)
-    except FetchError:
-        return None
-
-
 def fetch_model(spec: ModelSpec, recipe_dir: Path, local_only: bool = False) -> Path:
     """The path of the model's GGUF (the first shard of a split model)."""
     if spec.path is not None:

@@ -36,10 +36,6 @@ class Summary:
     wall_s: float = 0.0
     tool_wall_s: float = 0.0
 
-    @property
-    def overhead(self) -> float:
-        return self.wall_s / self.tool_wall_s if self.tool_wall_s else float("nan")
-
 
 class Progress:
     def __init__(self, total: int, stream=None, quiet: bool = False):

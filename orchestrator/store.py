@@ -22,7 +22,6 @@ KLD_STATS = [
     "dp_p25", "dp_p10", "dp_p5", "dp_p1", "dp_p0_1", "dp_min", "rms_dp", "rms_dp_err",
     "same_top", "same_top_err",
 ]
-BENCH_STATS = ["n_prompt", "n_gen", "n_depth", "repetitions", "ts_mean", "ts_std", "ns_mean", "ns_std"]
 REAL_COLUMNS = KLD_STATS + ["ts_mean", "ts_std", "ns_mean", "ns_std", "bpw", "tool_wall_s",
                             "quantize_wall_s", "file_gib"]
 INT_COLUMNS = ["n_chunks", "ctx", "n_prompt", "n_gen", "n_depth", "repetitions", "file_bytes",

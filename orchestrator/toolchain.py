@@ -65,10 +65,6 @@ class Toolchain:
         d["bin_dir"] = str(self.bin_dir)
         return d
 
-    @property
-    def is_gpu(self) -> bool:
-        return any(b != "CPU" for b in self.backends)
-
 
 def _tools_in(directory: Path) -> Path | None:
     for cand in (directory, directory / "bin", directory / "build" / "bin"):

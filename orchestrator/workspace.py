@@ -47,13 +47,6 @@ class Workspace:
     def exists(self) -> bool:
         return self.store_path.exists()
 
-    def inside(self, path: Path) -> bool:
-        try:
-            Path(path).resolve().relative_to(self.root)
-            return True
-        except ValueError:
-            return False
-
     @contextmanager
     def lock(self):
         """One writer at a time: a second `run` on the same workspace is refused, not interleaved."""

@@ -10,7 +10,6 @@ from ..errors import ToolFailed
 from . import NUM, first_failure, tail, threads_args
 
 FINAL_RE = re.compile(rf"Final estimate: PPL = ({NUM}) \+/- ({NUM})")
-CHUNK_RE = re.compile(rf"\[(\d+)\]({NUM}),")
 OVER_RE = re.compile(r"(?:perplexity|kl_divergence): (?:calculating perplexity|computing) over (\d+) chunks, "
                      r"n_ctx=(\d+)")
 SECTION_RE = re.compile(r"^=+ (.*?) =+\s*$")
