@@ -41,8 +41,9 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
     common = {
         "run_id": run_id, "recipe": r.name, "recipe_hash": r.canonical_hash(),
         "model_name": r.model.name or inp.source_info.name, "source": _source_label(r),
-        "source_sha256": inp.source_sha, "source_quant": inp.source_info.main_type, "reference": r.reference.type, "corpus": inp.corpus.label,
-        "corpus_sha256": inp.corpus.sha256, "n_vocab": inp.source_info.n_vocab, "n_params": inp.source_info.n_params,
+        "source_sha256": inp.source_sha, "source_quant": inp.source_info.main_type,
+        "reference": r.reference.type, "corpus": inp.corpus.label, "corpus_sha256": inp.corpus.sha256,
+        "n_vocab": inp.source_info.n_vocab, "n_params": inp.source_info.n_params,
         "toolchain_commit": runner.tc.commit, "toolchain_backends": ",".join(runner.tc.backends),
         "toolchain_json": json.dumps(runner.tc.describe()), "host_cpu": inp.host.get("cpu"),
         "host_gpu": inp.host.get("gpu"),
