@@ -348,9 +348,10 @@ class Recipe(Strict):
             if f32:
                 raise _FieldError("cache", f"llama-bench takes no f32 cache ({f32[0][0]}/{f32[0][1]}); "
                                   f"allowed with bench: {', '.join(lt.BENCH_CACHE_TYPES)}")
-        for c in self.evaluation.contexts:
-            if self.evaluation.ubatch > self.evaluation.batch:
-                raise _FieldError("evaluation.ubatch", "ubatch must not exceed batch")
+        for section in ("evaluation", "bench"):
+            spec = getattr(self, section)
+            if spec.ubatch > spec.batch:
+                raise _FieldError(f"{section}.ubatch", f"ubatch {spec.ubatch} must not exceed batch {spec.batch}")
         return self
 
     def canonical_hash(self) -> str:

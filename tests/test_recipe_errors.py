@@ -36,6 +36,7 @@ CASES = [
     (GOOD + "evaluation: {ctx: many}\n", "evaluation.ctx", "valid integer"),
     (GOOD + "evaluation: {chunks: 0}\n", "evaluation.chunks", "greater than or equal to 1"),
     (GOOD + "evaluation: {ubatch: 4096, batch: 512}\n", "evaluation.ubatch", "must not exceed batch"),
+    (GOOD + "bench: {ubatch: 1024, batch: 256}\n", "bench.ubatch", "must not exceed batch 256"),
     (GOOD + "evaluation: {corpus: wikitext-3}\n", "evaluation.corpus", "unknown corpus 'wikitext-3'"),
     (GOOD + "evaluation: {corpus: {name: python-docs, path: x.txt}}\n", "evaluation.corpus", "exactly one"),
     (GOOD + "evaluation: {extra_args: ['-c', '4096']}\n", "evaluation.extra_args", "set by quantsweep"),
