@@ -97,11 +97,14 @@ def toolchain_show(llama_cpp: Optional[str] = LLAMA, as_json: bool = typer.Optio
 @toolchain_app.command("build")
 def toolchain_build(cuda: Optional[bool] = typer.Option(None, "--cuda/--no-cuda", help="[default: when "
                                                         "nvcc and an NVIDIA device are present]"),
-                    jobs: Optional[int] = typer.Option(None, "--jobs", "-j")):
+                    jobs: Optional[int] = typer.Option(None, "--jobs", "-j"),
+                    fa_quants: str = typer.Option("all", "--fa-quants", help="CUDA flash-attention K-V "
+                                                  "pairs to compile: all, or e.g. q8_0-q8_0,q8_0-q4_0")):
     """Build llama-quantize/perplexity/bench/imatrix from the pinned source (cached per machine)."""
     from . import toolchain
 
-    tc = toolchain.build(cuda=cuda, jobs=jobs, log=lambda m: print(m, file=sys.stderr, flush=True))
+    tc = toolchain.build(cuda=cuda, jobs=jobs, fa_quants=fa_quants,
+                         log=lambda m: print(m, file=sys.stderr, flush=True))
     _out(str(tc.bin_dir))
 
 

@@ -136,13 +136,37 @@ def cuda_available() -> bool:
     return shutil.which("nvcc") is not None and has_device
 
 
-def build_flags(cuda: bool) -> list[str]:
+FA_TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "bf16", "f16")
+
+
+def normalize_fa_quants(spec: str) -> str:
+    """`all`, or K-V pairs such as `q8_0-q4_0`: checked, sorted, f16-f16 always included."""
+    spec = spec.strip().lower()
+    if spec == "all":
+        return spec
+    pairs = {"f16-f16"}
+    for item in filter(None, (p.strip() for p in spec.replace(";", ",").split(","))):
+        k, _, v = item.partition("-")
+        if k not in FA_TYPES or v not in FA_TYPES:
+            raise ToolchainError(f"--fa-quants: {item!r} is not a K-V pair of {', '.join(FA_TYPES)}")
+        pairs.add(f"{k}-{v}")
+    return ",".join(sorted(pairs))
+
+
+def fa_compiled(fa_quants: str | None, k: str, v: str) -> bool:
+    """Whether a CUDA build has a flash-attention kernel for this K/V pair (else it runs on the CPU)."""
+    if fa_quants is None or fa_quants == "all":
+        return True
+    return f"{k}-{v}" in fa_quants.split(",")
+
+
+def build_flags(cuda: bool, fa_quants: str = "all") -> list[str]:
     flags = ["-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF",
              "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF",
              "-DGGML_NATIVE=ON"]
     if cuda:
-        # every flash-attention K/V pair compiled, so mixed cache types never fall back to f16
-        flags += ["-DGGML_CUDA=ON", "-DGGML_CUDA_FA_QUANTS=all"]
+        # by default every flash-attention K/V pair, so no cache pair falls back to the CPU
+        flags += ["-DGGML_CUDA=ON", f"-DGGML_CUDA_FA_QUANTS={fa_quants}"]
     return flags
 
 
@@ -163,11 +187,13 @@ def build_key(flags: list[str]) -> str:
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build(cuda: bool | None = None, jobs: int | None = None, log=print) -> Toolchain:
+def build(cuda: bool | None = None, jobs: int | None = None, fa_quants: str = "all",
+          log=print) -> Toolchain:
     """Build the four tools once per machine (cached by source and flags) and identify them."""
     if cuda is None:
         cuda = cuda_available()
-    flags = build_flags(cuda)
+    fa_quants = normalize_fa_quants(fa_quants)
+    flags = build_flags(cuda, fa_quants)
     key = build_key(flags)
     dest = cache_root() / "toolchains" / key
     if _tools_in(dest / "bin") and (dest / "toolchain.json").exists():
@@ -191,7 +217,7 @@ def build(cuda: bool | None = None, jobs: int | None = None, log=print) -> Toolc
     for tool in TOOLS:
         shutil.copy2(work / "bin" / tool, tmp / "bin" / tool)
     tc = identify(tmp / "bin", origin="built", build_flags=tuple(flags),
-                  cuda_fa_quants="all" if cuda else None)
+                  cuda_fa_quants=fa_quants if cuda else None)
     meta = tc.describe()
     if meta["commit"] == "unknown":  # a vendored tree has no git: the binaries cannot know their commit
         meta["commit"] = PINNED_COMMIT
