@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .files import write_text_atomic
 
+MEMO_VERSION = "v2"  # bump when GGUFInfo gains a field
 SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$")
 
 
@@ -22,6 +23,8 @@ class GGUFInfo:
     n_params: int
     tensor_types: dict[str, int]
     context_length: int | None
+    # every `<architecture>.*` key (layers, heads, head sizes, sliding window…): the memory model's input
+    hparams: dict = field(default_factory=dict)
 
     @property
     def bpw(self) -> float:
@@ -40,7 +43,7 @@ class GGUFInfo:
 
 def read(path: Path, memo_dir: Path | None = None, sha256: str | None = None) -> GGUFInfo:
     """Metadata of a GGUF (all shards of a split model); memoized by content hash."""
-    memo = memo_dir / f"{sha256}.json" if memo_dir and sha256 else None
+    memo = memo_dir / f"{sha256}.{MEMO_VERSION}.json" if memo_dir and sha256 else None
     if memo is not None and memo.exists():
         return GGUFInfo(**json.loads(memo.read_text()))
     info = _read(Path(path))
@@ -54,13 +57,13 @@ def _read(path: Path) -> GGUFInfo:
 
     reader = GGUFReader(path)
 
-    def field(key, default=None):
+    def value(key, default=None):
         f = reader.fields.get(key)
         return f.contents() if f is not None else default
 
-    arch = field("general.architecture", "unknown")
+    arch = value("general.architecture", "unknown")
     tokens = reader.fields.get("tokenizer.ggml.tokens")
-    n_vocab = field(f"{arch}.vocab_size") or (len(tokens.data) if tokens is not None else 0)
+    n_vocab = value(f"{arch}.vocab_size") or (len(tokens.data) if tokens is not None else 0)
     types: dict[str, int] = {}
     n_bytes = n_params = 0
     for shard in _shards(path):
@@ -69,9 +72,11 @@ def _read(path: Path) -> GGUFInfo:
             types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
             n_bytes += int(t.n_bytes)
             n_params += int(t.n_elements)
-    return GGUFInfo(architecture=arch, name=field("general.name", "") or "", n_vocab=int(n_vocab),
-                    file_type=field("general.file_type"), tensor_bytes=n_bytes, n_params=n_params,
-                    tensor_types=types, context_length=field(f"{arch}.context_length"))
+    hparams = {k[len(arch) + 1:]: value(k) for k in reader.fields if k.startswith(f"{arch}.")}
+    return GGUFInfo(architecture=arch, name=value("general.name", "") or "", n_vocab=int(n_vocab),
+                    file_type=value("general.file_type"), tensor_bytes=n_bytes, n_params=n_params,
+                    tensor_types=types, context_length=value(f"{arch}.context_length"),
+                    hparams={k: v for k, v in hparams.items() if not isinstance(v, list) or len(v) <= 4096})
 
 
 def _shards(first: Path) -> list[Path]:

@@ -47,6 +47,8 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
         "toolchain_commit": runner.tc.commit, "toolchain_backends": ",".join(runner.tc.backends),
         "toolchain_json": json.dumps(runner.tc.describe()), "host_cpu": inp.host.get("cpu"),
         "host_gpu": inp.host.get("gpu"),
+        "model_arch_json": json.dumps({"architecture": inp.source_info.architecture,
+                                       "hparams": inp.source_info.hparams}),
     }
     ref_key = next((j.key for j in plan.of_kind("reference")), None)
     if ref_key:

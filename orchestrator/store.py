@@ -31,7 +31,7 @@ TEXT_COLUMNS = [
     "status", "reason", "stderr_tail", "log_dir", "job_key", "argv", "samples_ns", "extra_json",
     "model_name", "source_sha256", "weights_sha256", "reference", "reference_sha256", "corpus",
     "corpus_sha256", "imatrix", "toolchain_commit", "toolchain_backends", "toolchain_json",
-    "host_cpu", "host_gpu", "created_at", "source", "source_quant",
+    "host_cpu", "host_gpu", "created_at", "source", "source_quant", "model_arch_json",
 ]
 
 # each step: the SQL statements that take the schema from version N-1 to N (PRAGMA user_version)
@@ -50,6 +50,8 @@ MIGRATIONS = [
         + ", UNIQUE (recipe, cell_id, measurement, test))",
         "CREATE INDEX results_recipe ON results (recipe)",
     ],
+    # 2: the model's architecture keys, so the memory model works from the store alone
+    ["ALTER TABLE results ADD COLUMN model_arch_json TEXT"],
 ]
 COLUMNS = ["run_id", *TEXT_COLUMNS, *REAL_COLUMNS, *[c for c in INT_COLUMNS if c not in REAL_COLUMNS]]
 

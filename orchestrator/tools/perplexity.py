@@ -203,3 +203,32 @@ def judge_kld(rc: int, stdout: str, stderr: str, base_ppl: float) -> dict:
     if rc != 0:
         raise ToolFailed(f"exit code {rc} after printing statistics", stderr_tail=tail(stderr))
     return stats
+
+
+# ---------------------------------------------------------------------------------------------
+# the K/V cache llama.cpp allocates: a probe that only creates the context
+
+KV_REPORT_RE = re.compile(rf"llama_kv_cache: size = +({NUM}) MiB \( *(\d+) cells, +(\d+) layers, +(\d+)/(\d+) "
+                          rf"seqs\), K \((\w+)\): +({NUM}) MiB, V \((\w+)\): +({NUM}) MiB")
+N_CTX_RE = re.compile(r"llama_context: n_ctx += (\d+)")
+
+
+def kv_probe_argv(exe: str, model: Path, tiny_corpus: Path, *, ctx: int, type_k: str, type_v: str,
+                  gpu_layers: int = 0) -> list[str]:
+    """A run that allocates the cache for one sequence of `ctx` and stops at once: the corpus is
+    too short to evaluate, which llama-perplexity finds only after the context exists. -lv 4
+    shows libllama's own allocation report."""
+    return [exe, "-m", str(model), "-f", str(tiny_corpus), "-c", str(ctx), "-b", str(ctx),
+            "-ctk", type_k, "-ctv", type_v, "-fa", "on", "-ngl", str(gpu_layers), "-lv", "4"]
+
+
+def parse_kv_report(text: str) -> dict | None:
+    """llama.cpp's own account of the K/V cache it allocated (MiB, as printed to 0.01)."""
+    m = KV_REPORT_RE.search(text)
+    if not m:
+        return None
+    n_ctx = N_CTX_RE.search(text)
+    return {"total_mib": float(m.group(1)), "cells": int(m.group(2)), "layers": int(m.group(3)),
+            "n_seq": int(m.group(5)), "type_k": m.group(6), "k_mib": float(m.group(7)),
+            "type_v": m.group(8), "v_mib": float(m.group(9)),
+            "n_ctx": int(n_ctx.group(1)) if n_ctx else None}

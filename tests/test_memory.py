@@ -1,0 +1,102 @@
+"""The K/V memory model: block sizes, architectures, padding, sliding windows, fitting a budget."""
+
+import pytest
+
+from orchestrator import memory
+from orchestrator.errors import UsageError
+from orchestrator.tools import perplexity
+
+# the demo model's `llama.*` keys, as gguf_info reads them from SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM2 = {"block_count": 30, "context_length": 8192, "embedding_length": 576, "feed_forward_length": 1536,
+           "attention.head_count": 9, "attention.head_count_kv": 3, "rope.freq_base": 100000.0,
+           "vocab_size": 49152, "rope.dimension_count": 64}
+
+
+def smollm2():
+    return memory.Architecture.from_hparams("llama", SMOLLM2, 49152)
+
+
+def test_block_sizes_give_the_published_ratios():
+    # q8_0 about half of f16, q4_0 a bit over a quarter (Ollama's write-up: "about a third")
+    assert memory.bytes_per_value("q8_0") / memory.bytes_per_value("f16") == pytest.approx(0.53125)
+    assert memory.bytes_per_value("q4_0") / memory.bytes_per_value("f16") == pytest.approx(0.28125)
+    assert memory.row_bytes("q5_1", 192) == 6 * 24
+    assert memory.row_bytes("f32", 192) == 768
+
+
+def test_demo_architecture_bytes_per_token():
+    a = smollm2()
+    assert a.n_layer == 30 and set(a.k_values) == {192} and not any(a.swa)
+    assert a.kv_bytes_per_token("f16", "f16") == 30 * 2 * 192 * 2
+    assert a.kv_bytes_per_token("q8_0", "q4_0") == 30 * (6 * 34 + 6 * 18)
+
+
+def test_matches_the_recorded_llama_cpp_report(fixture_text):
+    """llama.cpp's own numbers for ctx 1000 (padded to 1024), K q8_0, V q4_0, on this model."""
+    rep = perplexity.parse_kv_report(fixture_text("ppl_kv_probe.stderr"))
+    assert rep == {"total_mib": 9.14, "cells": 1024, "layers": 30, "n_seq": 1, "type_k": "q8_0",
+                   "k_mib": 5.98, "type_v": "q4_0", "v_mib": 3.16, "n_ctx": 1024}
+    k, v = smollm2().kv_bytes("q8_0", "q4_0", 1000)
+    assert k / 2**20 == pytest.approx(rep["k_mib"], abs=0.005)
+    assert v / 2**20 == pytest.approx(rep["v_mib"], abs=0.005)
+
+
+def test_sliding_window_layers_keep_only_the_window():
+    hp = {"block_count": 6, "embedding_length": 256, "attention.head_count": 4, "attention.head_count_kv": 2,
+          "attention.key_length": 64, "attention.value_length": 64, "attention.sliding_window": 1024}
+    a = memory.Architecture.from_hparams("gemma2", hp, 1000)  # default pattern 2: sliding, full, …
+    assert a.swa == (True, False, True, False, True, False)
+    full, window = a.cells(32768)
+    assert (full, window) == (32768, 1536)  # pad256(1024 + 512)
+    k, _ = a.kv_bytes("f16", "f16", 32768)
+    assert k == 3 * 128 * 2 * 32768 + 3 * 128 * 2 * 1536
+    # a short context: the window never exceeds it
+    assert a.cells(300) == (512, 512)
+
+
+def test_explicit_pattern_and_per_layer_heads():
+    hp = {"block_count": 4, "embedding_length": 128, "attention.head_count": [4, 4, 4, 4],
+          "attention.head_count_kv": [2, 0, 2, 1], "attention.sliding_window": 128,
+          "attention.sliding_window_pattern": [True, False, False, True]}
+    a = memory.Architecture.from_hparams("newarch", hp, 100)
+    assert a.k_values == (64, 0, 64, 32) and a.swa == (True, False, False, True)
+
+
+def test_unknown_window_pattern_is_an_upper_bound():
+    hp = {"block_count": 2, "embedding_length": 64, "attention.head_count": 2, "attention.sliding_window": 64}
+    assert memory.Architecture.from_hparams("somearch", hp, 10).swa == (False, False)
+
+
+@pytest.mark.parametrize("hp, what", [
+    ({"block_count": 2, "embedding_length": 64, "attention.head_count": 2, "attention.kv_lora_rank": 16}, "latent"),
+    ({"block_count": 2, "embedding_length": 64, "attention.head_count": 2, "ssm.state_size": 16}, "recurrent"),
+    ({"block_count": 2, "embedding_length": 64}, "head_count"),
+])
+def test_architectures_not_modelled_say_so(hp, what):
+    with pytest.raises(memory.MemoryModelError, match=what):
+        memory.Architecture.from_hparams("x", hp, 10)
+
+
+def test_max_ctx_is_the_longest_that_fits():
+    a = smollm2()
+    weights = 100 * 2**20
+    budget = 300 * 2**20
+    c = memory.max_ctx(a, weights, "f16", "f16", budget, limit=1 << 20)
+    assert c % 256 == 0
+    assert memory.footprint(a, weights, "f16", "f16", c).total <= budget
+    assert memory.footprint(a, weights, "f16", "f16", c + 256).total > budget
+    # a cheaper cache reaches further; the trained context caps by default
+    assert memory.max_ctx(a, weights, "q4_0", "q4_0", budget, limit=1 << 20) > c
+    assert memory.max_ctx(a, weights, "q4_0", "q4_0", 2**40) == 8192
+    assert memory.max_ctx(a, weights, "f16", "f16", 50 * 2**20) == 0
+
+
+@pytest.mark.parametrize("text, n", [("24GiB", 24 * 2**30), ("24", 24 * 2**30), ("23.5 GiB", int(23.5 * 2**30)),
+                                     ("16000MiB", 16000 * 2**20), ("24GB", 24 * 10**9)])
+def test_parse_size(text, n):
+    assert memory.parse_size(text) == n
+
+
+def test_parse_size_rejects_nonsense():
+    with pytest.raises(UsageError, match="24GiB"):
+        memory.parse_size("lots")
