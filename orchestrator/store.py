@@ -26,13 +26,14 @@ REAL_COLUMNS = KLD_STATS + ["ts_mean", "ts_std", "ns_mean", "ns_std", "bpw", "to
                             "quantize_wall_s", "file_gib"]
 INT_COLUMNS = ["n_chunks", "ctx", "n_prompt", "n_gen", "n_depth", "repetitions", "file_bytes",
                "tensor_bytes", "n_params", "n_vocab"]
-TEXT_COLUMNS = [
+TEXT_COLUMNS_V1 = [
     "recipe", "recipe_hash", "cell_id", "measurement", "test", "weights", "weights_type", "type_k", "type_v",
     "status", "reason", "stderr_tail", "log_dir", "job_key", "argv", "samples_ns", "extra_json",
     "model_name", "source_sha256", "weights_sha256", "reference", "reference_sha256", "corpus",
     "corpus_sha256", "imatrix", "toolchain_commit", "toolchain_backends", "toolchain_json",
-    "host_cpu", "host_gpu", "created_at", "source", "source_quant", "model_arch_json",
+    "host_cpu", "host_gpu", "created_at", "source", "source_quant",
 ]
+TEXT_COLUMNS = TEXT_COLUMNS_V1 + ["model_arch_json"]  # a new column: a new migration below
 
 # each step: the SQL statements that take the schema from version N-1 to N (PRAGMA user_version)
 MIGRATIONS = [
@@ -45,7 +46,7 @@ MIGRATIONS = [
         "toolchain_json TEXT, host_json TEXT, started_at TEXT, finished_at TEXT, status TEXT, "
         "n_jobs_run INTEGER, n_failed INTEGER, wall_s REAL, tool_wall_s REAL)",
         "CREATE TABLE results (id INTEGER PRIMARY KEY, run_id INTEGER, "
-        + ", ".join([f"{c} TEXT" for c in TEXT_COLUMNS] + [f"{c} REAL" for c in REAL_COLUMNS]
+        + ", ".join([f"{c} TEXT" for c in TEXT_COLUMNS_V1] + [f"{c} REAL" for c in REAL_COLUMNS]
                     + [f"{c} INTEGER" for c in INT_COLUMNS if c not in REAL_COLUMNS])
         + ", UNIQUE (recipe, cell_id, measurement, test))",
         "CREATE INDEX results_recipe ON results (recipe)",
