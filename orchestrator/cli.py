@@ -57,6 +57,29 @@ def report(name: str = typer.Argument(..., help="recipe name (as in the store)")
 
 
 @app.command()
+def recommend(name: str = typer.Argument(..., help="recipe name (as in the store)"), workspace: Optional[Path] = WS,
+              vram: str = typer.Option(..., "--vram", help="memory of the card, e.g. 24GiB"),
+              ctx: Optional[str] = typer.Option(None, "--ctx", help="tokens of context, or max"),
+              max_kld: Optional[float] = typer.Option(None, "--max-kld", help="the smallest configuration "
+                                                      "whose KLD is at most this"),
+              reserve: str = typer.Option("0.5GiB", "--reserve", help="kept for the runtime (CUDA context, "
+                                          "display)")):
+    """Which measured (weights, K, V) cell to use on this card at this context, with a verdict."""
+    from . import commands
+
+    commands.recommend(name, workspace, vram, ctx, max_kld, reserve, _out)
+
+
+@app.command()
+def compare(a: str = typer.Argument(..., help="recipe name, or NAME@WORKSPACE for another store"),
+            b: str = typer.Argument(..., help="recipe name, or NAME@WORKSPACE"), workspace: Optional[Path] = WS):
+    """Two runs cell by cell: Δ KLD, Δ PPL ratio, Δ same-top, flagged only beyond their combined ±."""
+    from . import commands
+
+    commands.compare(a, b, workspace, _out)
+
+
+@app.command()
 def export(workspace: Optional[Path] = WS,
            fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl, csv or parquet"),
            output: Optional[Path] = typer.Option(None, "--output", "-o", help="file [default: stdout]"),

@@ -77,9 +77,8 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
     return 1 if summary.failed else 0
 
 
-def report(name: str, workspace, out_dir, out) -> None:
-    from .report import render
-
+def results(name: str, workspace):
+    """The stored rows of one recipe; UsageError naming what the store holds when there are none."""
     ws = Workspace(workspace)
     if not ws.exists():
         raise UsageError(f"no store in {ws.root}: run a recipe first")
@@ -87,6 +86,13 @@ def report(name: str, workspace, out_dir, out) -> None:
     if df.empty:
         known = Store(ws.store_path).recipes()
         raise UsageError(f"no results for {name!r} in {ws.root}; known: {', '.join(known) or 'none'}")
+    return df
+
+
+def report(name: str, workspace, out_dir, out) -> None:
+    from .report import render
+
+    df = results(name, workspace)
     folder = Path(out_dir) if out_dir else Path("reports") / name
     for path in render.write(df, folder, name):
         out(str(path))
@@ -143,3 +149,47 @@ def toolchain_show(llama_cpp, as_json: bool, out) -> None:
               "cuda_fa_quants", "build_flags"):
         v = d[k]
         out(f"{k:<15} {', '.join(v) if isinstance(v, (list, tuple)) else v}")
+
+
+def recommend(name: str, workspace, vram: str, ctx: str | None, max_kld: float | None, reserve: str,
+              out) -> None:
+    from . import analysis, memory
+    from .report.answers import recommend_lines
+
+    budget = analysis.Budget(vram=memory.parse_size(vram), reserve=memory.parse_size(reserve, "--reserve"))
+    if budget.usable <= 0:
+        raise UsageError(f"--reserve {reserve} leaves nothing of --vram {vram}")
+    if ctx is None or ctx == "max":
+        n_ctx = None
+    elif ctx.isdigit() and int(ctx) > 0:
+        n_ctx = int(ctx)
+    else:
+        raise UsageError(f"--ctx {ctx!r}: a number of tokens, or max")
+    if n_ctx is None and ctx is None and max_kld is None:
+        raise UsageError("give --ctx N (or --ctx max), --max-kld X, or both")
+    df = results(name, workspace)
+    cells = analysis.cells(df)
+    if cells.empty:
+        raise UsageError(f"{name}: no measured KLD cell in the store")
+    arch = analysis.architecture(df)
+    rec = analysis.recommend(cells, arch, budget, n_ctx, max_kld)
+    for line in recommend_lines(name, rec, budget, n_ctx, max_kld):
+        out(line)
+
+
+def _run_ref(ref: str, workspace):
+    """NAME, or NAME@WORKSPACE for a run kept in another store."""
+    name, sep, where = ref.rpartition("@")
+    if sep and name and Path(where).is_dir():
+        return name, Path(where)
+    return ref, workspace
+
+
+def compare(a: str, b: str, workspace, out) -> None:
+    from . import analysis
+    from .report.answers import compare_lines
+
+    (an, aw), (bn, bw) = _run_ref(a, workspace), _run_ref(b, workspace)
+    c = analysis.compare(results(an, aw), results(bn, bw))
+    for line in compare_lines(a, b, c):
+        out(line)

@@ -168,7 +168,22 @@ def corpus_text(spec: CorpusSpec, recipe_dir: Path) -> str:
         return path.read_text(encoding="utf-8", errors="replace")
     if spec.name == "python-docs":
         return python_docs_text()
+    if spec.name == "python-source":
+        return python_source_text()
     return wikitext2_text()
+
+
+# pure-Python standard-library modules: code rather than prose, for a second offline corpus
+SOURCE_MODULES = ("argparse", "calendar", "difflib", "fractions", "heapq", "json.decoder", "json.encoder",
+                  "shlex", "statistics", "string", "textwrap", "tokenize")
+
+
+def python_source_text() -> str:
+    """Source code that ships with every CPython: a fixed list of standard-library modules."""
+    import importlib
+    import inspect
+
+    return "\n\n".join(inspect.getsource(importlib.import_module(m)) for m in SOURCE_MODULES) + "\n"
 
 
 def python_docs_text() -> str:
@@ -190,7 +205,7 @@ def wikitext2_text() -> str:
                                local_files_only=_hf_offline())
     except LocalEntryNotFoundError:
         raise FetchError("wikitext-2 is not in the Hugging Face cache and cannot be downloaded now; "
-                         "use corpus: python-docs or {path: FILE} offline") from None
+                         "use corpus: python-docs, python-source or {path: FILE} offline") from None
     return "".join(pd.read_parquet(path)["text"].tolist())
 
 

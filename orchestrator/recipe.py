@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from . import llama_types as lt
 
-CORPUS_NAMES = ("wikitext-2", "python-docs")
+CORPUS_NAMES = ("wikitext-2", "python-docs", "python-source")
 # flags quantsweep sets itself; an extra_args copy would silently fight with the recipe
 MANAGED_FLAGS = {
     "perplexity": {"-m", "--model", "-f", "--file", "-c", "--ctx-size", "--chunks", "-b", "--batch-size",
@@ -97,7 +97,7 @@ class ModelSpec(Strict):
 
 
 class CorpusSpec(Strict):
-    name: Literal["wikitext-2", "python-docs"] | None = None
+    name: Literal["wikitext-2", "python-docs", "python-source"] | None = None
     path: str | None = None
 
     @model_validator(mode="before")

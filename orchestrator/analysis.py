@@ -1,0 +1,291 @@
+"""Answers from store rows: the frame of measured cells, ties, the Pareto frontier, per-GiB metrics,
+what fits a memory budget, and run-against-run comparisons. Pure pandas: no I/O, no tool runs.
+
+Statistical honesty: a difference counts only when it exceeds its combined uncertainty,
+Z × √(σ₁² + σ₂²), with σ the standard errors llama-perplexity prints and Z = 2 (about 95 %).
+Two cells whose KLD differ by less share a rank.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import gguf_info, memory
+
+Z = 2.0
+FULL_PRECISION = {"f32", "f16", "bf16"}
+
+
+def combined(e1, e2) -> float:
+    """The ± of a difference of two independent measurements (Z standard errors)."""
+    return Z * math.hypot(_f(e1), _f(e2))
+
+
+def _f(v) -> float:
+    return 0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# the measured cells
+
+
+def cells(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per measured KLD cell (status ok): quality with its ±, size, speed at depth 0."""
+    k = df[(df.measurement == "kld") & (df.status == "ok")].copy()
+    if k.empty:
+        return k
+    b = df[(df.measurement == "bench") & (df.status == "ok")]
+    for prefix, col in (("tg", "n_gen"), ("pp", "n_prompt")):
+        t = b[(b[col] > 0) & (b.n_depth.fillna(0) == 0) & b.test.str.startswith(prefix)]
+        t = t.groupby(["weights", "type_k", "type_v"]).agg(**{f"{prefix}_ts": ("ts_mean", "first"),
+                                                              f"{prefix}_ts_std": ("ts_std", "first"),
+                                                              f"{prefix}_test": ("test", "first")})
+        k = k.merge(t, on=["weights", "type_k", "type_v"], how="left")
+    k["size_gib"] = k.file_bytes / 2**30
+    k["strategy"] = ["f16 cache" if (tk in FULL_PRECISION and tv in FULL_PRECISION) else "quantized cache"
+                     for tk, tv in zip(k.type_k, k.type_v)]
+    return k.reset_index(drop=True)
+
+
+def with_per_gib(k: pd.DataFrame) -> pd.DataFrame:
+    """The Scout comparison's "metric per GiB": 1/PPL, 1/KLD and same-top, each per GiB of weights."""
+    k = k.copy()
+    k["inv_ppl_per_gib"] = 1 / k.ppl_q / k.size_gib
+    k["inv_kld_per_gib"] = 1 / k.kld_mean / k.size_gib
+    k["same_top_per_gib"] = k.same_top / k.size_gib
+    return k
+
+
+def tie_ranks(values, errors) -> list[str]:
+    """Competition ranks by value (lower is better); a value within Z·σ of its group's leader ties
+    with it: '1', '=2', '=2', '4'."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks: list[str] = [""] * len(values)
+    leader = None
+    group_rank = 0
+    tied = {}
+    for pos, i in enumerate(order):
+        if leader is None or values[i] - values[leader] > combined(errors[i], errors[leader]):
+            leader, group_rank = i, pos + 1
+        tied.setdefault(group_rank, []).append(i)
+        ranks[i] = str(group_rank)
+    for r, members in tied.items():
+        if len(members) > 1:
+            for i in members:
+                ranks[i] = f"={r}"
+    return ranks
+
+
+def pareto(sizes, klds) -> list[bool]:
+    """On the frontier: no other cell is at most as large and strictly better (lower KLD)."""
+    order = sorted(range(len(sizes)), key=lambda i: (sizes[i], klds[i]))
+    on = [False] * len(sizes)
+    best = math.inf
+    for i in order:
+        if klds[i] < best:
+            on[i], best = True, klds[i]
+    return on
+
+
+# ---------------------------------------------------------------------------------------------
+# the model's architecture, from the store (or the metadata memo of the same file)
+
+
+def architecture(df: pd.DataFrame) -> memory.Architecture:
+    rows = df.dropna(subset=["model_arch_json"]) if "model_arch_json" in df else df.iloc[0:0]
+    if not rows.empty:
+        d = json.loads(rows.model_arch_json.iloc[0])
+        arch, hp = d["architecture"], d["hparams"]
+    else:  # stores written before the architecture was recorded: the memo of the same file
+        from .toolchain import cache_root
+
+        sha = df.source_sha256.dropna().iloc[0] if "source_sha256" in df and df.source_sha256.notna().any() else ""
+        memo = Path(cache_root()) / "gguf-info" / f"{sha}.{gguf_info.MEMO_VERSION}.json"
+        if not sha or not memo.exists():
+            raise memory.MemoryModelError(
+                "the store does not record the model's architecture: run `quantsweep run` on the recipe "
+                "once more (every job is cached, nothing is recomputed)")
+        d = json.loads(memo.read_text())
+        arch, hp = d["architecture"], d["hparams"]
+    n_vocab = int(df.n_vocab.dropna().iloc[0]) if df.n_vocab.notna().any() else int(hp.get("vocab_size", 0))
+    return memory.Architecture.from_hparams(arch, hp, n_vocab)
+
+
+# ---------------------------------------------------------------------------------------------
+# recommend
+
+
+@dataclass
+class Budget:
+    vram: int
+    reserve: int
+    n_ubatch: int = memory.UBATCH
+
+    @property
+    def usable(self) -> int:
+        return self.vram - self.reserve
+
+
+def weights_bytes(row) -> int:
+    return int(row.tensor_bytes if not pd.isna(row.get("tensor_bytes")) and row.tensor_bytes
+               else row.file_bytes)
+
+
+def fit_table(k: pd.DataFrame, arch: memory.Architecture, budget: Budget, ctx: int | None) -> pd.DataFrame:
+    """Every measured cell with its footprint at `ctx` (or the longest context it reaches when None)."""
+    k = k.copy()
+    totals, kvs, reach, ws = [], [], [], []
+    for _, r in k.iterrows():
+        w = weights_bytes(r)
+        c = ctx if ctx is not None else memory.max_ctx(arch, w, r.type_k, r.type_v, budget.usable, budget.n_ubatch)
+        fp = memory.footprint(arch, w, r.type_k, r.type_v, max(c, memory.PAD), budget.n_ubatch)
+        totals.append(fp.total)
+        kvs.append(fp.kv)
+        reach.append(c)
+        ws.append(w)
+    k["mem_total"], k["mem_kv"], k["ctx_reached"], k["mem_weights"] = totals, kvs, reach, ws
+    k["fits"] = (k.mem_total <= budget.usable) & (k.ctx_reached > 0)
+    return k
+
+
+@dataclass
+class Recommendation:
+    table: pd.DataFrame           # the rows to show, best first
+    best: pd.Series | None
+    runner_up: pd.Series | None   # the best cell of the other strategy
+    verdict: str
+    suggestions: list[str]
+    notes: list[str]
+
+
+def _label(r) -> str:
+    return f"{r.weights} + {r.type_k}/{r.type_v}"
+
+
+def _kld(r) -> str:
+    return f"KLD {r.kld_mean:.6f} ± {r.kld_mean_err:.6f}"
+
+
+def recommend(k: pd.DataFrame, arch: memory.Architecture, budget: Budget, ctx: int | None,
+              max_kld: float | None = None, cache_types=("f16", "q8_0", "q5_1", "q4_0")) -> Recommendation:
+    notes = []
+    ctx_measured = sorted({int(c) for c in k.ctx.dropna()})
+    notes.append(f"KLD was measured at ctx {', '.join(map(str, ctx_measured))} on {k.corpus.iloc[0]}; "
+                 "memory is computed for the context asked")
+    if ctx is not None and arch.n_ctx_train and ctx > arch.n_ctx_train:
+        notes.append(f"{ctx} tokens is beyond the model's trained context ({arch.n_ctx_train})")
+    t = fit_table(k, arch, budget, ctx)
+    fit = t[t.fits]
+    if max_kld is not None:
+        fit = fit[fit.kld_mean <= max_kld]
+    suggestions = _suggest(t, arch, budget, ctx, cache_types)
+    if fit.empty:
+        smallest = t.sort_values("mem_total").iloc[0]
+        why = f" with KLD ≤ {max_kld}" if max_kld is not None else ""
+        at = f" at {ctx} tokens" if ctx is not None else ""
+        verdict = (f"No measured configuration{why} fits {memory.gib(budget.vram)}{at}; the smallest, "
+                   f"{_label(smallest)}, needs {memory.gib(smallest.mem_total + budget.reserve)}.")
+        return Recommendation(t.sort_values("mem_total").head(5), None, None, verdict, suggestions, notes)
+    if max_kld is not None:  # the smallest configuration under the quality bound
+        fit = fit.sort_values(["mem_total", "kld_mean"])
+        best = fit.iloc[0]
+        verdict = (f"Smallest configuration with KLD ≤ {max_kld}: {_label(best)} "
+                   f"({memory.gib(best.mem_total)} at {'ctx ' + str(ctx) if ctx else 'its longest context'}, "
+                   f"{_kld(best)}).")
+        return Recommendation(fit.assign(rank=range(1, len(fit) + 1)), best, None, verdict, suggestions, notes)
+    if ctx is None:  # the longest context each configuration reaches
+        fit = fit.assign(rank=tie_ranks(list(fit.kld_mean), list(fit.kld_mean_err)))
+        fit = fit.sort_values(["ctx_reached", "kld_mean"], ascending=[False, True])
+        longest = fit.iloc[0]
+        best = fit.sort_values("kld_mean").iloc[0]
+        verdict = (f"Longest context on {memory.gib(budget.vram)}: {_label(longest)} reaches "
+                   f"{longest.ctx_reached} tokens ({_kld(longest)}); the most faithful, {_label(best)}, "
+                   f"reaches {best.ctx_reached}.")
+        return Recommendation(fit, best, None, verdict, suggestions, notes)
+    fit = fit.sort_values("kld_mean")
+    fit = fit.assign(rank=tie_ranks(list(fit.kld_mean), list(fit.kld_mean_err)))
+    best = fit.iloc[0]
+    other = fit[fit.strategy != best.strategy]
+    runner = other.iloc[0] if not other.empty else None
+    verdict = _verdict(best, runner, fit, budget, ctx)
+    return Recommendation(fit, best, runner, verdict, suggestions, notes)
+
+
+def _verdict(best, runner, fit, budget: Budget, ctx: int) -> str:
+    head = f"At {ctx} tokens on {memory.gib(budget.vram)}: {_label(best)} ({_kld(best)})"
+    if runner is None:
+        return head + f" is the best fit; no {('quantized' if best.strategy == 'f16 cache' else 'f16')}-cache " \
+                      "cell fits to compare strategies (see the cells to add)."
+    tie = runner.kld_mean - best.kld_mean <= combined(best.kld_mean_err, runner.kld_mean_err)
+    if best.strategy == "quantized cache":
+        choice = "quantize the cache rather than shrink the weights"
+    else:
+        choice = "shrink the weights rather than quantize the cache"
+    if tie:
+        return head + f" and {_label(runner)} ({_kld(runner)}) are tied within ±: either strategy."
+    return head + f" beats the best {runner.strategy} option, {_label(runner)} ({_kld(runner)}): {choice}."
+
+
+def _suggest(t: pd.DataFrame, arch, budget: Budget, ctx: int | None, cache_types) -> list[str]:
+    """Cells not measured that would answer better: measured weights with cache pairs the recipe lacks
+    that fit where the measured pairs of those weights do not (cells are never invented: only named)."""
+    if ctx is None:
+        return []
+    measured = {(r.weights, r.type_k, r.type_v) for r in t.itertuples()}
+    weights = t.drop_duplicates("weights").sort_values("file_bytes", ascending=False)
+    out = []
+    fitting = set(t[t.fits].weights)
+    for r in weights.itertuples():
+        if r.weights in fitting:
+            continue
+        for ct in cache_types:  # the least quantized cache that would let these weights fit
+            if (r.weights, ct, ct) in measured:
+                continue
+            fp = memory.footprint(arch, weights_bytes(pd.Series(r._asdict())), ct, ct, ctx, budget.n_ubatch)
+            if fp.total <= budget.usable:
+                out.append(f"{r.weights} + {ct}/{ct} would fit ({memory.gib(fp.total)}): add the pair "
+                           f"[{ct}, {ct}] to the recipe's cache.pairs")
+                break
+    strategies = set(t[t.fits].strategy)
+    if len(strategies) == 1 and not out and not t[t.fits].empty:
+        lacking = "quantized cache" if "f16 cache" in strategies else "f16 cache"
+        out.append(f"every fitting cell uses a {next(iter(strategies))}; add {lacking} pairs "
+                   "(or smaller weight quants) to compare the two strategies")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# compare
+
+
+COMPARED = [("KLD", "kld_mean", "kld_mean_err", 6), ("PPL ratio", "ppl_ratio", "ppl_ratio_err", 4),
+            ("Same top p", "same_top", "same_top_err", 3)]
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Cell by cell: B − A for each quality measure with its combined ±, flagged only where the
+    difference exceeds it. Cells measured in one run only are listed with where they are."""
+    keys = ["weights", "type_k", "type_v", "ctx"]
+    ka, kb = cells(a), cells(b)
+    m = ka.merge(kb, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
+    rows = []
+    for _, r in m.iterrows():
+        row = {"weights": r.weights, "type_k": r.type_k, "type_v": r.type_v, "ctx": int(r.ctx),
+               "in": {"both": "both", "left_only": "A only", "right_only": "B only"}[r._merge]}
+        flags = []
+        for name, col, err, _ in COMPARED:
+            va, vb = r.get(f"{col}_a"), r.get(f"{col}_b")
+            row[f"{name} A"], row[f"{name} B"] = va, vb
+            if r._merge == "both":
+                d, pmv = vb - va, combined(r[f"{err}_a"], r[f"{err}_b"])
+                row[f"Δ {name}"], row[f"Δ {name} ±"] = d, pmv
+                if abs(d) > pmv:
+                    flags.append(name)
+        row["differs"] = ", ".join(flags)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,77 @@
+"""`recommend` and `compare` as text: plain tables a terminal and a markdown page both read well."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .. import memory
+from ..analysis import COMPARED, Z, Recommendation
+from .tables import num, pm
+
+
+def text_table(rows: list[list[str]], header: list[str]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
+    return [fmt(header), fmt(["-" * w for w in widths]), *[fmt(r) for r in rows]]
+
+
+def recommend_lines(name: str, rec: Recommendation, budget, ctx: int | None, max_kld: float | None,
+                    limit: int = 12) -> list[str]:
+    ask = f"ctx {ctx}" if ctx is not None else "the longest context"
+    if max_kld is not None:
+        ask += f", KLD ≤ {max_kld}"
+    lines = [f"{name}: {memory.gib(budget.vram)} ({memory.gib(budget.reserve)} kept for the runtime), {ask}", ""]
+    t = rec.table
+    if t.empty:
+        lines.append("(no measured cells)")
+    else:
+        unit, scale, digits = ("GiB", 2**30, 2) if t.mem_total.max() >= 4 * 2**30 else ("MiB", 2**20, 0)
+        header = ["rank", "weights", "K/V", "KLD", "same top", f"weights {unit}", f"K/V {unit}", f"total {unit}"]
+        header += ["ctx reached"] if ctx is None else []
+        header += ["tg t/s"]
+        rows = []
+        for _, r in t.head(limit).iterrows():
+            row = [r.get("rank", ""), r.weights, f"{r.type_k}/{r.type_v}", pm(r.kld_mean, r.kld_mean_err, 6),
+                   pm(r.same_top, r.same_top_err, 2, " %"), num(r.mem_weights / scale, digits), num(r.mem_kv / scale, digits),
+                   num(r.mem_total / scale, digits)]
+            row += [str(int(r.ctx_reached))] if ctx is None else []
+            row += [pm(r.get("tg_ts"), r.get("tg_ts_std"), 1)]
+            rows.append(row)
+        lines += text_table(rows, header)
+        if len(t) > limit:
+            lines.append(f"… {len(t) - limit} more")
+    lines += ["", f"Verdict: {rec.verdict}"]
+    if rec.runner_up is not None:
+        r = rec.runner_up
+        lines.append(f"Runner-up with the other strategy ({r.strategy}): {r.weights} + {r.type_k}/{r.type_v}, "
+                     f"KLD {r.kld_mean:.6f} ± {r.kld_mean_err:.6f}, {memory.gib(r.mem_total)}")
+    if rec.suggestions:
+        lines += ["", "Cells to add to answer better:"] + [f"  - {s}" for s in rec.suggestions]
+    lines += ["", *[f"Note: {n}" for n in rec.notes],
+              f"Note: ranks within {Z:g}·√(σ₁²+σ₂²) of each other are ties (=N); memory = weights + K/V cache "
+              "+ compute allowance, flash attention on"]
+    return lines
+
+
+def compare_lines(a_name: str, b_name: str, c: pd.DataFrame) -> list[str]:
+    lines = [f"compare A = {a_name}, B = {b_name}: B − A per cell; ± = {Z:g}·√(σA² + σB²); "
+             "'*' marks a difference larger than its ±", ""]
+    both = c[c["in"] == "both"]
+    header = ["weights", "K/V", "ctx"] + [f"Δ {n}" for n, *_ in COMPARED]
+    rows = []
+    for _, r in both.iterrows():
+        row = [r.weights, f"{r.type_k}/{r.type_v}", str(r.ctx)]
+        for n, _, _, digits in COMPARED:
+            d, e = r[f"Δ {n}"], r[f"Δ {n} ±"]
+            row.append(f"{d:+.{digits}f} ± {e:.{digits}f}{' *' if n in r.differs.split(', ') else ''}")
+        rows.append(row)
+    if rows:
+        lines += text_table(rows, header)
+    flagged = both[both.differs != ""]
+    lines += ["", f"{len(flagged)} of {len(both)} cells differ by more than their ± "
+              f"({', '.join(sorted({f for d in flagged.differs for f in d.split(', ')})) or 'none'})."]
+    only = c[c["in"] != "both"]
+    if not only.empty:
+        lines += ["", "Measured in one run only:"]
+        lines += [f"  - {r.weights} {r.type_k}/{r.type_v} ctx {r.ctx}: {r['in']}" for _, r in only.iterrows()]
+    return lines

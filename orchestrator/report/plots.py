@@ -1,0 +1,181 @@
+"""The report's figures (matplotlib, PNG and SVG): quality against size, speed and K/V memory, and
+the per-token distributions. Inputs are `analysis.cells` frames; nothing is measured here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .. import analysis, memory
+from ..files import atomic_path
+
+MARKERS = "osD^vP*Xh<>p"
+KLD_PCT = [("1%", "kld_p1"), ("5%", "kld_p5"), ("10%", "kld_p10"), ("median", "kld_median"), ("90%", "kld_p90"),
+           ("95%", "kld_p95"), ("99%", "kld_p99"), ("99.9%", "kld_p99_9"), ("max", "kld_max")]
+DP_PCT = [("min", "dp_min"), ("0.1%", "dp_p0_1"), ("1%", "dp_p1"), ("5%", "dp_p5"), ("10%", "dp_p10"),
+          ("25%", "dp_p25"), ("median", "dp_median"), ("75%", "dp_p75"), ("90%", "dp_p90"), ("95%", "dp_p95"),
+          ("99%", "dp_p99"), ("99.9%", "dp_p99_9"), ("max", "dp_max")]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "quantsweep", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
+    return plt
+
+
+def _save(fig, out: Path, stem: str) -> list[Path]:
+    paths = []
+    for ext, kw in (("png", {"dpi": 150}), ("svg", {"metadata": {"Date": None}})):
+        path = out / f"{stem}.{ext}"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=ext, bbox_inches="tight", **kw)
+        paths.append(path)
+    return paths
+
+
+def _pairs(k: pd.DataFrame) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(zip(k.type_k, k.type_v)))
+
+
+def _subtitle(k: pd.DataFrame) -> str:
+    r = k.iloc[0]
+    ctx = ", ".join(str(int(c)) for c in sorted(k.ctx.unique()))
+    return f"{r.model_name}: KLD vs {r.reference} reference, {r.corpus}, ctx {ctx}, {r.toolchain_backends}"
+
+
+def _size_unit(k: pd.DataFrame) -> tuple[str, float]:
+    return ("GiB", 2**30) if k.file_bytes.max() >= 2 * 2**30 else ("MiB", 2**20)
+
+
+def _errorbars(ax, x, k, **kw):
+    return ax.errorbar(x, k.kld_mean, yerr=k.kld_mean_err, linestyle="none", capsize=2, markersize=5, **kw)
+
+
+def kld_vs_size(k: pd.DataFrame, out: Path, plt) -> list[Path]:
+    unit, scale = _size_unit(k)
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for i, (tk, tv) in enumerate(_pairs(k)):
+        s = k[(k.type_k == tk) & (k.type_v == tv)]
+        _errorbars(ax, s.file_bytes / scale, s, marker=MARKERS[i % len(MARKERS)], label=f"K {tk} / V {tv}")
+    front = k[analysis.pareto(list(k.file_bytes), list(k.kld_mean))].sort_values("file_bytes")
+    ax.step(front.file_bytes / scale, front.kld_mean, where="post", color="black", linewidth=1, alpha=0.6,
+            label="Pareto frontier")
+    for _, r in front.iterrows():
+        ax.annotate(f"{r.weights} {r.type_k}/{r.type_v}", (r.file_bytes / scale, r.kld_mean),
+                    textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"weights file size ({unit})")
+    ax.set_ylabel("mean KLD (nats, log scale)")
+    ax.set_title("Quality vs size\n" + _subtitle(k), fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    paths = _save(fig, out, "kld_vs_size")
+    plt.close(fig)
+    return paths
+
+
+def kld_vs_speed(k: pd.DataFrame, out: Path, plt) -> list[Path]:
+    """Colour names the weights, the marker the K/V pair: two legends, no labels over the data."""
+    s = k.dropna(subset=["tg_ts"])
+    if s.empty:
+        return []
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    colors = {w: plt.get_cmap("tab10")(i % 10) for i, w in enumerate(dict.fromkeys(s.weights))}
+    markers = {p: MARKERS[i % len(MARKERS)] for i, p in enumerate(_pairs(s))}
+    for _, r in s.iterrows():
+        ax.errorbar(r.tg_ts, r.kld_mean, xerr=r.tg_ts_std, yerr=r.kld_mean_err, linestyle="none", capsize=2,
+                    marker=markers[(r.type_k, r.type_v)], markersize=5, color=colors[r.weights])
+    ax.set_yscale("log")
+    ax.set_xlabel(f"generation speed, {s.tg_test.iloc[0]} (tokens/s, mean ± std)")
+    ax.set_ylabel("mean KLD (nats, log scale)")
+    ax.set_title("Quality vs generation speed\n" + _subtitle(s), fontsize=9)
+    wl = ax.legend(handles=[Line2D([], [], color=c, marker="o", linestyle="none", label=w)
+                            for w, c in colors.items()], title="weights", loc="upper left",
+                   bbox_to_anchor=(1.01, 1), fontsize=8)
+    ax.add_artist(wl)
+    ax.legend(handles=[Line2D([], [], color="black", marker=m, linestyle="none", label=f"K {tk} / V {tv}")
+                       for (tk, tv), m in markers.items()], title="K/V cache", loc="lower left",
+              bbox_to_anchor=(1.01, 0), fontsize=8)
+    paths = _save(fig, out, "kld_vs_speed")
+    plt.close(fig)
+    return paths
+
+
+def kld_vs_kv_memory(k: pd.DataFrame, arch: memory.Architecture, ctx: int, out: Path, plt) -> list[Path]:
+    kv = [sum(arch.kv_bytes(tk, tv, ctx)) for tk, tv in zip(k.type_k, k.type_v)]
+    k = k.assign(kv_mib=[b / 2**20 for b in kv])
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for i, w in enumerate(dict.fromkeys(k.weights)):
+        s = k[k.weights == w].sort_values("kv_mib")
+        ax.errorbar(s.kv_mib, s.kld_mean, yerr=s.kld_mean_err, marker=MARKERS[i % len(MARKERS)], markersize=5,
+                    capsize=2, linewidth=0.8, label=w)
+    for (tk, tv), x in dict(zip(zip(k.type_k, k.type_v), k.kv_mib)).items():
+        ax.annotate(f"{tk}/{tv}", (x, 1), xycoords=("data", "axes fraction"), textcoords="offset points",
+                    xytext=(0, 3), ha="left", rotation=35, fontsize=7)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"K/V cache at ctx {ctx} (MiB, from the memory model)")
+    ax.set_ylabel("mean KLD (nats, log scale)")
+    ax.set_title("Quality vs K/V-cache memory\n" + _subtitle(k), fontsize=9, pad=40)
+    ax.legend(title="weights", loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    paths = _save(fig, out, "kld_vs_kv_memory")
+    plt.close(fig)
+    return paths
+
+
+def profiles(k: pd.DataFrame, out: Path, plt) -> list[Path]:
+    """Percentile profiles: every weights quant at the first K/V pair (solid), and the other pairs of the
+    largest weights quant (dashed)."""
+    first = _pairs(k)[0]
+    base = k[(k.type_k == first[0]) & (k.type_v == first[1])].sort_values("file_bytes", ascending=False)
+    top = k[k.weights == base.weights.iloc[0]] if not base.empty else k.iloc[0:0]
+    others = top[(top.type_k != first[0]) | (top.type_v != first[1])]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.4))
+    cmap = plt.get_cmap("viridis")
+    for i, (_, r) in enumerate(base.iterrows()):
+        color = cmap(i / max(1, len(base) - 1))
+        label = f"{r.weights} {r.type_k}/{r.type_v}"
+        a1.plot([n for n, _ in KLD_PCT], [r[c] for _, c in KLD_PCT], marker="o", markersize=3, color=color,
+                label=label)
+        a2.plot([n for n, _ in DP_PCT], [r[c] for _, c in DP_PCT], marker="o", markersize=3, color=color)
+    for j, (_, r) in enumerate(others.iterrows()):
+        style = dict(linestyle="--", marker=MARKERS[(j + 1) % len(MARKERS)], markersize=3, color="grey",
+                     alpha=0.5 + 0.5 * j / max(1, len(others)))
+        a1.plot([n for n, _ in KLD_PCT], [r[c] for _, c in KLD_PCT], label=f"{r.weights} {r.type_k}/{r.type_v}",
+                **style)
+        a2.plot([n for n, _ in DP_PCT], [r[c] for _, c in DP_PCT], **style)
+    a1.set_yscale("log")
+    a1.set_xlabel("percentile of per-token KLD")
+    a1.set_ylabel("KLD (nats, log scale)")
+    a2.set_xlabel("percentile of per-token Δp")
+    a2.set_ylabel("Δp, change of the correct token's probability (%)")
+    for a in (a1, a2):
+        a.tick_params(axis="x", labelrotation=45)
+    fig.suptitle("Per-token distributions\n" + _subtitle(k), fontsize=9)
+    fig.legend(loc="upper left", bbox_to_anchor=(0.99, 0.9), fontsize=8)
+    fig.tight_layout()
+    paths = _save(fig, out, "profiles")
+    plt.close(fig)
+    return paths
+
+
+def write_all(df: pd.DataFrame, out: Path) -> list[Path]:
+    """Every figure the store can support; [] when nothing was measured."""
+    k = analysis.cells(df)
+    if k.empty:
+        return []
+    plt = _plt()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = kld_vs_size(k, out, plt) + kld_vs_speed(k, out, plt) + profiles(k, out, plt)
+    try:
+        arch = analysis.architecture(df)
+    except memory.MemoryModelError:
+        arch = None
+    if arch is not None:
+        paths += kld_vs_kv_memory(k, arch, int(k.ctx.max()), out, plt)
+    return paths
