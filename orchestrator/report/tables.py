@@ -62,15 +62,21 @@ def variant_label(row, many_pairs: bool, many_ctx: bool) -> str:
     return label
 
 
-def kv_table(df: pd.DataFrame) -> pd.DataFrame:
-    """(a) weights × cache-type-k × cache-type-v: KLD, PPL, same-top, size, speed.
+def kv_table(df: pd.DataFrame, kv_bytes=None) -> pd.DataFrame:
+    """(a) weights × cache-type-k × cache-type-v: rank by KLD (ties within ± share it), KLD, PPL,
+    same-top, size, K/V memory at the measured context when `kv_bytes(type_k, type_v, ctx)` is given,
+    speed. Failed cells stay in the matrix, marked, so a gap is never mistaken for a cell not asked for."""
+    from ..analysis import tie_ranks
 
-    Failed cells stay in the matrix, marked, so a gap is never mistaken for a cell not asked for."""
     k = df[df.measurement == "kld"]
     if k.empty or (k.status != "ok").all():
         return pd.DataFrame()
     k = _order(k)
+    ok = k.status == "ok"
+    ranks = pd.Series("—", index=k.index)
+    ranks[ok] = tie_ranks(list(k.kld_mean[ok]), list(k.kld_mean_err[ok]))
     out = pd.DataFrame({
+        "Rank": ranks,
         "Weights": k.weights, "cache-type-k": k.type_k, "cache-type-v": k.type_v,
         **({"ctx": k.ctx.astype(int)} if k.ctx.nunique() > 1 else {}),
         "KLD": [pm(v, e, 6) if st == "ok" else "failed"
@@ -80,6 +86,8 @@ def kv_table(df: pd.DataFrame) -> pd.DataFrame:
         "Same top p": [pm(v, e, 3, " %") for v, e in zip(k.same_top, k.same_top_err)],
         "Size (MiB)": [num(scaled(b, 2**20), 1) for b in k.file_bytes],
         "BPW": [num(b, 2) for b in k.bpw],
+        **({"K/V MiB": [num(sum(kv_bytes(tk, tv, int(c))) / 2**20, 1)
+                        for tk, tv, c in zip(k.type_k, k.type_v, k.ctx)]} if kv_bytes else {}),
         "weights": k.weights, "type_k": k.type_k, "type_v": k.type_v,
     })
     sp = speed(df)
@@ -115,6 +123,11 @@ def stats_table(df: pd.DataFrame) -> pd.DataFrame:
             col[f"Δp {name}"] = num(r[c], 3, " %")
         col["RMS Δp"] = pm(r.rms_dp, r.rms_dp_err, 3, " %")
         col["Same top p"] = pm(r.same_top, r.same_top_err, 3, " %")
+        gib = scaled(r.file_bytes, 2**30)
+        if gib:  # the Scout comparison's "metric per GiB" rows
+            col["1/PPL per GiB"] = num(1 / r.ppl_q / gib, 3)
+            col["1/KLD per GiB"] = num(1 / r.kld_mean / gib if r.kld_mean else None, 1)
+            col["Same top p per GiB"] = num(r.same_top / gib, 1, " %")
         key = (r.weights, r.type_k, r.type_v)
         if key in sp.index:
             for test, val in sp.loc[key].items():

@@ -18,7 +18,8 @@ def demo_model():
 
 
 def small_recipe(tmp_path: Path, model: Path, name: str = "itest", ctx: int = 128, chunks: int = 3,
-                 pairs=(("f16", "f16"), ("q4_0", "q4_0")), weights=("Q8_0", "Q2_K"), bench=True) -> Path:
+                 pairs=(("f16", "f16"), ("q4_0", "q4_0")), weights=("Q8_0", "Q2_K"), bench=True,
+                 corpus: str = "python-docs") -> Path:
     text = f"""\
 name: {name}
 model: {{path: {model}}}
@@ -26,7 +27,7 @@ reference: F16
 weights: [{', '.join(weights)}]
 cache:
   pairs: [{', '.join(f'[{k}, {v}]' for k, v in pairs)}]
-evaluation: {{corpus: python-docs, ctx: {ctx}, chunks: {chunks}, batch: 512}}
+evaluation: {{corpus: {corpus}, ctx: {ctx}, chunks: {chunks}, batch: 512}}
 bench: {{enabled: {str(bench).lower()}, prompt: 16, gen: 4, repetitions: 1}}
 """
     path = tmp_path / f"{name}.yaml"

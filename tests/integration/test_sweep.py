@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from orchestrator.cli import main
@@ -50,6 +51,44 @@ def test_sweep_numbers_rerun_and_report(tmp_path, tools, demo_model, capsys):
     assert main(["report", "itest", "--workspace", str(ws), "--out", str(out)]) == 0
     md = (out / "README.md").read_text()
     assert "| Q8_0 | f16 | f16 |" in md and "Same top p" in md and tools.commit in md
+    assert "![Quality vs size (Pareto frontier labelled)](kld_vs_size.png)" in md
+    for stem in ("kld_vs_size", "kld_vs_speed", "kld_vs_kv_memory", "profiles"):
+        assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "<svg" in (out / f"{stem}.svg").read_text()
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4 and 'src="http' not in page and "<table" in page
+    card = (out / "model-card.md").read_text()
+    assert card.startswith("## Quantization quality") and "| Q2_K | q4_0 | q4_0 |" in card
+    cells = pd.read_parquet(out / "cells.parquet")
+    assert len(cells) == 4 and cells.kv_bytes.gt(0).all() and cells.pareto.any()
+    assert list(pd.read_csv(out / "cells.csv").weights) == list(cells.weights)
+    # recommend: a budget that holds every cell, one that holds some, one that holds none
+    q8 = kld.loc[("Q8_0", "f16", "f16")]
+    capsys.readouterr()
+    assert main(["recommend", "itest", "--workspace", str(ws), "--vram", "2GiB", "--ctx", "4096"]) == 0
+    text = capsys.readouterr().out
+    assert "Verdict: At 4096 tokens on 2.00 GiB: Q8_0 + f16/f16" in text
+    vram = f"{int(q8.file_bytes / 2**20) + 150}MiB"  # Q8_0 + f16 cache at 8192 needs ~270 MiB more
+    assert main(["recommend", "itest", "--workspace", str(ws), "--vram", vram, "--reserve", "0", "--ctx", "8192"]) == 0
+    text = capsys.readouterr().out
+    assert "Q8_0 + f16/f16" not in text.split("Verdict:")[1] and "Verdict: At 8192 tokens" in text
+    assert main(["recommend", "itest", "--workspace", str(ws), "--vram", "0.1GiB", "--reserve", "0",
+                 "--ctx", "4096"]) == 0
+    assert "No measured configuration fits 0.10 GiB at 4096 tokens" in capsys.readouterr().out
+    # compare against the same cells measured on code: only differences beyond their ± are flagged
+    code = small_recipe(tmp_path, demo_model, name="itest-code", corpus="python-source", bench=False)
+    assert main(["run", str(code), "--workspace", str(ws)]) == 0
+    capsys.readouterr()
+    assert main(["compare", "itest", "itest-code", "--workspace", str(ws)]) == 0
+    text = capsys.readouterr().out
+    df = _results(ws)
+    a = df[(df.recipe == "itest") & (df.measurement == "kld")].set_index(["weights", "type_k", "type_v"])
+    b = df[(df.recipe == "itest-code") & (df.measurement == "kld")].set_index(["weights", "type_k", "type_v"])
+    for key in a.index:
+        d = b.loc[key, "kld_mean"] - a.loc[key, "kld_mean"]
+        pmv = 2 * (a.loc[key, "kld_mean_err"] ** 2 + b.loc[key, "kld_mean_err"] ** 2) ** 0.5
+        line = next(x for x in text.splitlines() if x.startswith(f"{key[0]} ") and f"{key[1]}/{key[2]}" in x)
+        assert (f"{d:+.6f} ± {pmv:.6f} *" in line) == (abs(d) > pmv)
 
 
 def test_failing_cell_is_recorded_and_sweep_goes_on(tmp_path, tools, demo_model, capsys):
