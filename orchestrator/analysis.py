@@ -46,6 +46,7 @@ def cells(df: pd.DataFrame) -> pd.DataFrame:
                                                               f"{prefix}_ts_std": ("ts_std", "first"),
                                                               f"{prefix}_test": ("test", "first")})
         k = k.merge(t, on=["weights", "type_k", "type_v"], how="left")
+    k["file_bytes"] = pd.to_numeric(k.file_bytes, errors="coerce")
     k["size_gib"] = k.file_bytes / 2**30
     k["strategy"] = ["f16 cache" if (tk in FULL_PRECISION and tv in FULL_PRECISION) else "quantized cache"
                      for tk, tv in zip(k.type_k, k.type_v)]
@@ -272,7 +273,11 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     difference exceeds it. Cells measured in one run only are listed with where they are."""
     keys = ["weights", "type_k", "type_v", "ctx"]
     ka, kb = cells(a), cells(b)
-    m = ka.merge(kb, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
+    m = ka.merge(kb, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True, sort=False)
+    m["_size"] = m.file_bytes_a.fillna(m.file_bytes_b)
+    m["_k"] = [-memory.bytes_per_value(t) if t in memory.CACHE_BLOCKS else 0 for t in m.type_k]
+    m["_v"] = [-memory.bytes_per_value(t) if t in memory.CACHE_BLOCKS else 0 for t in m.type_v]
+    m = m.sort_values(["_size", "_k", "_v"], ascending=[False, True, True], kind="stable")
     rows = []
     for _, r in m.iterrows():
         row = {"weights": r.weights, "type_k": r.type_k, "type_v": r.type_v, "ctx": int(r.ctx),

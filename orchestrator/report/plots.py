@@ -57,13 +57,17 @@ def _errorbars(ax, x, k, **kw):
 
 
 def kld_vs_size(k: pd.DataFrame, out: Path, plt) -> list[Path]:
+    k = k.dropna(subset=["file_bytes"])
+    if k.empty:  # imported logs carry no file sizes
+        return []
     unit, scale = _size_unit(k)
     fig, ax = plt.subplots(figsize=(8, 4.8))
     pairs = _pairs(k)
     for i, (tk, tv) in enumerate(pairs):
         s = k[(k.type_k == tk) & (k.type_v == tv)]
         dodge = 1 + 0.003 * (i - (len(pairs) - 1) / 2)  # pairs of one weights file side by side, not on top
-        _errorbars(ax, s.file_bytes / scale * dodge, s, marker=MARKERS[i % len(MARKERS)], label=f"K {tk} / V {tv}")
+        _errorbars(ax, s.file_bytes / scale * dodge, s, marker=MARKERS[i % len(MARKERS)],
+                   label=f"K {tk} / V {tv}")
     front = k[analysis.pareto(list(k.file_bytes), list(k.kld_mean))].sort_values("file_bytes")
     ax.step(front.file_bytes / scale, front.kld_mean, where="post", color="black", linewidth=1, alpha=0.6,
             label="Pareto frontier")

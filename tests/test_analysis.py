@@ -1,0 +1,126 @@
+"""Answers from store rows: ties within ±, the Pareto frontier, recommend's choices, compare's flags."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from orchestrator import analysis, memory
+
+from .test_memory import SMOLLM2
+
+
+def rows(cells, recipe="r", arch=True):
+    """Store-shaped KLD rows for (weights, K, V, kld, err, file MiB)."""
+    out = []
+    for w, tk, tv, kld, err, mib in cells:
+        out.append({"recipe": recipe, "measurement": "kld", "status": "ok", "weights": w, "type_k": tk,
+                    "type_v": tv, "ctx": 256, "kld_mean": kld, "kld_mean_err": err, "ppl_q": 10 + kld,
+                    "ppl_ratio": 1 + kld, "ppl_ratio_err": err, "same_top": 90 - kld, "same_top_err": 1.0,
+                    "file_bytes": mib * 2**20, "tensor_bytes": mib * 2**20, "corpus": "python-docs",
+                    "n_vocab": 49152, "test": "", "n_gen": None, "n_prompt": None, "n_depth": None,
+                    "ts_mean": None, "ts_std": None, "source_sha256": "x",
+                    "model_arch_json": json.dumps({"architecture": "llama", "hparams": SMOLLM2}) if arch else None})
+    return pd.DataFrame(out)
+
+
+MATRIX = [("Q8_0", "f16", "f16", 0.0040, 0.0002, 138), ("Q8_0", "q8_0", "q8_0", 0.0042, 0.0002, 138),
+          ("Q8_0", "q4_0", "q4_0", 0.0568, 0.0045, 138), ("Q4_K_M", "f16", "f16", 0.0472, 0.0019, 101),
+          ("Q4_K_M", "q8_0", "q8_0", 0.0486, 0.0020, 101), ("Q2_K", "f16", "f16", 0.3865, 0.0114, 84)]
+
+
+def test_ties_share_a_rank_and_the_next_rank_skips():
+    assert analysis.tie_ranks([0.0040, 0.0042, 0.0568, 0.0472], [0.0002, 0.0002, 0.0045, 0.0019]) == \
+        ["=1", "=1", "=3", "=3"]
+    assert analysis.tie_ranks([0.1, 0.2, 0.3], [0.001, 0.001, 0.001]) == ["1", "2", "3"]
+
+
+def test_pareto_keeps_only_cells_nothing_smaller_beats():
+    sizes, klds = [138, 138, 101, 101, 84], [0.004, 0.0042, 0.047, 0.003, 0.39]
+    assert analysis.pareto(sizes, klds) == [False, False, False, True, True]
+
+
+def test_per_gib_metrics():
+    k = analysis.with_per_gib(analysis.cells(rows(MATRIX)))
+    r = k.iloc[0]
+    assert r.inv_kld_per_gib == pytest.approx(1 / 0.0040 / (138 / 1024))
+    assert r.same_top_per_gib == pytest.approx((90 - 0.0040) / (138 / 1024))
+
+
+def budget(mib, reserve=0):
+    return analysis.Budget(vram=mib * 2**20, reserve=reserve * 2**20)
+
+
+def recommend(df, mib, ctx, **kw):
+    return analysis.recommend(analysis.cells(df), analysis.architecture(df), budget(mib), ctx, **kw)
+
+
+def test_recommend_prefers_quantized_cache_when_f16_does_not_fit():
+    # at 8192 tokens: f16 cache 180 MiB, q8_0 95.6, q4_0 50.6; compute allowance 106.5 MiB
+    rec = recommend(rows(MATRIX), 375, 8192)  # Q8_0 + f16 needs 424.5, Q4_K_M + f16 387.5
+    assert set(rec.table.weights + "+" + rec.table.type_k) == {"Q8_0+q8_0", "Q8_0+q4_0", "Q4_K_M+q8_0",
+                                                             "Q2_K+f16"}
+    assert (rec.best.weights, rec.best.type_k) == ("Q8_0", "q8_0")
+    assert (rec.runner_up.weights, rec.runner_up.type_k) == ("Q2_K", "f16")
+    assert "quantize the cache rather than shrink the weights" in rec.verdict
+    assert rec.suggestions == []
+
+
+def test_recommend_verdict_is_a_tie_within_the_error():
+    m = MATRIX + [("Q6_K", "f16", "f16", 0.0043, 0.0003, 120)]
+    rec = recommend(rows(m), 410, 8192)  # Q6_K + f16 needs 406.5
+    assert (rec.best.weights, rec.best.type_k, rec.runner_up.weights) == ("Q8_0", "q8_0", "Q6_K")
+    assert "tied within ±: either strategy" in rec.verdict
+
+
+def test_recommend_names_cells_to_add_instead_of_inventing_them():
+    only_f16 = [c for c in MATRIX if c[1] == "f16"]
+    rec = recommend(rows(only_f16), 390, 8192)  # Q8_0 + f16 needs 424.5 MiB; Q4_K_M and Q2_K fit
+    assert rec.best.weights == "Q4_K_M" and rec.runner_up is None
+    assert any("Q8_0 + q8_0/q8_0 would fit" in s and "[q8_0, q8_0]" in s for s in rec.suggestions)
+    assert "no quantized-cache cell fits" in rec.verdict
+
+
+def test_recommend_when_nothing_fits_says_what_the_smallest_needs():
+    rec = recommend(rows(MATRIX), 150, 8192)
+    assert rec.best is None and rec.verdict.startswith("No measured configuration fits 0.15 GiB at 8192 tokens")
+
+
+def test_max_kld_picks_the_smallest_under_the_bound():
+    rec = recommend(rows(MATRIX), 1024, 4096, max_kld=0.05)
+    assert (rec.best.weights, rec.best.type_k) == ("Q4_K_M", "q8_0")  # smaller than Q4_K_M + f16
+    assert "Smallest configuration with KLD ≤ 0.05" in rec.verdict
+
+
+def test_ctx_max_ranks_by_context_reached_capped_at_the_trained_length():
+    rec = recommend(rows(MATRIX), 300, None)
+    reached = dict(zip(rec.table.weights + " " + rec.table.type_k, rec.table.ctx_reached))
+    assert reached["Q8_0 q4_0"] == 8192  # 8980 would fit: the trained context caps it
+    assert reached["Q8_0 q4_0"] > reached["Q8_0 q8_0"] == 4608 > reached["Q8_0 f16"] == 2304
+    assert reached["Q2_K f16"] == 4864
+    assert rec.verdict.startswith("Longest context on 0.29 GiB: Q8_0 + q4_0/q4_0 reaches 8192 tokens")
+
+
+def test_architecture_comes_from_the_store_or_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUANTSWEEP_CACHE", str(tmp_path))
+    assert analysis.architecture(rows(MATRIX)).n_layer == 30
+    with pytest.raises(memory.MemoryModelError, match="run `quantsweep run` on the recipe once more"):
+        analysis.architecture(rows(MATRIX, arch=False))
+
+
+def test_compare_flags_only_differences_beyond_their_error_and_lists_one_sided_cells():
+    a = rows(MATRIX, "a")
+    b_cells = [("Q8_0", "f16", "f16", 0.0046, 0.0002, 138),      # +0.0006 > 2·√2·0.0002 = 0.00057: flagged
+               ("Q8_0", "q8_0", "q8_0", 0.0047, 0.0002, 138),    # +0.0005 < 0.00057: not flagged
+               ("Q4_K_M", "f16", "f16", 0.0472, 0.0019, 101),
+               ("Q3_K_M", "f16", "f16", 0.1139, 0.0044, 89)]    # only in B
+    c = analysis.compare(a, rows(b_cells, "b"))
+    both = c[c["in"] == "both"].set_index(["weights", "type_k"])
+    assert both.loc[("Q8_0", "f16"), "differs"] == "KLD, PPL ratio"
+    assert both.loc[("Q8_0", "q8_0"), "differs"] == ""
+    assert both.loc[("Q4_K_M", "f16"), "Δ KLD"] == pytest.approx(0)
+    assert both.loc[("Q8_0", "f16"), "Δ KLD ±"] == pytest.approx(2 * (2 * 0.0002**2) ** 0.5)
+    one = c[c["in"] != "both"]
+    assert set(zip(one.weights, one.type_k, one["in"])) == {("Q3_K_M", "f16", "B only"), ("Q8_0", "q4_0", "A only"),
+                                                           ("Q4_K_M", "q8_0", "A only"), ("Q2_K", "f16", "A only")}
+    assert list(c.weights[:3]) == ["Q8_0", "Q8_0", "Q8_0"]  # largest weights first
