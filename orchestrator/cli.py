@@ -71,6 +71,19 @@ def recommend(name: str = typer.Argument(..., help="recipe name (as in the store
 
 
 @app.command()
+def memory(model: Path = typer.Argument(..., help="a GGUF file"),
+           ctx: str = typer.Option("4096,32768", "--ctx", help="contexts, comma-separated"),
+           pairs: str = typer.Option("f16/f16,q8_0/q8_0,q5_1/q5_1,q4_0/q4_0", "--pairs", help="K/V pairs"),
+           check: bool = typer.Option(False, "--check", help="ask llama.cpp for its own numbers beside ours"),
+           gpu_layers: int = typer.Option(999, "--gpu-layers", "-ngl", help="with --check: layers offloaded"),
+           llama_cpp: Optional[str] = LLAMA):
+    """Memory a model needs per context and K/V pair: weights + K + V + compute allowance."""
+    from . import commands
+
+    raise typer.Exit(commands.memory_table(model, ctx, pairs, check, gpu_layers, llama_cpp, _out))
+
+
+@app.command()
 def compare(a: str = typer.Argument(..., help="recipe name, or NAME@WORKSPACE for another store"),
             b: str = typer.Argument(..., help="recipe name, or NAME@WORKSPACE"), workspace: Optional[Path] = WS):
     """Two runs cell by cell: Δ KLD, Δ PPL ratio, Δ same-top, flagged only beyond their combined ±."""

@@ -193,3 +193,55 @@ def compare(a: str, b: str, workspace, out) -> None:
     c = analysis.compare(results(an, aw), results(bn, bw))
     for line in compare_lines(a, b, c):
         out(line)
+
+
+def memory_table(model: Path, ctxs: str, pairs: str, check: bool, gpu_layers: int, llama_cpp, out) -> int:
+    """The memory of a GGUF at given contexts and K/V pairs; with `check`, llama.cpp's own numbers beside."""
+    from . import gguf_info, memory, procs
+    from .files import sha256_file
+    from .llama_types import CACHE_TYPES
+    from .report.answers import text_table
+    from .tools import perplexity
+
+    if not Path(model).is_file():
+        raise UsageError(f"{model}: no such GGUF file")
+    try:
+        contexts = [int(c) for c in ctxs.split(",")]
+        kv_pairs = [tuple(p.split("/")) for p in pairs.split(",")]
+    except ValueError:
+        raise UsageError(f"--ctx {ctxs!r}: numbers separated by commas, e.g. 4096,32768") from None
+    for p in kv_pairs:
+        if len(p) != 2 or any(t not in memory.CACHE_BLOCKS or t not in CACHE_TYPES for t in p):
+            raise UsageError(f"--pairs: {'/'.join(p)!r} is not K/V, each one of {', '.join(memory.CACHE_BLOCKS)}")
+    if any(c < 16 for c in contexts):
+        raise UsageError("--ctx: each context must be at least 16")
+    root = toolchain.cache_root()
+    info = gguf_info.read(Path(model), root / "gguf-info", sha256_file(Path(model), root / "file-hashes.json"))
+    arch = memory.Architecture.from_hparams(info.architecture, info.hparams, info.n_vocab)
+    tc = toolchain.find(llama_cpp) if check else None
+    header = ["ctx", "K/V", "weights MiB", "K MiB", "V MiB", "compute MiB", "total MiB"]
+    header += ["llama.cpp K", "llama.cpp V", "llama.cpp total", "ours / llama.cpp"] if check else []
+    rows, worst = [], 0.0
+    for c in contexts:
+        for tk, tv in kv_pairs:
+            fp = memory.footprint(arch, info.tensor_bytes, tk, tv, c)
+            row = [str(c), f"{tk}/{tv}"] + [f"{b / 2**20:.1f}" for b in (fp.weights, fp.k, fp.v, fp.compute, fp.total)]
+            if tc is not None:
+                res = procs.run(perplexity.kv_probe_argv(tc.exe("llama-perplexity"), Path(model), ctx=c, type_k=tk,
+                                                         type_v=tv, gpu_layers=gpu_layers), timeout=600)
+                rep = perplexity.parse_kv_report(res.stdout + res.stderr)
+                total = sum(r["self"] for r in perplexity.parse_memory_breakdown(res.stdout))
+                if rep is None or not total:
+                    raise UsageError(f"llama-perplexity did not report its memory (rc {res.rc}):\n{res.tail(8)}")
+                row += [f"{rep['k_mib']:.2f}", f"{rep['v_mib']:.2f}", f"{total:.0f}", f"{fp.total / 2**20 / total:.3f}"]
+                worst = max(worst, abs(fp.k / 2**20 - rep["k_mib"]) / max(rep["k_mib"], 0.01),
+                            abs(fp.v / 2**20 - rep["v_mib"]) / max(rep["v_mib"], 0.01))
+            rows.append(row)
+    out(f"{Path(model).name}: {info.architecture}, {arch.n_layer} layers, "
+        f"{sum(1 for s in arch.swa if s)} sliding-window (n_swa {arch.n_swa}), trained ctx {arch.n_ctx_train}, "
+        f"K/V per token (full layers, f16): {arch.kv_bytes_per_token('f16', 'f16') / 1024:.1f} KiB")
+    for line in text_table(rows, header):
+        out(line)
+    if tc is not None:
+        out(f"largest K or V difference from llama.cpp ({', '.join(tc.backends)}): {worst * 100:.2f} %")
+    return 0

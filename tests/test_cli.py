@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from orchestrator.cli import main
 
 
@@ -25,3 +27,17 @@ def test_missing_store_is_a_clear_error(tmp_path, capsys):
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("quantsweep ")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["memory", "nope.gguf"], "nope.gguf: no such GGUF file"),
+    (["recommend", "demo", "--vram", "lots", "--ctx", "100"], "--vram 'lots'"),
+    (["recommend", "demo", "--vram", "1GiB", "--ctx", "soon"], "--ctx 'soon'"),
+    (["recommend", "demo", "--vram", "1GiB"], "give --ctx N (or --ctx max), --max-kld X, or both"),
+    (["recommend", "demo", "--vram", "0.4GiB", "--ctx", "100"], "--reserve 0.5GiB leaves nothing"),
+    (["compare", "a", "b"], "no store in"),
+])
+def test_answer_commands_reject_bad_input(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -33,12 +33,19 @@ def test_demo_architecture_bytes_per_token():
 
 def test_matches_the_recorded_llama_cpp_report(fixture_text):
     """llama.cpp's own numbers for ctx 1000 (padded to 1024), K q8_0, V q4_0, on this model."""
-    rep = perplexity.parse_kv_report(fixture_text("ppl_kv_probe.stderr"))
+    rep = perplexity.parse_kv_report(fixture_text("ppl_kv_probe.stdout"))
     assert rep == {"total_mib": 9.14, "cells": 1024, "layers": 30, "n_seq": 1, "type_k": "q8_0",
                    "k_mib": 5.98, "type_v": "q4_0", "v_mib": 3.16, "n_ctx": 1024}
     k, v = smollm2().kv_bytes("q8_0", "q4_0", 1000)
     assert k / 2**20 == pytest.approx(rep["k_mib"], abs=0.005)
     assert v / 2**20 == pytest.approx(rep["v_mib"], abs=0.005)
+
+
+def test_memory_breakdown_record(fixture_text):
+    rows = perplexity.parse_memory_breakdown(fixture_text("ppl_kv_probe.stdout"))
+    assert rows[0] == {"kind": "host", "name": "Host", "self": 203, "model": 91, "context": 9, "compute": 102}
+    assert sum(r["self"] for r in rows) == 210
+    assert perplexity.parse_memory_breakdown("no such record") == []
 
 
 def test_sliding_window_layers_keep_only_the_window():

@@ -32,8 +32,8 @@ def recommend_lines(name: str, rec: Recommendation, budget, ctx: int | None, max
         rows = []
         for _, r in t.head(limit).iterrows():
             row = [r.get("rank", ""), r.weights, f"{r.type_k}/{r.type_v}", pm(r.kld_mean, r.kld_mean_err, 6),
-                   pm(r.same_top, r.same_top_err, 2, " %"), num(r.mem_weights / scale, digits), num(r.mem_kv / scale, digits),
-                   num(r.mem_total / scale, digits)]
+                   pm(r.same_top, r.same_top_err, 2, " %"),
+                   *(num(b / scale, digits) for b in (r.mem_weights, r.mem_kv, r.mem_total))]
             row += [str(int(r.ctx_reached))] if ctx is None else []
             row += [pm(r.get("tg_ts"), r.get("tg_ts_std"), 1)]
             rows.append(row)

@@ -213,13 +213,13 @@ KV_REPORT_RE = re.compile(rf"llama_kv_cache: size = +({NUM}) MiB \( *(\d+) cells
 N_CTX_RE = re.compile(r"llama_context: n_ctx += (\d+)")
 
 
-def kv_probe_argv(exe: str, model: Path, tiny_corpus: Path, *, ctx: int, type_k: str, type_v: str,
-                  gpu_layers: int = 0) -> list[str]:
-    """A run that allocates the cache for one sequence of `ctx` and stops at once: the corpus is
-    too short to evaluate, which llama-perplexity finds only after the context exists. -lv 4
-    shows libllama's own allocation report."""
-    return [exe, "-m", str(model), "-f", str(tiny_corpus), "-c", str(ctx), "-b", str(ctx),
-            "-ctk", type_k, "-ctv", type_v, "-fa", "on", "-ngl", str(gpu_layers), "-lv", "4"]
+def kv_probe_argv(exe: str, model: Path, *, ctx: int, type_k: str, type_v: str, gpu_layers: int = 0,
+                  corpus: Path = Path("/dev/null")) -> list[str]:
+    """A run that allocates the cache for one sequence of `ctx` and stops at once: an empty corpus
+    is too short to evaluate, which llama-perplexity finds only after the context exists. -lv 4
+    shows libllama's allocation report; --log-jsonl adds the per-device memory breakdown."""
+    return [exe, "-m", str(model), "-f", str(corpus), "-c", str(ctx), "-b", str(ctx),
+            "-ctk", type_k, "-ctv", type_v, "-fa", "on", "-ngl", str(gpu_layers), "-lv", "4", "--log-jsonl"]
 
 
 def parse_kv_report(text: str) -> dict | None:
@@ -232,3 +232,18 @@ def parse_kv_report(text: str) -> dict | None:
             "n_seq": int(m.group(5)), "type_k": m.group(6), "k_mib": float(m.group(7)),
             "type_v": m.group(8), "v_mib": float(m.group(9)),
             "n_ctx": int(n_ctx.group(1)) if n_ctx else None}
+
+
+def parse_memory_breakdown(text: str) -> list[dict]:
+    """The `fit_memory_breakdown` record of a --log-jsonl run: per device, MiB of model, context
+    (the K/V cache and output buffer) and compute buffer, and their sum `self`."""
+    import json
+
+    for line in text.splitlines():
+        if '"fit_memory_breakdown"' in line:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            return list(rec.get("data", {}).get("rows", []))
+    return []
