@@ -42,6 +42,9 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out) -> None:
     out(f"model {inp.source_path.name} (sha256 {inp.source_sha[:12]}…, n_vocab {inp.source_info.n_vocab}); "
         f"reference {r.reference.type}; corpus {inp.corpus.label}")
     out(f"toolchain {tc.commit} ({', '.join(tc.backends)}) at {tc.bin_dir}")
+    warning = toolchain.fa_warning(tc, r.cache.expanded())
+    if warning:
+        out(warning)
     for kind in planmod.KINDS:
         jobs = [x for x in rows if x["kind"] == kind]
         if jobs:
@@ -59,9 +62,12 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out) -> None:
 def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool, out) -> int:
     from .runner import Runner
 
-    recipemod.load(recipe_path)
+    r = recipemod.load(recipe_path)
     ws = Workspace(workspace)
     tc = toolchain.find(llama_cpp)
+    warning = toolchain.fa_warning(tc, r.cache.expanded())
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     with ws.lock():
         inp = prepare.inputs(recipe_path, ws, tc, fetch=True)
         p = planmod.build(inp)

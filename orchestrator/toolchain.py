@@ -160,6 +160,18 @@ def fa_compiled(fa_quants: str | None, k: str, v: str) -> bool:
     return f"{k}-{v}" in fa_quants.split(",")
 
 
+def fa_warning(tc: Toolchain, pairs) -> str | None:
+    """A CUDA build we made without a flash-attention kernel for some of these K/V pairs: llama.cpp
+    then runs that attention on the CPU, which is correct but far slower (timings would mislead)."""
+    if "CUDA" not in tc.backends or not tc.cuda_fa_quants:
+        return None
+    missing = [f"{k}/{v}" for k, v in pairs if not fa_compiled(tc.cuda_fa_quants, k, v)]
+    if not missing:
+        return None
+    return (f"warning: this CUDA build has no flash-attention kernel for K/V {', '.join(missing)}; llama.cpp "
+            "runs that attention on the CPU (slow). Rebuild with `quantsweep toolchain build --fa-quants all`")
+
+
 def build_flags(cuda: bool, fa_quants: str = "all") -> list[str]:
     flags = ["-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF",
              "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF",
