@@ -62,7 +62,7 @@ def recommend(name: str = typer.Argument(..., help="recipe name (as in the store
               ctx: Optional[str] = typer.Option(None, "--ctx", help="tokens of context, or max"),
               max_kld: Optional[float] = typer.Option(None, "--max-kld", help="the smallest configuration "
                                                       "whose KLD is at most this"),
-              reserve: str = typer.Option("0.5GiB", "--reserve", help="kept for the runtime (CUDA context, "
+              reserve: str = typer.Option("0.75GiB", "--reserve", help="kept for the runtime (CUDA context ≈ 0.6 GiB, "
                                           "display)")):
     """Which measured (weights, K, V) cell to use on this card at this context, with a verdict."""
     from . import commands

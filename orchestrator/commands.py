@@ -226,7 +226,7 @@ def memory_table(model: Path, ctxs: str, pairs: str, check: bool, gpu_layers: in
     arch = memory.Architecture.from_hparams(info.architecture, info.hparams, info.n_vocab)
     tc = toolchain.find(llama_cpp) if check else None
     header = ["ctx", "K/V", "weights MiB", "K MiB", "V MiB", "compute MiB", "total MiB"]
-    header += ["llama.cpp K", "llama.cpp V", "llama.cpp total", "ours / llama.cpp"] if check else []
+    header += ["llama.cpp K", "llama.cpp V", "llama.cpp MiB", "ours / llama.cpp"] if check else []
     rows, worst = [], 0.0
     for c in contexts:
         for tk, tv in kv_pairs:
@@ -236,7 +236,7 @@ def memory_table(model: Path, ctxs: str, pairs: str, check: bool, gpu_layers: in
                 res = procs.run(perplexity.kv_probe_argv(tc.exe("llama-perplexity"), Path(model), ctx=c, type_k=tk,
                                                          type_v=tv, gpu_layers=gpu_layers), timeout=600)
                 rep = perplexity.parse_kv_report(res.stdout + res.stderr)
-                total = sum(r["self"] for r in perplexity.parse_memory_breakdown(res.stdout))
+                total = perplexity.breakdown_total(perplexity.parse_memory_breakdown(res.stdout))
                 if rep is None or not total:
                     raise UsageError(f"llama-perplexity did not report its memory (rc {res.rc}):\n{res.tail(8)}")
                 row += [f"{rep['k_mib']:.2f}", f"{rep['v_mib']:.2f}", f"{total:.0f}", f"{fp.total / 2**20 / total:.3f}"]
@@ -250,4 +250,6 @@ def memory_table(model: Path, ctxs: str, pairs: str, check: bool, gpu_layers: in
         out(line)
     if tc is not None:
         out(f"largest K or V difference from llama.cpp ({', '.join(tc.backends)}): {worst * 100:.2f} %")
+        out("llama.cpp MiB: its own account of the devices' memory (model + context + compute; the host's "
+            "when no device is used); the runtime itself (a CUDA context) comes on top")
     return 0

@@ -9,7 +9,9 @@ checked against the sizes llama.cpp itself reports (tests/integration/test_memor
 
 A configuration's memory = the GGUF's tensor data + the K/V cache + a compute allowance
 (llama.cpp's compute buffer at one micro-batch: logits and the widest activations, 4 bytes each,
-flash attention on). Runtime overhead outside llama.cpp's buffers (the CUDA context, other
+plus the f16 attention mask over the whole context; flash attention on). Checked against
+llama.cpp's own per-device account on CPU and CUDA (reports/h100/memory.md). Runtime overhead
+outside llama.cpp's buffers (the CUDA context: ~610 MiB measured on an H100 with CUDA 13, other
 programs on the card) is the caller's `reserve`.
 """
 
@@ -127,9 +129,10 @@ class Architecture:
         return sum(row_bytes(type_k, k) + row_bytes(type_v, v)
                    for k, v, s in zip(self.k_values, self.v_values, self.swa) if not s)
 
-    def compute_bytes(self, n_ubatch: int = UBATCH) -> int:
-        """Allowance for llama.cpp's compute buffer (flash attention on): logits and activations."""
-        return 4 * n_ubatch * (self.n_vocab + 2 * self.n_ff + 4 * self.n_embd)
+    def compute_bytes(self, ctx: int, n_ubatch: int = UBATCH) -> int:
+        """Allowance for llama.cpp's compute buffer (flash attention on): logits and activations,
+        and the f16 mask of one micro-batch against every cached cell."""
+        return 4 * n_ubatch * (self.n_vocab + 2 * self.n_ff + 4 * self.n_embd) + 2 * n_ubatch * pad(ctx)
 
 
 def _swa_layers(arch: str, hp: dict, n_layer: int) -> list[bool]:
@@ -164,7 +167,7 @@ class Footprint:
 def footprint(arch: Architecture, weights_bytes: int, type_k: str, type_v: str, ctx: int,
               n_ubatch: int = UBATCH) -> Footprint:
     k, v = arch.kv_bytes(type_k, type_v, ctx, n_ubatch)
-    return Footprint(weights=int(weights_bytes), k=k, v=v, compute=arch.compute_bytes(n_ubatch))
+    return Footprint(weights=int(weights_bytes), k=k, v=v, compute=arch.compute_bytes(ctx, n_ubatch))
 
 
 def max_ctx(arch: Architecture, weights_bytes: int, type_k: str, type_v: str, budget: int,

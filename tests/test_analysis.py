@@ -56,8 +56,8 @@ def recommend(df, mib, ctx, **kw):
 
 
 def test_recommend_prefers_quantized_cache_when_f16_does_not_fit():
-    # at 8192 tokens: f16 cache 180 MiB, q8_0 95.6, q4_0 50.6; compute allowance 106.5 MiB
-    rec = recommend(rows(MATRIX), 375, 8192)  # Q8_0 + f16 needs 424.5, Q4_K_M + f16 387.5
+    # at 8192 tokens: f16 cache 180 MiB, q8_0 95.6, q4_0 50.6; compute allowance 114.5 MiB
+    rec = recommend(rows(MATRIX), 380, 8192)  # Q8_0 + f16 needs 432.5, Q4_K_M + f16 395.5, Q2_K + f16 378.5
     assert set(rec.table.weights + "+" + rec.table.type_k) == {"Q8_0+q8_0", "Q8_0+q4_0", "Q4_K_M+q8_0",
                                                              "Q2_K+f16"}
     assert (rec.best.weights, rec.best.type_k) == ("Q8_0", "q8_0")
@@ -68,14 +68,14 @@ def test_recommend_prefers_quantized_cache_when_f16_does_not_fit():
 
 def test_recommend_verdict_is_a_tie_within_the_error():
     m = MATRIX + [("Q6_K", "f16", "f16", 0.0043, 0.0003, 120)]
-    rec = recommend(rows(m), 410, 8192)  # Q6_K + f16 needs 406.5
+    rec = recommend(rows(m), 420, 8192)  # Q6_K + f16 needs 414.5
     assert (rec.best.weights, rec.best.type_k, rec.runner_up.weights) == ("Q8_0", "q8_0", "Q6_K")
     assert "tied within ±: either strategy" in rec.verdict
 
 
 def test_recommend_names_cells_to_add_instead_of_inventing_them():
     only_f16 = [c for c in MATRIX if c[1] == "f16"]
-    rec = recommend(rows(only_f16), 390, 8192)  # Q8_0 + f16 needs 424.5 MiB; Q4_K_M and Q2_K fit
+    rec = recommend(rows(only_f16), 400, 8192)  # Q8_0 + f16 needs 432.5 MiB; Q4_K_M and Q2_K fit
     assert rec.best.weights == "Q4_K_M" and rec.runner_up is None
     assert any("Q8_0 + q8_0/q8_0 would fit" in s and "[q8_0, q8_0]" in s for s in rec.suggestions)
     assert "no quantized-cache cell fits" in rec.verdict
@@ -93,12 +93,13 @@ def test_max_kld_picks_the_smallest_under_the_bound():
 
 
 def test_ctx_max_ranks_by_context_reached_capped_at_the_trained_length():
-    rec = recommend(rows(MATRIX), 300, None)
+    # each token costs its K/V plus 1 KiB of attention mask in the compute buffer
+    rec = recommend(rows(MATRIX), 310, None)
     reached = dict(zip(rec.table.weights + " " + rec.table.type_k, rec.table.ctx_reached))
-    assert reached["Q8_0 q4_0"] == 8192  # 8980 would fit: the trained context caps it
-    assert reached["Q8_0 q4_0"] > reached["Q8_0 q8_0"] == 4608 > reached["Q8_0 f16"] == 2304
-    assert reached["Q2_K f16"] == 4864
-    assert rec.verdict.startswith("Longest context on 0.29 GiB: Q8_0 + q4_0/q4_0 reaches 8192 tokens")
+    assert reached["Q8_0 q4_0"] == 8192  # 9152 would fit: the trained context caps it
+    assert reached["Q8_0 q4_0"] > reached["Q8_0 q8_0"] == 5120 > reached["Q8_0 f16"] == 2816
+    assert reached["Q2_K f16"] == 5120
+    assert rec.verdict.startswith("Longest context on 0.30 GiB: Q8_0 + q4_0/q4_0 reaches 8192 tokens")
 
 
 def test_architecture_comes_from_the_store_or_a_clear_error(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ def test_matches_the_recorded_llama_cpp_report(fixture_text):
 def test_memory_breakdown_record(fixture_text):
     rows = perplexity.parse_memory_breakdown(fixture_text("ppl_kv_probe.stdout"))
     assert rows[0] == {"kind": "host", "name": "Host", "self": 203, "model": 91, "context": 9, "compute": 102}
-    assert sum(r["self"] for r in rows) == 210
+    assert perplexity.breakdown_total(rows) == 210  # no device: the host and its repacked weights
     assert perplexity.parse_memory_breakdown("no such record") == []
 
 
@@ -107,3 +107,24 @@ def test_parse_size(text, n):
 def test_parse_size_rejects_nonsense():
     with pytest.raises(UsageError, match="24GiB"):
         memory.parse_size("lots")
+
+
+def test_footprint_against_llama_cpp_on_cuda():
+    """An H100 run at ctx 8192 (see the fixture's README): our VRAM estimate is never below llama.cpp's
+    device account and at most 10 % above it; the CUDA context comes on top (the reserve)."""
+    from .conftest import FIXTURES
+
+    lines = (FIXTURES / "0c1e570-cuda-h100" / "ppl_breakdown.jsonl").read_text().splitlines()
+    weights = 96_576_768  # tensor data of SmolLM2-135M-Instruct.Q4_1.gguf (92.1 MiB)
+    for line, cache in zip(lines, ("f16", "q8_0", "q4_0")):
+        rows = perplexity.parse_memory_breakdown(line)
+        device = perplexity.breakdown_total(rows)
+        assert [r["name"] for r in rows] == ["CUDA0", "Host"] and device == rows[0]["self"]
+        ours = memory.footprint(smollm2(), weights, cache, cache, 8192).total / 2**20
+        assert device <= ours <= device * 1.10
+    peaks = [int(x.split("peak_mib ")[1]) for x in
+             (FIXTURES / "0c1e570-cuda-h100" / "vram-peak.txt").read_text().splitlines() if "peak_mib" in x]
+    devices = [perplexity.breakdown_total(perplexity.parse_memory_breakdown(x)) for x in lines]
+    overhead = [p - d for p, d in zip(peaks, devices)]
+    assert all(600 <= o <= 620 for o in overhead)  # measured CUDA context ≈ 610 MiB: --reserve covers it
+    assert memory.parse_size("0.75GiB") / 2**20 > max(overhead)

@@ -247,3 +247,9 @@ def parse_memory_breakdown(text: str) -> list[dict]:
                 continue
             return list(rec.get("data", {}).get("rows", []))
     return []
+
+
+def breakdown_total(rows: list[dict]) -> int:
+    """MiB llama.cpp accounts for on the accelerators, or on the host when nothing is offloaded."""
+    devices = [r for r in rows if r.get("kind") == "device"]
+    return sum(int(r.get("self", 0)) for r in (devices or rows))
