@@ -213,50 +213,57 @@ def recommend(k: pd.DataFrame, arch: memory.Architecture, budget: Budget, ctx: i
     best = fit.iloc[0]
     other = fit[fit.strategy != best.strategy]
     runner = other.iloc[0] if not other.empty else None
-    verdict = _verdict(best, runner, fit, budget, ctx)
+    verdict = _verdict(best, runner, t, budget, ctx)
     return Recommendation(fit, best, runner, verdict, suggestions, notes)
 
 
-def _verdict(best, runner, fit, budget: Budget, ctx: int) -> str:
+def _verdict(best, runner, t: pd.DataFrame, budget: Budget, ctx: int) -> str:
     head = f"At {ctx} tokens on {memory.gib(budget.vram)}: {_label(best)} ({_kld(best)})"
     if runner is None:
-        return head + f" is the best fit; no {('quantized' if best.strategy == 'f16 cache' else 'f16')}-cache " \
-                      "cell fits to compare strategies (see the cells to add)."
+        other = "f16 cache" if best.strategy == "quantized cache" else "quantized cache"
+        cand = t[t.strategy == other]
+        if cand.empty:
+            return head + f" is the best fit; the recipe measures no {other} cell to compare strategies with."
+        smallest = cand.sort_values("mem_total").iloc[0]
+        return (head + f" is the best fit. No {other} configuration fits: the smallest measured, "
+                f"{_label(smallest)}, needs {memory.gib(smallest.mem_total + budget.reserve)}"
+                + (", so at this context the cache has to be quantized." if other == "f16 cache" else "."))
     tie = runner.kld_mean - best.kld_mean <= combined(best.kld_mean_err, runner.kld_mean_err)
+    if tie:
+        return head + f" and {_label(runner)} ({_kld(runner)}) are tied within ±: either strategy."
     if best.strategy == "quantized cache":
         choice = "quantize the cache rather than shrink the weights"
     else:
         choice = "shrink the weights rather than quantize the cache"
-    if tie:
-        return head + f" and {_label(runner)} ({_kld(runner)}) are tied within ±: either strategy."
     return head + f" beats the best {runner.strategy} option, {_label(runner)} ({_kld(runner)}): {choice}."
 
 
 def _suggest(t: pd.DataFrame, arch, budget: Budget, ctx: int | None, cache_types) -> list[str]:
-    """Cells not measured that would answer better: measured weights with cache pairs the recipe lacks
-    that fit where the measured pairs of those weights do not (cells are never invented: only named)."""
+    """Cells not measured that would answer better: measured weights with a cache pair the recipe lacks
+    that would fit where its measured pairs do not, or the strategy the recipe leaves out. Named, never
+    invented: their KLD is unknown until they are run."""
     if ctx is None:
         return []
     measured = {(r.weights, r.type_k, r.type_v) for r in t.itertuples()}
-    weights = t.drop_duplicates("weights").sort_values("file_bytes", ascending=False)
     out = []
     fitting = set(t[t.fits].weights)
-    for r in weights.itertuples():
+    for _, r in t.drop_duplicates("weights").sort_values("file_bytes", ascending=False).iterrows():
         if r.weights in fitting:
             continue
         for ct in cache_types:  # the least quantized cache that would let these weights fit
             if (r.weights, ct, ct) in measured:
                 continue
-            fp = memory.footprint(arch, weights_bytes(pd.Series(r._asdict())), ct, ct, ctx, budget.n_ubatch)
+            fp = memory.footprint(arch, weights_bytes(r), ct, ct, ctx, budget.n_ubatch)
             if fp.total <= budget.usable:
-                out.append(f"{r.weights} + {ct}/{ct} would fit ({memory.gib(fp.total)}): add the pair "
-                           f"[{ct}, {ct}] to the recipe's cache.pairs")
+                out.append(f"{r.weights} + {ct}/{ct} would fit ({memory.gib(fp.total + budget.reserve)}): "
+                           f"add the pair [{ct}, {ct}] to the recipe's cache.pairs")
                 break
-    strategies = set(t[t.fits].strategy)
-    if len(strategies) == 1 and not out and not t[t.fits].empty:
-        lacking = "quantized cache" if "f16 cache" in strategies else "f16 cache"
-        out.append(f"every fitting cell uses a {next(iter(strategies))}; add {lacking} pairs "
-                   "(or smaller weight quants) to compare the two strategies")
+    strategies = set(t.strategy)
+    if strategies == {"quantized cache"}:
+        out.append("the recipe measures no f16 cache: add the pair [f16, f16] to compare the two strategies")
+    elif strategies == {"f16 cache"} and not out:
+        out.append("the recipe measures no quantized cache: add [q8_0, q8_0] (and [q4_0, q4_0]) to compare "
+                   "the two strategies")
     return out
 
 

@@ -78,7 +78,17 @@ def test_recommend_names_cells_to_add_instead_of_inventing_them():
     rec = recommend(rows(only_f16), 400, 8192)  # Q8_0 + f16 needs 432.5 MiB; Q4_K_M and Q2_K fit
     assert rec.best.weights == "Q4_K_M" and rec.runner_up is None
     assert any("Q8_0 + q8_0/q8_0 would fit" in s and "[q8_0, q8_0]" in s for s in rec.suggestions)
-    assert "no quantized-cache cell fits" in rec.verdict
+    assert "the recipe measures no quantized cache cell to compare strategies with" in rec.verdict
+
+
+def test_recommend_says_when_only_a_quantized_cache_reaches_the_context():
+    rec = recommend(rows(MATRIX), 330, 8192)
+    assert (rec.best.weights, rec.best.type_k) == ("Q4_K_M", "q8_0") and rec.runner_up is None
+    assert ("No f16 cache configuration fits: the smallest measured, Q2_K + f16/f16, needs 0.37 GiB, so at "
+            "this context the cache has to be quantized.") in rec.verdict
+    # Q2_K was measured with an f16 cache only: with q8_0 it would fit, so it is named (its KLD is unknown)
+    assert rec.suggestions == ["Q2_K + q8_0/q8_0 would fit (0.29 GiB): add the pair [q8_0, q8_0] to the "
+                               "recipe's cache.pairs"]
 
 
 def test_recommend_when_nothing_fits_says_what_the_smallest_needs():
