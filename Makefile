@@ -23,6 +23,7 @@ toolchain: venv
 demo: setup
 	$(QS) run recipes/demo.yaml
 	$(QS) report demo
+	$(QS) recommend demo --vram 320MiB --reserve 0 --ctx 4096
 
 test: setup
 	$(BIN)/python -m pytest -q

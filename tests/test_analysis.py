@@ -84,16 +84,16 @@ def test_recommend_names_cells_to_add_instead_of_inventing_them():
 def test_recommend_says_when_only_a_quantized_cache_reaches_the_context():
     rec = recommend(rows(MATRIX), 330, 8192)
     assert (rec.best.weights, rec.best.type_k) == ("Q4_K_M", "q8_0") and rec.runner_up is None
-    assert ("No f16 cache configuration fits: the smallest measured, Q2_K + f16/f16, needs 0.37 GiB, so at "
+    assert ("No f16 cache configuration fits: the smallest measured, Q2_K + f16/f16, needs 378 MiB, so at "
             "this context the cache has to be quantized.") in rec.verdict
     # Q2_K was measured with an f16 cache only: with q8_0 it would fit, so it is named (its KLD is unknown)
-    assert rec.suggestions == ["Q2_K + q8_0/q8_0 would fit (0.29 GiB): add the pair [q8_0, q8_0] to the "
+    assert rec.suggestions == ["Q2_K + q8_0/q8_0 would fit (294 MiB): add the pair [q8_0, q8_0] to the "
                                "recipe's cache.pairs"]
 
 
 def test_recommend_when_nothing_fits_says_what_the_smallest_needs():
     rec = recommend(rows(MATRIX), 150, 8192)
-    assert rec.best is None and rec.verdict.startswith("No measured configuration fits 0.15 GiB at 8192 tokens")
+    assert rec.best is None and rec.verdict.startswith("No measured configuration fits 150 MiB at 8192 tokens")
 
 
 def test_max_kld_picks_the_smallest_under_the_bound():
@@ -109,7 +109,7 @@ def test_ctx_max_ranks_by_context_reached_capped_at_the_trained_length():
     assert reached["Q8_0 q4_0"] == 8192  # 9152 would fit: the trained context caps it
     assert reached["Q8_0 q4_0"] > reached["Q8_0 q8_0"] == 5120 > reached["Q8_0 f16"] == 2816
     assert reached["Q2_K f16"] == 5120
-    assert rec.verdict.startswith("Longest context on 0.30 GiB: Q8_0 + q4_0/q4_0 reaches 8192 tokens")
+    assert rec.verdict.startswith("Longest context on 310 MiB: Q8_0 + q4_0/q4_0 reaches 8192 tokens")
 
 
 def test_architecture_comes_from_the_store_or_a_clear_error(tmp_path, monkeypatch):

@@ -74,7 +74,7 @@ def test_sweep_numbers_rerun_and_report(tmp_path, tools, demo_model, capsys):
     assert "Q8_0 + f16/f16" not in text.split("Verdict:")[1] and "Verdict: At 8192 tokens" in text
     assert main(["recommend", "itest", "--workspace", str(ws), "--vram", "0.1GiB", "--reserve", "0",
                  "--ctx", "4096"]) == 0
-    assert "No measured configuration fits 0.10 GiB at 4096 tokens" in capsys.readouterr().out
+    assert "No measured configuration fits 102 MiB at 4096 tokens" in capsys.readouterr().out
     # compare against the same cells measured on code: only differences beyond their ± are flagged
     code = small_recipe(tmp_path, demo_model, name="itest-code", corpus="python-source", bench=False)
     assert main(["run", str(code), "--workspace", str(ws)]) == 0
