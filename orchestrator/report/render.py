@@ -3,7 +3,7 @@
 - README.md: tables, plots and how it was made;
 - model-card.md: the same, compact, ready to paste into a Hugging Face model card;
 - report.html: one self-contained page (tables and plots inline);
-- kv_table.csv, stats.csv (as displayed), cells.csv and cells.parquet (numbers, one row per cell);
+- kv_table, stats (as displayed) and cells (the numbers, one row per cell), each as CSV and parquet;
 - the plots as PNG and SVG.
 """
 
@@ -75,19 +75,17 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     stats, fails = tables.stats_table(df), tables.failures(df)
     prov = tables.provenance(df)
     written = []
-    for fname, t in (("kv_table.csv", kv), ("stats.csv", stats), ("failures.csv", fails)):
-        path = out / fname
+    for stem, t in (("kv_table", kv), ("stats", stats), ("failures", fails),
+                    ("cells", numeric_cells(df, arch))):
+        csv, parquet = out / f"{stem}.csv", out / f"{stem}.parquet"
         if t.empty:
-            path.unlink(missing_ok=True)
+            csv.unlink(missing_ok=True)
+            parquet.unlink(missing_ok=True)
             continue
-        write_text_atomic(path, t.to_csv(index=False))
-        written.append(path)
-    nums = numeric_cells(df, arch)
-    if not nums.empty:
-        write_text_atomic(out / "cells.csv", nums.to_csv(index=False))
-        with atomic_path(out / "cells.parquet") as tmp:
-            nums.to_parquet(tmp, index=False)
-        written += [out / "cells.csv", out / "cells.parquet"]
+        write_text_atomic(csv, t.to_csv(index=False))
+        with atomic_path(parquet) as tmp:
+            t.to_parquet(tmp, index=False)
+        written += [csv, parquet]
     figures = plots.write_all(df, out)
     written += figures
     shown = [(stem, title) for stem, title in PLOTS if (out / f"{stem}.png").exists()]
@@ -105,7 +103,8 @@ def _readme(name, prov, kv, stats, fails, shown) -> str:
     parts = [f"# quantsweep report: {name}", "",
              "Regenerated from the quantsweep store with `quantsweep report`; every number below comes "
              "from a llama.cpp tool run recorded there. Also here: `model-card.md` (for a Hugging Face model "
-             "card), `report.html` (one self-contained page), `cells.csv`/`cells.parquet` (the numbers).", "",
+             "card), `report.html` (one self-contained page), the tables as CSV and parquet (`cells.*`: the "
+             "numbers, one row per cell).", "",
              "## How it was made", ""]
     parts += [f"- **{k}**: {v}" for k, v in prov.items()]
     parts += ["", EXPLAIN, ""]
