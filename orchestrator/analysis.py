@@ -1,5 +1,6 @@
 """Answers from store rows: the frame of measured cells, ties, the Pareto frontier, per-GiB metrics,
-what fits a memory budget, and run-against-run comparisons. Pure pandas: no I/O, no tool runs.
+what fits a memory budget, and run-against-run comparisons. Pure pandas and no tool runs; the one file
+read is the metadata memo, for stores written before results carried the model's architecture.
 
 Statistical honesty: a difference counts only when it exceeds its combined uncertainty,
 Z × √(σ₁² + σ₂²), with σ the standard errors llama-perplexity prints and Z = 2 (about 95 %).
@@ -193,11 +194,15 @@ def recommend(k: pd.DataFrame, arch: memory.Architecture, budget: Budget, ctx: i
                    f"{_label(smallest)}, needs {memory.gib(smallest.mem_total + budget.reserve)}.")
         return Recommendation(t.sort_values("mem_total").head(5), None, None, verdict, suggestions, notes)
     if max_kld is not None:  # the smallest configuration under the quality bound
-        fit = fit.sort_values(["mem_total", "kld_mean"])
-        best = fit.iloc[0]
-        verdict = (f"Smallest configuration with KLD ≤ {max_kld}: {_label(best)} "
-                   f"({memory.gib(best.mem_total)} at {'ctx ' + str(ctx) if ctx else 'its longest context'}, "
-                   f"{_kld(best)}).")
+        if ctx is not None:
+            fit = fit.sort_values(["mem_total", "kld_mean"])
+            best = fit.iloc[0]
+            size = f"{memory.gib(best.mem_total)} at ctx {ctx}"
+        else:  # every cell fills the budget at its longest context: smallest weights, then longest context
+            fit = fit.sort_values(["mem_weights", "ctx_reached", "kld_mean"], ascending=[True, False, True])
+            best = fit.iloc[0]
+            size = f"{memory.gib(best.mem_weights)} of weights, reaching {best.ctx_reached} tokens"
+        verdict = f"Smallest configuration with KLD ≤ {max_kld}: {_label(best)} ({size}, {_kld(best)})."
         return Recommendation(fit.assign(rank=range(1, len(fit) + 1)), best, None, verdict, suggestions, notes)
     if ctx is None:  # the longest context each configuration reaches
         fit = fit.assign(rank=tie_ranks(list(fit.kld_mean), list(fit.kld_mean_err)))

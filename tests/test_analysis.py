@@ -99,7 +99,10 @@ def test_recommend_when_nothing_fits_says_what_the_smallest_needs():
 def test_max_kld_picks_the_smallest_under_the_bound():
     rec = recommend(rows(MATRIX), 1024, 4096, max_kld=0.05)
     assert (rec.best.weights, rec.best.type_k) == ("Q4_K_M", "q8_0")  # smaller than Q4_K_M + f16
-    assert "Smallest configuration with KLD ≤ 0.05" in rec.verdict
+    assert "Smallest configuration with KLD ≤ 0.05: Q4_K_M + q8_0/q8_0 (259 MiB at ctx 4096" in rec.verdict
+    rec = recommend(rows(MATRIX), 310, None, max_kld=0.05)  # no context asked: the smallest weights
+    assert rec.verdict.startswith("Smallest configuration with KLD ≤ 0.05: Q4_K_M + q8_0/q8_0 (101 MiB of "
+                                  "weights, reaching 7936 tokens")
 
 
 def test_ctx_max_ranks_by_context_reached_capped_at_the_trained_length():

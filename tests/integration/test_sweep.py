@@ -62,7 +62,8 @@ def test_sweep_numbers_rerun_and_report(tmp_path, tools, demo_model, capsys):
     cells = pd.read_parquet(out / "cells.parquet")
     assert len(cells) == 4 and cells.kv_bytes.gt(0).all() and cells.pareto.any()
     assert list(pd.read_csv(out / "cells.csv").weights) == list(cells.weights)
-    assert list(pd.read_parquet(out / "kv_table.parquet").columns) == list(pd.read_csv(out / "kv_table.csv").columns)
+    table = pd.read_parquet(out / "kv_table.parquet")
+    assert list(table.columns) == list(pd.read_csv(out / "kv_table.csv").columns) and len(table) == 4
     # recommend: a budget that holds every cell, one that holds some, one that holds none
     q8 = kld.loc[("Q8_0", "f16", "f16")]
     capsys.readouterr()
