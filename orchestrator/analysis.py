@@ -179,6 +179,11 @@ def recommend(k: pd.DataFrame, arch: memory.Architecture, budget: Budget, ctx: i
     ctx_measured = sorted({int(c) for c in k.ctx.dropna()})
     notes.append(f"KLD was measured at ctx {', '.join(map(str, ctx_measured))} on {k.corpus.iloc[0]}; "
                  "memory is computed for the context asked")
+    if len(ctx_measured) > 1:  # one row per cell: the KLD measured nearest the context asked
+        target = ctx or max(ctx_measured)
+        k = k.assign(_d=(k.ctx - target).abs()).sort_values(["_d", "ctx"], ascending=[True, False])
+        k = k.drop_duplicates(["weights", "type_k", "type_v"]).drop(columns="_d")
+        notes.append(f"each cell's KLD is the one measured at the context nearest {target}")
     if ctx is not None and arch.n_ctx_train and ctx > arch.n_ctx_train:
         notes.append(f"{ctx} tokens is beyond the model's trained context ({arch.n_ctx_train})")
     t = fit_table(k, arch, budget, ctx)

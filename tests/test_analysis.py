@@ -138,3 +138,13 @@ def test_compare_flags_only_differences_beyond_their_error_and_lists_one_sided_c
     assert set(zip(one.weights, one.type_k, one["in"])) == {("Q3_K_M", "f16", "B only"), ("Q8_0", "q4_0", "A only"),
                                                            ("Q4_K_M", "q8_0", "A only"), ("Q2_K", "f16", "A only")}
     assert list(c.weights[:3]) == ["Q8_0", "Q8_0", "Q8_0"]  # largest weights first
+
+
+def test_recommend_uses_the_kld_measured_nearest_the_context_asked():
+    short = rows(MATRIX)
+    long = rows([(w, tk, tv, kld * 2, err, mib) for w, tk, tv, kld, err, mib in MATRIX]).assign(ctx=4096)
+    df = pd.concat([short, long], ignore_index=True)
+    rec = recommend(df, 2048, 8192)
+    assert len(rec.table) == len(MATRIX) and set(rec.table.ctx) == {4096}
+    assert rec.best.kld_mean == pytest.approx(0.0080)
+    assert rec.notes[-1] == "each cell's KLD is the one measured at the context nearest 8192"
