@@ -47,7 +47,8 @@ def _read_memo(memo_path: Path | None) -> dict:
 
 @contextmanager
 def atomic_path(final: Path):
-    """Yield a temporary name beside `final`; rename onto it only if the block completes."""
+    """Yield a temporary name beside `final`; rename onto it only if the block completes. The file
+    ends with the permissions any new file gets here (mkstemp's are private)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
@@ -55,10 +56,17 @@ def atomic_path(final: Path):
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(final: Path, text: str) -> None:
