@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
@@ -107,13 +106,12 @@ def architecture(df: pd.DataFrame) -> memory.Architecture:
         from .toolchain import cache_root
 
         sha = df.source_sha256.dropna().iloc[0] if "source_sha256" in df and df.source_sha256.notna().any() else ""
-        memo = Path(cache_root()) / "gguf-info" / f"{sha}.{gguf_info.MEMO_VERSION}.json"
-        if not sha or not memo.exists():
+        info = gguf_info.memoized(cache_root() / "gguf-info", sha)
+        if info is None:
             raise memory.MemoryModelError(
                 "the store does not record the model's architecture: run `quantsweep run` on the recipe "
                 "once more (every job is cached, nothing is recomputed)")
-        d = json.loads(memo.read_text())
-        arch, hp = d["architecture"], d["hparams"]
+        arch, hp = info.architecture, info.hparams
     n_vocab = int(df.n_vocab.dropna().iloc[0]) if df.n_vocab.notna().any() else int(hp.get("vocab_size", 0))
     return memory.Architecture.from_hparams(arch, hp, n_vocab)
 

@@ -44,12 +44,19 @@ class GGUFInfo:
 def read(path: Path, memo_dir: Path | None = None, sha256: str | None = None) -> GGUFInfo:
     """Metadata of a GGUF (all shards of a split model); memoized by content hash."""
     memo = memo_dir / f"{sha256}.{MEMO_VERSION}.json" if memo_dir and sha256 else None
-    if memo is not None and memo.exists():
-        return GGUFInfo(**json.loads(memo.read_text()))
+    known = memoized(memo_dir, sha256) if memo is not None else None
+    if known is not None:
+        return known
     info = _read(Path(path))
     if memo is not None:
         write_text_atomic(memo, json.dumps(asdict(info)))
     return info
+
+
+def memoized(memo_dir: Path, sha256: str) -> GGUFInfo | None:
+    """The metadata read earlier from the file with this content hash, if any."""
+    memo = Path(memo_dir) / f"{sha256}.{MEMO_VERSION}.json"
+    return GGUFInfo(**json.loads(memo.read_text())) if sha256 and memo.exists() else None
 
 
 def _read(path: Path) -> GGUFInfo:

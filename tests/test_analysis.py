@@ -120,6 +120,16 @@ def test_architecture_comes_from_the_store_or_a_clear_error(tmp_path, monkeypatc
     assert analysis.architecture(rows(MATRIX)).n_layer == 30
     with pytest.raises(memory.MemoryModelError, match="run `quantsweep run` on the recipe once more"):
         analysis.architecture(rows(MATRIX, arch=False))
+    # a store from before the architecture was recorded: the metadata memo of the same file answers
+    from dataclasses import asdict
+
+    from orchestrator.gguf_info import MEMO_VERSION, GGUFInfo
+
+    info = GGUFInfo(architecture="llama", name="", n_vocab=49152, file_type=3, tensor_bytes=1, n_params=1,
+                    tensor_types={}, context_length=8192, hparams=SMOLLM2)
+    (tmp_path / "gguf-info").mkdir()
+    (tmp_path / "gguf-info" / f"x.{MEMO_VERSION}.json").write_text(json.dumps(asdict(info)))
+    assert analysis.architecture(rows(MATRIX, arch=False)).n_layer == 30
 
 
 def test_compare_flags_only_differences_beyond_their_error_and_lists_one_sided_cells():
