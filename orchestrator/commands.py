@@ -19,6 +19,7 @@ def _gib(n: float) -> str:
 
 def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out) -> None:
     r = recipemod.load(recipe_path)  # a bad recipe stops here, before anything is touched
+    prepare.check_local_files(r, recipe_path)
     ws = Workspace(workspace)
     tc = toolchain.find(llama_cpp)
     try:
@@ -63,6 +64,7 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
     from .runner import Runner
 
     r = recipemod.load(recipe_path)
+    prepare.check_local_files(r, recipe_path)
     ws = Workspace(workspace)
     tc = toolchain.find(llama_cpp)
     warning = toolchain.fa_warning(tc, r.cache.expanded())
@@ -209,8 +211,7 @@ def memory_table(model: Path, ctxs: str, pairs: str, check: bool, gpu_layers: in
     from .report.answers import text_table
     from .tools import perplexity
 
-    if not Path(model).is_file():
-        raise UsageError(f"{model}: no such GGUF file")
+    gguf_info.check_file(Path(model))
     try:
         contexts = [int(c) for c in ctxs.split(",")]
         kv_pairs = [tuple(p.split("/")) for p in pairs.split(",")]

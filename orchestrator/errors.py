@@ -31,7 +31,14 @@ class ToolchainError(QuantsweepError):
 
 
 class FetchError(QuantsweepError):
-    """A model or corpus could not be obtained."""
+    """A model or corpus could not be obtained (a download, a package)."""
+
+
+class InputFileError(QuantsweepError):
+    """A local file the user named is missing or is not what it must be (a text file as a GGUF,
+    a directory as a corpus). Bad input: nothing is started."""
+
+    exit_code = 2
 
 
 class DiskSpaceError(QuantsweepError):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .errors import InputFileError
 from .files import write_text_atomic
 
 MEMO_VERSION = "v2"  # bump when GGUFInfo gains a field
@@ -41,6 +43,39 @@ class GGUFInfo:
         return any(t not in ("F32", "F16", "BF16") for t in self.tensor_types)
 
 
+def check_file(path: Path, role: str = "model") -> Path:
+    """`path` if it is a file that starts like a GGUF; else InputFileError saying what it is."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file (the {role}, a GGUF file)")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a directory, not a GGUF file (the {role}: name the .gguf inside it)")
+    if not path.is_file():
+        raise InputFileError(f"{path}: not a regular file (the {role} must be a GGUF file)")
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head[:4] != b"GGUF":
+        raise InputFileError(f"{path}: not a GGUF file ({describe_bytes(head)}; a GGUF starts with 'GGUF')")
+    return path
+
+
+def describe_bytes(head: bytes) -> str:
+    """What a file that should have been binary looks like, from its first bytes."""
+    if not head:
+        return "an empty file"
+    if b"\0" not in head:
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            if text.startswith("version https://git-lfs.github.com/spec/"):
+                return "a Git LFS pointer, not the file itself: fetch it with `git lfs pull`"
+            first = text.strip().splitlines()[0][:40] if text.strip() else ""
+            return f"a text file beginning {first!r}" if first else "a text file"
+    return f"a binary file beginning {head[:4]!r}"
+
+
 def read(path: Path, memo_dir: Path | None = None, sha256: str | None = None) -> GGUFInfo:
     """Metadata of a GGUF (all shards of a split model); memoized by content hash."""
     memo = memo_dir / f"{sha256}.{MEMO_VERSION}.json" if memo_dir and sha256 else None
@@ -62,7 +97,10 @@ def memoized(memo_dir: Path, sha256: str) -> GGUFInfo | None:
 def _read(path: Path) -> GGUFInfo:
     from gguf import GGUFReader
 
-    reader = GGUFReader(path)
+    try:
+        reader = GGUFReader(path)
+    except (ValueError, IndexError, OSError, struct.error) as exc:
+        raise InputFileError(f"{path}: not a readable GGUF (truncated or damaged: {exc})") from None
 
     def value(key, default=None):
         f = reader.fields.get(key)
@@ -74,7 +112,7 @@ def _read(path: Path) -> GGUFInfo:
     types: dict[str, int] = {}
     n_bytes = n_params = 0
     for shard in _shards(path):
-        r = reader if shard == path else GGUFReader(shard)
+        r = reader if shard == path else GGUFReader(check_file(shard, "model's shard"))
         for t in r.tensors:
             types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
             n_bytes += int(t.n_bytes)

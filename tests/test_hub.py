@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from orchestrator import hub
-from orchestrator.errors import FetchError
+from orchestrator.errors import FetchError, InputFileError
 from orchestrator.recipe import CorpusSpec, ModelSpec
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -100,5 +100,5 @@ def test_python_docs_is_deterministic_and_long(tmp_path):
 def test_local_path_relative_to_recipe(tmp_path):
     model = tiny_gguf(tmp_path / "models" / "m.gguf")
     assert hub.fetch_model(ModelSpec(path="models/m.gguf"), tmp_path) == model
-    with pytest.raises(FetchError, match="model file not found"):
+    with pytest.raises(InputFileError, match="no such file"):
         hub.fetch_model(ModelSpec(path="models/none.gguf"), tmp_path)

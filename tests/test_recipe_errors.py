@@ -64,6 +64,8 @@ CASES = [
     ("- just\n- a list\n", "", "a recipe is a YAML mapping"),
     ("name: t\nmodel: {path: [unclosed\n", "", "not valid YAML"),
     ("extends: nowhere.yaml\n" + GOOD, "extends", "nowhere.yaml: no such recipe file"),
+    (GOOD + "cache: {pairs: [f16-f16]}\n", "cache.pairs", "write K/V"),
+    (GOOD + "cache: {pairs: [f16/q3_K]}\n", "cache.pairs", "unknown cache type 'q3_K'"),
 ]
 
 
@@ -101,3 +103,75 @@ def test_extends_cycle(tmp_path, capsys):
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
     assert main(["run", str(tmp_path / "a.yaml")]) == 2
     assert "extends: cycle" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# the JSON Schema editors use must accept exactly what the loader accepts
+
+# CASES the schema cannot reject: each needs two fields at once or a file (recipe_schema.LOADER_ONLY)
+LOADER_ONLY_CASES = {
+    "duplicate weight label", "needs flash attention", "llama-bench takes no f32", "must not exceed batch",
+    "nothing to measure", "not a valid regex", "not quantized", "a recipe is a YAML mapping", "not valid YAML",
+    "no such recipe file",
+}
+
+SHORTHANDS = [
+    "name: s\nmodel: {path: m.gguf}\nweights: [q4_k_m, {type: Q8_0, name: eight}]\nreference: f16\n",
+    "name: s\nmodel: {path: m.gguf}\nweights: [Q8_0]\ncache: {pairs: [f16/f16, [q8_0, q4_0]], k: [q5_1], v: [q5_1]}\n",
+    "name: s\nmodel: {path: m.gguf}\nweights: [Q8_0]\nevaluation: {corpus: python-docs, ctx: [256, 512], "
+    "flash_attn: on}\nbench: {depth: 512, flash_attn: off}\n",
+    "name: s\nmodel: {hf: {repo: a/b, quant: Q4_K_M}}\nweights: [{type: IQ2_XS, imatrix: {corpus: wikitext-2}}]\n",
+    "extends: base.yaml\nname: child\nevaluation: {corpus: {path: mine.txt}}\n",
+]
+
+
+def _validator():
+    import jsonschema
+
+    from orchestrator.recipe import schema
+
+    s = schema()
+    jsonschema.Draft202012Validator.check_schema(s)
+    return jsonschema.Draft202012Validator(s)
+
+
+def test_every_recipe_in_the_repository_validates_against_the_schema():
+    import yaml
+
+    from pathlib import Path
+
+    v = _validator()
+    recipes = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 3
+    for path in recipes:
+        errors = [e.message for e in v.iter_errors(yaml.safe_load(path.read_text()))]
+        assert not errors, (path.name, errors)
+
+
+@pytest.mark.parametrize("text", SHORTHANDS, ids=[f"short{i}" for i in range(len(SHORTHANDS))])
+def test_shorthands_the_loader_takes_are_valid_in_the_schema(tmp_path, text):
+    import yaml
+
+    from orchestrator import recipe
+
+    (tmp_path / "base.yaml").write_text(GOOD)
+    (tmp_path / "r.yaml").write_text(text)
+    recipe.load(tmp_path / "r.yaml")  # the loader takes it
+    assert not [e.message for e in _validator().iter_errors(yaml.safe_load(text))]
+
+
+@pytest.mark.parametrize("text, field, fragment", CASES, ids=[f"case{i}" for i in range(len(CASES))])
+def test_the_schema_rejects_what_the_loader_rejects(text, field, fragment):
+    import yaml
+
+    if any(f in fragment for f in LOADER_ONLY_CASES):
+        pytest.skip(f"checked by the loader only: {fragment}")
+    data = yaml.safe_load(textwrap.dedent(text))
+    assert list(_validator().iter_errors(data)), f"schema accepts a recipe the loader rejects ({fragment})"
+
+
+def test_slash_pairs_are_pairs(tmp_path):
+    from orchestrator import recipe
+
+    (tmp_path / "r.yaml").write_text(GOOD + "cache: {pairs: [f16/f16, q8_0/q4_0]}\n")
+    assert recipe.load(tmp_path / "r.yaml").cache.expanded() == [("f16", "f16"), ("q8_0", "q4_0")]
