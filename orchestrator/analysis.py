@@ -19,6 +19,15 @@ from . import gguf_info, memory
 
 Z = 2.0
 FULL_PRECISION = {"f32", "f16", "bf16"}
+# a bench whose standard deviation over its repetitions exceeds this share of its mean is not trusted:
+# quiet-machine runs of llama-bench stay within a few per cent
+BENCH_CV_MAX = 0.10
+
+
+def unsteady(mean, std) -> bool:
+    """A speed too spread to trust: coefficient of variation above BENCH_CV_MAX."""
+    m, s = _f(mean), _f(std)
+    return m > 0 and s / m > BENCH_CV_MAX
 
 
 def combined(e1, e2) -> float:
@@ -46,6 +55,8 @@ def cells(df: pd.DataFrame) -> pd.DataFrame:
                                                               f"{prefix}_ts_std": ("ts_std", "first"),
                                                               f"{prefix}_test": ("test", "first")})
         k = k.merge(t, on=["weights", "type_k", "type_v"], how="left")
+        k[f"{prefix}_unsteady"] = [unsteady(m, s) if not pd.isna(m) else None
+                                   for m, s in zip(k[f"{prefix}_ts"], k[f"{prefix}_ts_std"])]
     k["file_bytes"] = pd.to_numeric(k.file_bytes, errors="coerce")
     k["size_gib"] = k.file_bytes / 2**30
     k["strategy"] = ["f16 cache" if (tk in FULL_PRECISION and tv in FULL_PRECISION) else "quantized cache"
@@ -106,7 +117,7 @@ def architecture(df: pd.DataFrame) -> memory.Architecture:
         from .toolchain import cache_root
 
         sha = df.source_sha256.dropna().iloc[0] if "source_sha256" in df and df.source_sha256.notna().any() else ""
-        info = gguf_info.memoized(cache_root() / "gguf-info", sha)
+        info = gguf_info.memoized(cache_root() / "gguf-info", sha, older=True)
         if info is None:
             raise memory.MemoryModelError(
                 "the store does not record the model's architecture: run `quantsweep run` on the recipe "
@@ -226,7 +237,19 @@ def recommend(k: pd.DataFrame, arch: memory.Architecture, budget: Budget, ctx: i
 
 
 def _verdict(best, runner, t: pd.DataFrame, budget: Budget, ctx: int) -> str:
+    """What the winner is and what it gave up, in words that stay true in every case: nothing given up
+    (the largest measured weights with an f16 cache fit), the cache quantized, the weights shrunk, or
+    one strategy the only one that fits."""
     head = f"At {ctx} tokens on {memory.gib(budget.vram)}: {_label(best)} ({_kld(best)})"
+    tied = runner is not None and runner.kld_mean - best.kld_mean <= combined(best.kld_mean_err,
+                                                                              runner.kld_mean_err)
+    if best.strategy == "f16 cache" and best.mem_weights >= t.mem_weights.max():
+        text = head + (" fits with the largest measured weights and an f16 cache: neither shrink the weights nor "
+                       "quantize the cache.")
+        if runner is not None:
+            text += (f" The best quantized-cache option, {_label(runner)} ({_kld(runner)}), "
+                     + ("ties with it within ±." if tied else "is worse beyond ±."))
+        return text
     if runner is None:
         other = "f16 cache" if best.strategy == "quantized cache" else "quantized cache"
         cand = t[t.strategy == other]
@@ -236,13 +259,14 @@ def _verdict(best, runner, t: pd.DataFrame, budget: Budget, ctx: int) -> str:
         return (head + f" is the best fit. No {other} configuration fits: the smallest measured, "
                 f"{_label(smallest)}, needs {memory.gib(smallest.mem_total + budget.reserve)}"
                 + (", so at this context the cache has to be quantized." if other == "f16 cache" else "."))
-    tie = runner.kld_mean - best.kld_mean <= combined(best.kld_mean_err, runner.kld_mean_err)
-    if tie:
+    if tied:
         return head + f" and {_label(runner)} ({_kld(runner)}) are tied within ±: either strategy."
     if best.strategy == "quantized cache":
-        choice = "quantize the cache rather than shrink the weights"
+        choice = ("quantize the cache rather than shrink the weights" if best.mem_weights > runner.mem_weights
+                  else "the quantized cache measured better here although it buys no larger weights")
     else:
-        choice = "shrink the weights rather than quantize the cache"
+        choice = ("shrink the weights rather than quantize the cache" if best.mem_weights < runner.mem_weights
+                  else "keep the f16 cache: the quantized one buys no larger weights here")
     return head + f" beats the best {runner.strategy} option, {_label(runner)} ({_kld(runner)}): {choice}."
 
 

@@ -40,11 +40,13 @@ def plan(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Opti
 def run(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Optional[Path] = WS,
         llama_cpp: Optional[str] = LLAMA, retry_failed: bool = typer.Option(
             False, "--retry-failed", help="run again the jobs whose failure is recorded"),
+        rerun: Optional[str] = typer.Option(None, "--rerun", help="measure again what is already measured: "
+                                            "bench (speeds taken beside other work, on a quiet machine)"),
         quiet: bool = typer.Option(False, "--quiet", "-q")):
     """Run the sweep: resumable, Ctrl-C safe; a failing cell is recorded and the sweep goes on."""
     from . import commands
 
-    raise typer.Exit(commands.run(recipe, workspace, llama_cpp, retry_failed, quiet, _out))
+    raise typer.Exit(commands.run(recipe, workspace, llama_cpp, retry_failed, quiet, _out, rerun=rerun))
 
 
 @app.command()
@@ -62,8 +64,9 @@ def recommend(name: str = typer.Argument(..., help="recipe name (as in the store
               ctx: Optional[str] = typer.Option(None, "--ctx", help="tokens of context, or max"),
               max_kld: Optional[float] = typer.Option(None, "--max-kld", help="the smallest configuration "
                                                       "whose KLD is at most this"),
-              reserve: str = typer.Option("0.75GiB", "--reserve", help="kept for the runtime (CUDA context ≈ 0.6 GiB, "
-                                          "display)")):
+              reserve: Optional[str] = typer.Option(None, "--reserve", help="kept for the runtime [default: "
+                                                    "0.75GiB (a CUDA context ≈ 0.6 GiB, display) when the cells "
+                                                    "were measured on a GPU build, else 0]")):
     """Which measured (weights, K, V) cell to use on this card at this context, with a verdict."""
     from . import commands
 

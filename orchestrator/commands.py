@@ -60,9 +60,17 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out) -> None:
     out(f"disk: {_gib(need)} of reference logits to write, {_gib(free)} free — {verdict}")
 
 
-def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool, out) -> int:
+RERUNNABLE = ("bench",)
+
+
+def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool, out, rerun: str | None = None) -> int:
     from .runner import Runner
 
+    kinds = tuple(k.strip() for k in rerun.split(",")) if rerun else ()
+    for k in kinds:
+        if k not in RERUNNABLE:
+            raise UsageError(f"--rerun {k!r}: allowed {', '.join(RERUNNABLE)} (KLD and quantization are "
+                             "deterministic: a measured one is not measured again)")
     r = recipemod.load(recipe_path)
     prepare.check_local_files(r, recipe_path)
     ws = Workspace(workspace)
@@ -74,7 +82,7 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
         inp = prepare.inputs(recipe_path, ws, tc, fetch=True)
         p = planmod.build(inp)
         store = Store(ws.store_path)
-        summary = Runner(p, ws, store, tc, quiet=quiet, retry_failed=retry_failed).run()
+        summary = Runner(p, ws, store, tc, quiet=quiet, retry_failed=retry_failed, rerun=kinds).run()
     out(f"{inp.recipe.name}: {summary.cells} cells; {summary.jobs_run} jobs run, {summary.jobs_cached} cached; "
         f"{len(summary.failed)} failed; wall {summary.wall_s:.1f}s, tools {summary.tool_wall_s:.1f}s")
     for label, reason in summary.failed:
@@ -159,13 +167,16 @@ def toolchain_show(llama_cpp, as_json: bool, out) -> None:
         out(f"{k:<15} {', '.join(v) if isinstance(v, (list, tuple)) else v}")
 
 
-def recommend(name: str, workspace, vram: str, ctx: str | None, max_kld: float | None, reserve: str,
+GPU_RESERVE = "0.75GiB"  # a CUDA context (≈ 0.6 GiB measured on an H100) and a little for a display
+
+
+def recommend(name: str, workspace, vram: str, ctx: str | None, max_kld: float | None, reserve: str | None,
               out) -> None:
     from . import analysis, memory
     from .report.answers import recommend_lines
 
-    budget = analysis.Budget(vram=memory.parse_size(vram), reserve=memory.parse_size(reserve, "--reserve"))
-    if budget.usable <= 0:
+    size = memory.parse_size(vram)
+    if reserve is not None and size - memory.parse_size(reserve, "--reserve") <= 0:
         raise UsageError(f"--reserve {reserve} leaves nothing of --vram {vram}")
     if ctx is None or ctx == "max":
         n_ctx = None
@@ -176,12 +187,21 @@ def recommend(name: str, workspace, vram: str, ctx: str | None, max_kld: float |
     if n_ctx is None and ctx is None and max_kld is None:
         raise UsageError("give --ctx N (or --ctx max), --max-kld X, or both")
     df = results(name, workspace)
+    if reserve is None:  # the runtime's own memory: a GPU context, or nothing on a CPU build
+        backends = {b for v in df.toolchain_backends.dropna() for b in str(v).split(",")} - {"CPU", "BLAS", ""}
+        reserve = GPU_RESERVE if backends else "0"
+        why = f"measured with {', '.join(sorted(backends))}" if backends else "measured on a CPU build"
+    else:
+        why = "--reserve"
+    budget = analysis.Budget(vram=size, reserve=memory.parse_size(reserve, "--reserve"))
+    if budget.usable <= 0:
+        raise UsageError(f"--reserve {reserve} leaves nothing of --vram {vram}")
     cells = analysis.cells(df)
     if cells.empty:
         raise UsageError(f"{name}: no measured KLD cell in the store")
     arch = analysis.architecture(df)
     rec = analysis.recommend(cells, arch, budget, n_ctx, max_kld)
-    for line in recommend_lines(name, rec, budget, n_ctx, max_kld):
+    for line in recommend_lines(name, rec, budget, n_ctx, max_kld, reserve_why=why):
         out(line)
 
 
@@ -226,7 +246,7 @@ def memory_table(model: Path, ctxs: str, pairs: str, check: bool, gpu_layers: in
     info = gguf_info.read(Path(model), root / "gguf-info", sha256_file(Path(model), root / "file-hashes.json"))
     arch = memory.Architecture.from_hparams(info.architecture, info.hparams, info.n_vocab)
     tc = toolchain.find(llama_cpp) if check else None
-    header = ["ctx", "K/V", "weights MiB", "K MiB", "V MiB", "compute MiB", "total MiB"]
+    header = ["ctx", "K/V", "tensors MiB", "K MiB", "V MiB", "compute MiB", "total MiB"]
     header += ["llama.cpp K", "llama.cpp V", "llama.cpp MiB", "ours / llama.cpp"] if check else []
     rows, worst = [], 0.0
     for c in contexts:

@@ -11,7 +11,8 @@ from pathlib import Path
 from .errors import InputFileError
 from .files import write_text_atomic
 
-MEMO_VERSION = "v2"  # bump when GGUFInfo gains a field
+MEMO_VERSION = "v3"  # bump when GGUFInfo gains a field
+OLDER_MEMOS = ("v2",)  # still read for what they hold (the architecture), never written
 SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$")
 
 
@@ -27,6 +28,14 @@ class GGUFInfo:
     context_length: int | None
     # every `<architecture>.*` key (layers, heads, head sizes, sliding window…): the memory model's input
     hparams: dict = field(default_factory=dict)
+    type_bytes: dict[str, int] = field(default_factory=dict)  # tensor bytes per ggml type: the real mix
+
+    @property
+    def file_type_name(self) -> str:
+        """What the file says it is (`general.file_type`, e.g. Q4_K_M); its tensors may be a mix."""
+        from .llama_types import file_type_name
+
+        return file_type_name(self.file_type) or f"{self.main_type} (most tensors)"
 
     @property
     def bpw(self) -> float:
@@ -59,6 +68,21 @@ def check_file(path: Path, role: str = "model") -> Path:
     return path
 
 
+def check_readable(path: Path) -> Path:
+    """`path` if its whole metadata and tensor table parse (no tensor data is read)."""
+    _reader(check_file(path))
+    return path
+
+
+def _reader(path: Path):
+    from gguf import GGUFReader
+
+    try:
+        return GGUFReader(path)
+    except (ValueError, IndexError, OSError, struct.error) as exc:
+        raise InputFileError(f"{path}: not a readable GGUF (truncated or damaged: {exc})") from None
+
+
 def describe_bytes(head: bytes) -> str:
     """What a file that should have been binary looks like, from its first bytes."""
     if not head:
@@ -88,19 +112,20 @@ def read(path: Path, memo_dir: Path | None = None, sha256: str | None = None) ->
     return info
 
 
-def memoized(memo_dir: Path, sha256: str) -> GGUFInfo | None:
-    """The metadata read earlier from the file with this content hash, if any."""
-    memo = Path(memo_dir) / f"{sha256}.{MEMO_VERSION}.json"
-    return GGUFInfo(**json.loads(memo.read_text())) if sha256 and memo.exists() else None
+def memoized(memo_dir: Path, sha256: str, older: bool = False) -> GGUFInfo | None:
+    """The metadata read earlier from the file with this content hash, if any; with `older`, also
+    from a memo of an earlier version (its newer fields left empty)."""
+    if not sha256:
+        return None
+    for version in (MEMO_VERSION, *(OLDER_MEMOS if older else ())):
+        memo = Path(memo_dir) / f"{sha256}.{version}.json"
+        if memo.exists():
+            return GGUFInfo(**json.loads(memo.read_text()))
+    return None
 
 
 def _read(path: Path) -> GGUFInfo:
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(path)
-    except (ValueError, IndexError, OSError, struct.error) as exc:
-        raise InputFileError(f"{path}: not a readable GGUF (truncated or damaged: {exc})") from None
+    reader = _reader(path)
 
     def value(key, default=None):
         f = reader.fields.get(key)
@@ -110,17 +135,19 @@ def _read(path: Path) -> GGUFInfo:
     tokens = reader.fields.get("tokenizer.ggml.tokens")
     n_vocab = value(f"{arch}.vocab_size") or (len(tokens.data) if tokens is not None else 0)
     types: dict[str, int] = {}
+    type_bytes: dict[str, int] = {}
     n_bytes = n_params = 0
     for shard in _shards(path):
-        r = reader if shard == path else GGUFReader(check_file(shard, "model's shard"))
+        r = reader if shard == path else _reader(check_file(shard, "model's shard"))
         for t in r.tensors:
             types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+            type_bytes[t.tensor_type.name] = type_bytes.get(t.tensor_type.name, 0) + int(t.n_bytes)
             n_bytes += int(t.n_bytes)
             n_params += int(t.n_elements)
     hparams = {k[len(arch) + 1:]: value(k) for k in reader.fields if k.startswith(f"{arch}.")}
     return GGUFInfo(architecture=arch, name=value("general.name", "") or "", n_vocab=int(n_vocab),
                     file_type=value("general.file_type"), tensor_bytes=n_bytes, n_params=n_params,
-                    tensor_types=types, context_length=value(f"{arch}.context_length"),
+                    tensor_types=types, type_bytes=type_bytes, context_length=value(f"{arch}.context_length"),
                     hparams={k: v for k, v in hparams.items() if not isinstance(v, list) or len(v) <= 4096})
 
 

@@ -15,6 +15,22 @@ QUANT_TYPES = (
     "Q5_K", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "F16", "BF16", "F32", "COPY",
 )
 FLOAT_TYPES = ("F32", "F16", "BF16")
+# `general.file_type` (llama_ftype) -> the name llama-quantize takes; Q4_K, Q3_K, Q5_K are aliases of *_M
+FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
+    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
+    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
+    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0",
+    37: "TQ2_0", 38: "MXFP4_MOE", 39: "NVFP4", 40: "Q1_0", 41: "Q2_0",
+}
+
+
+def file_type_name(file_type) -> str | None:
+    """The name of a GGUF's `general.file_type`, or None when absent or unknown to this build."""
+    try:
+        return FILE_TYPES.get(int(file_type) & ~1024) if file_type is not None else None  # 1024: "guessed"
+    except (TypeError, ValueError):
+        return None
 # these need an importance matrix for (almost) every tensor
 NEEDS_IMATRIX = ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M", "IQ3_XXS", "Q2_K_S")
 

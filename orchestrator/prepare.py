@@ -44,7 +44,7 @@ def check_local_files(r: recipe.Recipe, recipe_path: Path) -> None:
     workspace is touched, so bad input writes nothing (InputFileError, exit 2)."""
     rdir = Path(recipe_path).resolve().parent
     if r.model.path is not None:
-        hub.fetch_model(r.model, rdir)
+        gguf_info.check_readable(hub.fetch_model(r.model, rdir))
     corpora = [r.evaluation.corpus] + [w.imatrix.corpus for w in r.weights if w.imatrix and w.imatrix.corpus]
     for c in corpora:
         if c.path is not None:

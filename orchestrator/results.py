@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import gguf_info
 from .files import sha256_file
 from .toolchain import cache_root
 
@@ -23,16 +24,19 @@ def _weights_info(runner, key: str) -> dict:
     if key.startswith("source-"):
         info = inp.source_info
         return {"weights_type": "source", "file_bytes": inp.source_path.stat().st_size, "bpw": info.bpw,
-                "tensor_bytes": info.tensor_bytes, "weights_sha256": inp.source_sha}
+                "tensor_bytes": info.tensor_bytes, "weights_sha256": inp.source_sha,
+                "tensor_mix_json": json.dumps(info.type_bytes), "fallback_tensors": 0}
     job = runner.store.job(key)
     if not job or job["status"] != "done":
         return {}
     res = job["result"]
     path = Path(job["artifact"])
     sha = sha256_file(path, cache_root() / "file-hashes.json") if path.exists() else None
+    mix = gguf_info.read(path, cache_root() / "gguf-info", sha).type_bytes if sha else None
     return {"file_bytes": res.get("file_bytes"), "bpw": res.get("quant_bpw"),
             "tensor_bytes": int(res["quant_mib"] * 2**20) if res.get("quant_mib") else None,
-            "quantize_wall_s": job["wall_s"], "weights_sha256": sha}
+            "quantize_wall_s": job["wall_s"], "weights_sha256": sha,
+            "tensor_mix_json": json.dumps(mix) if mix else None, "fallback_tensors": res.get("fallback_tensors")}
 
 
 def rows_for_plan(runner, run_id: int) -> list[dict]:
@@ -41,7 +45,8 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
     common = {
         "run_id": run_id, "recipe": r.name, "recipe_hash": r.canonical_hash(),
         "model_name": r.model.name or inp.source_info.name, "source": _source_label(r),
-        "source_sha256": inp.source_sha, "source_quant": inp.source_info.main_type,
+        "source_sha256": inp.source_sha, "source_quant": inp.source_info.file_type_name,
+        "source_tensor_mix_json": json.dumps(inp.source_info.type_bytes),
         "reference": r.reference.type, "corpus": inp.corpus.label, "corpus_sha256": inp.corpus.sha256,
         "n_vocab": inp.source_info.n_vocab, "n_params": inp.source_info.n_params,
         "toolchain_commit": runner.tc.commit, "toolchain_backends": ",".join(runner.tc.backends),

@@ -67,10 +67,10 @@ def _fmt(s: float) -> str:
 
 class Runner:
     def __init__(self, plan: Plan, ws: Workspace, store: Store, tc: Toolchain, *, quiet: bool = False,
-                 retry_failed: bool = False):
+                 retry_failed: bool = False, rerun: tuple[str, ...] = ()):
         self.plan, self.ws, self.store, self.tc = plan, ws, store, tc
         self.inp = plan.inputs
-        self.quiet, self.retry_failed = quiet, retry_failed
+        self.quiet, self.retry_failed, self.rerun = quiet, retry_failed, set(rerun)
         self.jobs = {j.key: j for j in plan.jobs}
         self.failed: dict[str, str] = {}  # key -> reason, this run
 
@@ -79,7 +79,7 @@ class Runner:
     def to_run(self) -> list[Job]:
         status = self.store.job_statuses(self.jobs)
         need = {k for k, s in ((k, status.get(k)) for k in self.jobs)
-                if s is None or (s == "failed" and self.retry_failed)}
+                if s is None or (s == "failed" and self.retry_failed) or self.jobs[k].kind in self.rerun}
         # a done job whose artifact was deleted must run again if something that runs needs it
         changed = True
         while changed:
@@ -109,8 +109,7 @@ class Runner:
         todo = self.to_run()
         summary = Summary(cells=len(self.plan.cells), jobs_total=len(self.plan.jobs))
         summary.jobs_cached = len(self.plan.jobs) - len(todo)
-        if self.retry_failed:
-            self.store.forget_failed([j.key for j in todo])
+        self.store.forget_failed([j.key for j in todo])  # failed jobs in todo are retried (--retry-failed, --rerun)
         for key, st in self.store.job_statuses(self.jobs).items():
             if st == "failed":  # recorded earlier and not retried: its dependents cannot run either
                 self.failed[key] = self.store.job(key)["reason"]

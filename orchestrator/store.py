@@ -24,8 +24,9 @@ KLD_STATS = [
 ]
 REAL_COLUMNS = KLD_STATS + ["ts_mean", "ts_std", "ns_mean", "ns_std", "bpw", "tool_wall_s",
                             "quantize_wall_s", "file_gib"]
-INT_COLUMNS = ["n_chunks", "ctx", "n_prompt", "n_gen", "n_depth", "repetitions", "file_bytes",
-               "tensor_bytes", "n_params", "n_vocab"]
+INT_COLUMNS_V1 = ["n_chunks", "ctx", "n_prompt", "n_gen", "n_depth", "repetitions", "file_bytes",
+                  "tensor_bytes", "n_params", "n_vocab"]
+INT_COLUMNS = INT_COLUMNS_V1 + ["fallback_tensors"]
 TEXT_COLUMNS_V1 = [
     "recipe", "recipe_hash", "cell_id", "measurement", "test", "weights", "weights_type", "type_k", "type_v",
     "status", "reason", "stderr_tail", "log_dir", "job_key", "argv", "samples_ns", "extra_json",
@@ -33,7 +34,8 @@ TEXT_COLUMNS_V1 = [
     "corpus_sha256", "imatrix", "toolchain_commit", "toolchain_backends", "toolchain_json",
     "host_cpu", "host_gpu", "created_at", "source", "source_quant",
 ]
-TEXT_COLUMNS = TEXT_COLUMNS_V1 + ["model_arch_json"]  # a new column: a new migration below
+TEXT_COLUMNS = TEXT_COLUMNS_V1 + ["model_arch_json",  # a new column: a new migration below
+                                  "tensor_mix_json", "source_tensor_mix_json"]
 
 # each step: the SQL statements that take the schema from version N-1 to N (PRAGMA user_version)
 MIGRATIONS = [
@@ -47,12 +49,17 @@ MIGRATIONS = [
         "n_jobs_run INTEGER, n_failed INTEGER, wall_s REAL, tool_wall_s REAL)",
         "CREATE TABLE results (id INTEGER PRIMARY KEY, run_id INTEGER, "
         + ", ".join([f"{c} TEXT" for c in TEXT_COLUMNS_V1] + [f"{c} REAL" for c in REAL_COLUMNS]
-                    + [f"{c} INTEGER" for c in INT_COLUMNS if c not in REAL_COLUMNS])
+                    + [f"{c} INTEGER" for c in INT_COLUMNS_V1 if c not in REAL_COLUMNS])
         + ", UNIQUE (recipe, cell_id, measurement, test))",
         "CREATE INDEX results_recipe ON results (recipe)",
     ],
     # 2: the model's architecture keys, so the memory model works from the store alone
     ["ALTER TABLE results ADD COLUMN model_arch_json TEXT"],
+    # 3: what the weights really are: bytes per tensor type (theirs and the source's), and how many
+    # tensors llama-quantize had to give another type than asked (row widths its blocks do not divide)
+    ["ALTER TABLE results ADD COLUMN tensor_mix_json TEXT",
+     "ALTER TABLE results ADD COLUMN source_tensor_mix_json TEXT",
+     "ALTER TABLE results ADD COLUMN fallback_tensors INTEGER"],
 ]
 COLUMNS = ["run_id", *TEXT_COLUMNS, *REAL_COLUMNS, *[c for c in INT_COLUMNS if c not in REAL_COLUMNS]]
 

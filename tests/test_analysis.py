@@ -158,3 +158,80 @@ def test_recommend_uses_the_kld_measured_nearest_the_context_asked():
     assert len(rec.table) == len(MATRIX) and set(rec.table.ctx) == {4096}
     assert rec.best.kld_mean == pytest.approx(0.0080)
     assert rec.notes[-1] == "each cell's KLD is the one measured at the context nearest 8192"
+
+
+# every budget case of `recommend --ctx`: the verdict must say what the winner really did. Memory at
+# 8192 tokens: f16 cache 180 MiB, q8_0 95.6, q4_0 50.6, compute 114.5, plus the weights' MiB.
+SHRINK = [("Q8_0", "f16", "f16", 0.0040, 0.0002, 138), ("Q8_0", "q4_0", "q4_0", 0.0900, 0.0020, 138),
+          ("Q4_K_M", "f16", "f16", 0.0472, 0.0019, 101)]
+SAME_WEIGHTS = [("Q8_0", "f16", "f16", 0.0040, 0.0002, 138), ("Q4_K_M", "f16", "f16", 0.0472, 0.0019, 101),
+                ("Q4_K_M", "q4_0", "q4_0", 0.1010, 0.0048, 101)]
+BIG_QUANTIZED = [("F16", "q8_0", "q8_0", 0.0001, 0.0001, 270), ("Q2_K", "f16", "f16", 0.3865, 0.0114, 84)]
+EVERYTHING_FITS_NO_TIE = [c for c in MATRIX if c[:2] != ("Q8_0", "q8_0")]
+VERDICTS = [  # (case, cells, MiB, best, says, never says)
+    ("nothing fits", MATRIX, 150, None, "No measured configuration fits 150 MiB at 8192 tokens", "rather than"),
+    ("only a quantized cache fits", MATRIX, 330, "Q4_K_M q8_0",
+     "No f16 cache configuration fits: the smallest measured, Q2_K + f16/f16, needs 378 MiB", "rather than"),
+    ("only an f16 cache fits", BIG_QUANTIZED, 400, "Q2_K f16",
+     "No quantized cache configuration fits: the smallest measured, F16 + q8_0/q8_0, needs 480 MiB", "rather than"),
+    ("both fit, the quantized cache wins", MATRIX, 380, "Q8_0 q8_0",
+     "quantize the cache rather than shrink the weights", "shrink the weights rather"),
+    ("both fit, smaller weights win", SHRINK, 400, "Q4_K_M f16",
+     "beats the best quantized cache option, Q8_0 + q4_0/q4_0 (KLD 0.090000 ± 0.002000): shrink the weights "
+     "rather than quantize the cache", "quantize the cache rather"),
+    ("both fit, the f16 cache wins at the same weights", SAME_WEIGHTS, 400, "Q4_K_M f16",
+     "keep the f16 cache: the quantized one buys no larger weights here", "rather than"),
+    ("both fit, tied", MATRIX + [("Q6_K", "f16", "f16", 0.0043, 0.0003, 120)], 420, "Q8_0 q8_0",
+     "tied within ±: either strategy", "rather than"),
+    ("everything fits, tied", MATRIX, 1024, "Q8_0 f16",
+     "fits with the largest measured weights and an f16 cache: neither shrink the weights nor quantize the "
+     "cache. The best quantized-cache option, Q8_0 + q8_0/q8_0 (KLD 0.004200 ± 0.000200), ties with it", "rather than"),
+    ("everything fits, f16 ahead", EVERYTHING_FITS_NO_TIE, 1024, "Q8_0 f16",
+     "neither shrink the weights nor quantize the cache. The best quantized-cache option, Q4_K_M + q8_0/q8_0 "
+     "(KLD 0.048600 ± 0.002000), is worse beyond ±.", "rather than"),
+]
+
+
+@pytest.mark.parametrize("case, cells, mib, best, says, never", VERDICTS, ids=[v[0] for v in VERDICTS])
+def test_the_verdict_describes_the_winner_truthfully(case, cells, mib, best, says, never):
+    rec = recommend(rows(cells), mib, 8192)
+    assert (None if rec.best is None else f"{rec.best.weights} {rec.best.type_k}") == best
+    assert says in rec.verdict, rec.verdict
+    assert never not in rec.verdict, rec.verdict
+
+
+def _store_with(tmp_path, df, backends):
+    from orchestrator.store import Store
+
+    df = df.assign(toolchain_backends=backends, cell_id=df.weights + "|" + df.type_k + "|" + df.type_v)
+    Store(tmp_path / "ws" / "store.sqlite").put_results(df.to_dict("records"))
+    return tmp_path / "ws"
+
+
+@pytest.mark.parametrize("backends, kept", [("CPU", "0 MiB kept for the runtime: measured on a CPU build"),
+                                            ("CUDA", "768 MiB kept for the runtime: measured with CUDA")])
+def test_recommend_reserve_follows_the_backend_that_measured(tmp_path, backends, kept):
+    from orchestrator import commands
+
+    lines = []
+    commands.recommend("r", _store_with(tmp_path, rows(MATRIX), backends), "1GiB", "4096", None, None, lines.append)
+    assert kept in lines[0]
+    lines.clear()
+    commands.recommend("r", tmp_path / "ws", "1GiB", "4096", None, "100MiB", lines.append)
+    assert "100 MiB kept for the runtime: --reserve" in lines[0]
+
+
+def test_recommend_labels_sizes_and_flags_unsteady_speed(tmp_path):
+    from orchestrator import commands
+
+    df = rows(MATRIX)
+    bench = df.assign(measurement="bench", test="tg16", n_gen=16, n_prompt=0, n_depth=0,
+                      ts_mean=[40.0, 9.17, 41, 42, 43, 44], ts_std=[0.5, 11.76, 0.4, 0.3, 0.2, 0.1])
+    lines = []
+    ws = _store_with(tmp_path, pd.concat([df, bench], ignore_index=True), "CPU")
+    commands.recommend("r", ws, "1GiB", "4096", None, None, lines.append)
+    text = "\n".join(lines)
+    assert "tensors MiB" in text and "weights MiB" not in text
+    assert "tensors (the weights' tensor data" in text
+    flagged = [ln for ln in lines if "(unsteady)" in ln]
+    assert len(flagged) == 2 and "9.2 ± 11.8 (unsteady)" in flagged[0] and "--rerun bench" in flagged[1]

@@ -34,6 +34,7 @@ def test_demo_architecture_bytes_per_token():
 def test_matches_the_recorded_llama_cpp_report(fixture_text):
     """llama.cpp's own numbers for ctx 1000 (padded to 1024), K q8_0, V q4_0, on this model."""
     rep = perplexity.parse_kv_report(fixture_text("ppl_kv_probe.stdout"))
+    assert len(rep.pop("caches")) == 1
     assert rep == {"total_mib": 9.14, "cells": 1024, "layers": 30, "n_seq": 1, "type_k": "q8_0",
                    "k_mib": 5.98, "type_v": "q4_0", "v_mib": 3.16, "n_ctx": 1024}
     k, v = smollm2().kv_bytes("q8_0", "q4_0", 1000)
@@ -128,3 +129,19 @@ def test_footprint_against_llama_cpp_on_cuda():
     overhead = [p - d for p, d in zip(peaks, devices)]
     assert all(600 <= o <= 620 for o in overhead)  # measured CUDA context ≈ 610 MiB: --reserve covers it
     assert memory.parse_size("0.75GiB") / 2**20 > max(overhead)
+
+
+def test_a_sliding_window_model_reports_two_caches_and_the_estimate_matches_their_sum(fixture_text):
+    """Gemma 3 270M at ctx 4096: llama.cpp prints one cache for its 3 full-attention layers (4096 cells)
+    and one for its 15 sliding-window layers (1024 cells); both count."""
+    import json
+
+    from .conftest import BUILD, FIXTURES
+
+    rep = perplexity.parse_kv_report(fixture_text("gemma3_kv_probe.stdout"))
+    assert [(c["layers"], c["cells"], c["k_mib"]) for c in rep["caches"]] == [(3, 4096, 6.0), (15, 1024, 7.5)]
+    assert (rep["k_mib"], rep["v_mib"], rep["total_mib"], rep["layers"]) == (13.5, 13.5, 27.0, 18)
+    src = json.loads((FIXTURES / BUILD / "gemma3_gguf_info.json").read_text())["source"]
+    a = memory.Architecture.from_hparams(src["architecture"], src["hparams"], src["n_vocab"])
+    k, v = a.kv_bytes("f16", "f16", 4096)
+    assert (k / 2**20, v / 2**20) == (rep["k_mib"], rep["v_mib"])

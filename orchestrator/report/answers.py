@@ -5,8 +5,13 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import memory
-from ..analysis import COMPARED, Z, Recommendation
+from ..analysis import BENCH_CV_MAX, COMPARED, Z, Recommendation
 from .tables import num, pm
+
+
+def flagged(v) -> bool:
+    """A yes/no column that may hold None or NaN where nothing was measured."""
+    return v is not None and not pd.isna(v) and bool(v)
 
 
 def text_table(rows: list[list[str]], header: list[str]) -> list[str]:
@@ -16,17 +21,18 @@ def text_table(rows: list[list[str]], header: list[str]) -> list[str]:
 
 
 def recommend_lines(name: str, rec: Recommendation, budget, ctx: int | None, max_kld: float | None,
-                    limit: int = 12) -> list[str]:
+                    limit: int = 12, reserve_why: str = "--reserve") -> list[str]:
     ask = f"ctx {ctx}" if ctx is not None else "the longest context"
     if max_kld is not None:
         ask += f", KLD ≤ {max_kld}"
-    lines = [f"{name}: {memory.gib(budget.vram)} ({memory.gib(budget.reserve)} kept for the runtime), {ask}", ""]
+    lines = [f"{name}: {memory.gib(budget.vram)} ({memory.gib(budget.reserve)} kept for the runtime: {reserve_why}), "
+             f"{ask}", ""]
     t = rec.table
     if t.empty:
         lines.append("(no measured cells)")
     else:
         unit, scale, digits = ("GiB", 2**30, 2) if t.mem_total.max() >= 4 * 2**30 else ("MiB", 2**20, 0)
-        header = ["rank", "weights", "K/V", "KLD", "same top", f"weights {unit}", f"K/V {unit}", f"total {unit}"]
+        header = ["rank", "weights", "K/V", "KLD", "same top", f"tensors {unit}", f"K/V {unit}", f"total {unit}"]
         header += ["ctx reached"] if ctx is None else []
         header += ["tg t/s"]
         rows = []
@@ -35,7 +41,7 @@ def recommend_lines(name: str, rec: Recommendation, budget, ctx: int | None, max
                    pm(r.same_top, r.same_top_err, 2, " %"),
                    *(num(b / scale, digits) for b in (r.mem_weights, r.mem_kv, r.mem_total))]
             row += [str(int(r.ctx_reached))] if ctx is None else []
-            row += [pm(r.get("tg_ts"), r.get("tg_ts_std"), 1)]
+            row += [pm(r.get("tg_ts"), r.get("tg_ts_std"), 1) + (" (unsteady)" if flagged(r.get("tg_unsteady")) else "")]
             rows.append(row)
         lines += text_table(rows, header)
         if len(t) > limit:
@@ -48,8 +54,13 @@ def recommend_lines(name: str, rec: Recommendation, budget, ctx: int | None, max
     if rec.suggestions:
         lines += ["", "Cells to add to answer better:"] + [f"  - {s}" for s in rec.suggestions]
     lines += ["", *[f"Note: {n}" for n in rec.notes],
-              f"Note: ranks within {Z:g}·√(σ₁²+σ₂²) of each other are ties (=N); memory = weights + K/V cache "
-              "+ compute allowance, flash attention on"]
+              f"Note: ranks within {Z:g}·√(σ₁²+σ₂²) of each other are ties (=N); total = tensors (the weights' "
+              "tensor data, as loaded; the GGUF file also holds metadata and the vocabulary) + K/V cache + compute "
+              "allowance, flash attention on"]
+    if not t.empty and any(flagged(v) for v in t.head(limit).get("tg_unsteady", [])):
+        lines.append(f"Note: (unsteady) marks a speed whose spread over the repetitions exceeds {BENCH_CV_MAX:.0%} of "
+                     "its mean (measured beside other work?): `quantsweep run RECIPE --rerun bench` on a quiet "
+                     "machine measures it again")
     return lines
 
 

@@ -48,6 +48,23 @@ def _subtitle(k: pd.DataFrame) -> str:
     return f"{r.model_name}: KLD vs {r.reference} reference, {r.corpus}, ctx {ctx}, {r.toolchain_backends}"
 
 
+def weights_labels(k: pd.DataFrame) -> dict[str, str]:
+    """Each weights label, with what its bytes really are when llama-quantize fell back to other types
+    for some tensors: 'Q2_K (77 % Q8_0, 90 fallbacks)' explains a point far right of its name's BPW."""
+    from .tables import _missing, mix
+
+    out = {}
+    for w, g in k.groupby("weights", sort=False):
+        r = g.iloc[0]
+        n, shares = r.get("fallback_tensors"), mix(r.get("tensor_mix_json"), top=1)
+        if shares and not _missing(n) and int(n) > 0:
+            t, f = next(iter(shares.items()))
+            out[w] = f"{w} ({100 * f:.0f} % {t}, {int(n)} fallbacks)"
+        else:
+            out[w] = w
+    return out
+
+
 def _size_unit(k: pd.DataFrame) -> tuple[str, float]:
     return ("GiB", 2**30) if k.file_bytes.max() >= 2 * 2**30 else ("MiB", 2**20)
 
@@ -71,8 +88,9 @@ def kld_vs_size(k: pd.DataFrame, out: Path, plt) -> list[Path]:
     front = k[analysis.pareto(list(k.file_bytes), list(k.kld_mean))].sort_values("file_bytes")
     ax.step(front.file_bytes / scale, front.kld_mean, where="post", color="black", linewidth=1, alpha=0.6,
             label="Pareto frontier")
+    names = weights_labels(k)
     for _, r in front.iterrows():
-        ax.annotate(f"{r.weights} {r.type_k}/{r.type_v}", (r.file_bytes / scale, r.kld_mean),
+        ax.annotate(f"{names[r.weights]} {r.type_k}/{r.type_v}", (r.file_bytes / scale, r.kld_mean),
                     textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_yscale("log")
     ax.set_xlabel(f"weights file size ({unit})")
@@ -95,13 +113,20 @@ def kld_vs_speed(k: pd.DataFrame, out: Path, plt) -> list[Path]:
     colors = {w: plt.get_cmap("tab10")(i % 10) for i, w in enumerate(dict.fromkeys(s.weights))}
     markers = {p: MARKERS[i % len(MARKERS)] for i, p in enumerate(_pairs(s))}
     for _, r in s.iterrows():
-        ax.errorbar(r.tg_ts, r.kld_mean, xerr=r.tg_ts_std, yerr=r.kld_mean_err, linestyle="none", capsize=2,
-                    marker=markers[(r.type_k, r.type_v)], markersize=5, color=colors[r.weights])
+        std = 0.0 if pd.isna(r.tg_ts_std) else r.tg_ts_std
+        shaky = analysis.unsteady(r.tg_ts, std)
+        ax.errorbar(r.tg_ts, r.kld_mean, xerr=[[min(std, r.tg_ts)], [std]], yerr=r.kld_mean_err,  # never below 0
+                    linestyle="none", capsize=2, marker=markers[(r.type_k, r.type_v)], markersize=5,
+                    color=colors[r.weights], mfc="none" if shaky else colors[r.weights])
+    ax.set_xlim(left=0)
     ax.set_yscale("log")
-    ax.set_xlabel(f"generation speed, {s.tg_test.iloc[0]} (tokens/s, mean ± std)")
+    shaky = sum(analysis.unsteady(m, e) for m, e in zip(s.tg_ts, s.tg_ts_std.fillna(0)))
+    ax.set_xlabel(f"generation speed, {s.tg_test.iloc[0]} (tokens/s, mean ± std)"
+                  + (f"; hollow: {shaky} unsteady (spread > {analysis.BENCH_CV_MAX:.0%} of the mean)" if shaky else ""))
     ax.set_ylabel("mean KLD (nats, log scale)")
     ax.set_title("Quality vs generation speed\n" + _subtitle(s), fontsize=9)
-    wl = ax.legend(handles=[Line2D([], [], color=c, marker="o", linestyle="none", label=w)
+    names = weights_labels(s)
+    wl = ax.legend(handles=[Line2D([], [], color=c, marker="o", linestyle="none", label=names[w])
                             for w, c in colors.items()], title="weights", loc="upper left",
                    bbox_to_anchor=(1.01, 1), fontsize=8)
     ax.add_artist(wl)
@@ -117,10 +142,11 @@ def kld_vs_kv_memory(k: pd.DataFrame, arch: memory.Architecture, ctx: int, out: 
     kv = [sum(arch.kv_bytes(tk, tv, ctx)) for tk, tv in zip(k.type_k, k.type_v)]
     k = k.assign(kv_mib=[b / 2**20 for b in kv])
     fig, ax = plt.subplots(figsize=(8, 4.8))
+    names = weights_labels(k)
     for i, w in enumerate(dict.fromkeys(k.weights)):
         s = k[k.weights == w].sort_values("kv_mib")
         ax.errorbar(s.kv_mib, s.kld_mean, yerr=s.kld_mean_err, marker=MARKERS[i % len(MARKERS)], markersize=5,
-                    capsize=2, linewidth=0.8, label=w)
+                    capsize=2, linewidth=0.8, label=names[w])
     for (tk, tv), x in dict(zip(zip(k.type_k, k.type_v), k.kv_mib)).items():
         ax.annotate(f"{tk}/{tv}", (x, 1), xycoords=("data", "axes fraction"), textcoords="offset points",
                     xytext=(0, 3), ha="left", rotation=35, fontsize=7)
@@ -143,16 +169,17 @@ def profiles(k: pd.DataFrame, out: Path, plt) -> list[Path]:
     others = top[(top.type_k != first[0]) | (top.type_v != first[1])]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.4))
     cmap = plt.get_cmap("viridis")
+    names = weights_labels(k)
     for i, (_, r) in enumerate(base.iterrows()):
         color = cmap(i / max(1, len(base) - 1))
-        label = f"{r.weights} {r.type_k}/{r.type_v}"
+        label = f"{names[r.weights]} {r.type_k}/{r.type_v}"
         a1.plot([n for n, _ in KLD_PCT], [r[c] for _, c in KLD_PCT], marker="o", markersize=3, color=color,
                 label=label)
         a2.plot([n for n, _ in DP_PCT], [r[c] for _, c in DP_PCT], marker="o", markersize=3, color=color)
     for j, (_, r) in enumerate(others.iterrows()):
         style = dict(linestyle="--", marker=MARKERS[(j + 1) % len(MARKERS)], markersize=3, color="grey",
                      alpha=0.5 + 0.5 * j / max(1, len(others)))
-        a1.plot([n for n, _ in KLD_PCT], [r[c] for _, c in KLD_PCT], label=f"{r.weights} {r.type_k}/{r.type_v}",
+        a1.plot([n for n, _ in KLD_PCT], [r[c] for _, c in KLD_PCT], label=f"{names[r.weights]} {r.type_k}/{r.type_v}",
                 **style)
         a2.plot([n for n, _ in DP_PCT], [r[c] for _, c in DP_PCT], **style)
     a1.set_yscale("log")

@@ -27,8 +27,11 @@ EXPLAIN = ("KLD is the mean KL divergence of each variant's token distributions 
            "standard error), from `llama-perplexity --kl-divergence`; the reference logits were computed once "
            f"with an f16/f16 cache. Rank orders cells by KLD; cells within {analysis.Z:g}·√(σ₁²+σ₂²) of their "
            "group's best share its rank (=N). K/V MiB is the cache at the measured context from quantsweep's "
-           "memory model. Speed is `llama-bench` tokens/s, mean ± std over the repetitions (recomputed from the "
-           "raw samples).")
+           "memory model. File MiB is the GGUF file on disk (tensor data, metadata and vocabulary); BPW counts the "
+           "tensor data only; Tensor mix is the share of tensor bytes per type, with the tensors llama-quantize gave "
+           "another type than asked because their rows do not divide into its blocks (fallbacks). Speed is `llama-bench` tokens/s, mean ± std over the repetitions (recomputed from the "
+           f"raw samples); (unsteady) marks a spread above {analysis.BENCH_CV_MAX:.0%} of the mean, a speed taken "
+           "beside other work: `quantsweep run RECIPE --rerun bench` measures it again.")
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -59,7 +62,8 @@ def numeric_cells(df: pd.DataFrame, arch: memory.Architecture | None) -> pd.Data
     keep = ["rank", "weights", "weights_type", "type_k", "type_v", "ctx", "n_chunks", "kld_mean", "kld_mean_err",
             "kld_median", "kld_p99", "kld_p99_9", "kld_max", "ppl_q", "ppl_q_err", "ppl_ratio", "ppl_ratio_err",
             "same_top", "same_top_err", "dp_mean", "dp_mean_err", "rms_dp", "rms_dp_err", "file_bytes",
-            "bpw", "kv_bytes", "pp_test", "pp_ts", "pp_ts_std", "tg_test", "tg_ts", "tg_ts_std",
+            "tensor_bytes", "bpw", "tensor_mix_json", "fallback_tensors", "kv_bytes", "pp_test", "pp_ts",
+            "pp_ts_std", "pp_unsteady", "tg_test", "tg_ts", "tg_ts_std", "tg_unsteady",
             "inv_ppl_per_gib", "inv_kld_per_gib", "same_top_per_gib", "pareto", "corpus", "toolchain_commit",
             "toolchain_backends", "job_key"]
     return k[[c for c in keep if c in k]]
@@ -122,7 +126,7 @@ def _readme(name, prov, kv, stats, fails, shown) -> str:
 
 def _model_card(name, prov, kv, shown) -> str:
     keep = [c for c in ("Rank", "Weights", "cache-type-k", "cache-type-v", "ctx", "KLD", "PPL ratio", "Same top p",
-                        "Size (MiB)", "BPW", "K/V MiB") if c in kv]
+                        "File MiB", "BPW", "Tensor mix", "K/V MiB") if c in kv]
     parts = ["## Quantization quality", "",
              f"How far each quant and K/V-cache type moves the model's token distributions from the "
              f"reference, measured with llama.cpp's `llama-perplexity --kl-divergence` "

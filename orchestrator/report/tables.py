@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -31,6 +32,27 @@ def num(v, digits: int, suffix: str = "") -> str:
     return "—" if _missing(v) else f"{v:.{digits}f}{suffix}"
 
 
+def mix(type_bytes, top: int = 3) -> dict[str, float]:
+    """Shares of the tensor bytes per type, largest first: {'Q8_0': 0.77, 'Q2_K': 0.19, …}."""
+    if isinstance(type_bytes, str):
+        type_bytes = json.loads(type_bytes)
+    if not isinstance(type_bytes, dict) or not type_bytes:
+        return {}
+    total = sum(type_bytes.values()) or 1
+    ranked = sorted(type_bytes.items(), key=lambda kv: -kv[1])
+    return {t: b / total for t, b in ranked[:top]}
+
+
+def mix_text(type_bytes, fallbacks=None, top: int = 3) -> str:
+    """'Q8_0 77 %, Q2_K 19 %, F32 4 % (90 fallbacks)': what an odd BPW is made of."""
+    shares = mix(type_bytes, top)
+    if not shares:
+        return "—"
+    text = ", ".join(f"{t} {100 * f:.0f} %" for t, f in shares.items())
+    n = 0 if _missing(fallbacks) else int(fallbacks)
+    return text + (f" ({n} fallback{'s' * (n != 1)})" if n else "")
+
+
 def scaled(v, unit: int):
     return None if _missing(v) or not v else v / unit
 
@@ -48,7 +70,10 @@ def speed(df: pd.DataFrame) -> pd.DataFrame:
     b = df[(df.measurement == "bench") & (df.status == "ok")]
     if b.empty:
         return pd.DataFrame(columns=["weights", "type_k", "type_v"])
-    b = b.assign(cell=b.test + " t/s", val=[pm(m, s, 2) for m, s in zip(b.ts_mean, b.ts_std)])
+    from ..analysis import unsteady
+
+    b = b.assign(cell=b.test + " t/s", val=[pm(m, s, 2) + (" (unsteady)" if unsteady(m, s) else "")
+                                            for m, s in zip(b.ts_mean, b.ts_std)])
     return b.pivot_table(index=["weights", "type_k", "type_v"], columns="cell", values="val",
                          aggfunc="first").reset_index()
 
@@ -84,8 +109,9 @@ def kv_table(df: pd.DataFrame, kv_bytes=None) -> pd.DataFrame:
         "PPL": [pm(v, e, 4) for v, e in zip(k.ppl_q, k.ppl_q_err)],
         "PPL ratio": [pm(v, e, 4) for v, e in zip(k.ppl_ratio, k.ppl_ratio_err)],
         "Same top p": [pm(v, e, 3, " %") for v, e in zip(k.same_top, k.same_top_err)],
-        "Size (MiB)": [num(scaled(b, 2**20), 1) for b in k.file_bytes],
+        "File MiB": [num(scaled(b, 2**20), 1) for b in k.file_bytes],
         "BPW": [num(b, 2) for b in k.bpw],
+        "Tensor mix": [mix_text(m, f, top=2) for m, f in zip(_col(k, "tensor_mix_json"), _col(k, "fallback_tensors"))],
         **({"K/V MiB": [num(sum(kv_bytes(tk, tv, int(c))) / 2**20, 1)
                         for tk, tv, c in zip(k.type_k, k.type_v, k.ctx)]} if kv_bytes else {}),
         "weights": k.weights, "type_k": k.type_k, "type_v": k.type_v,
@@ -107,8 +133,9 @@ def stats_table(df: pd.DataFrame) -> pd.DataFrame:
     cols = {}
     for _, r in k.iterrows():
         col = {
-            "Size (GiB)": num(scaled(r.file_bytes, 2**30), 3),
+            "File size (GiB)": num(scaled(r.file_bytes, 2**30), 3),
             "BPW": num(r.bpw, 2),
+            "Tensor mix (bytes)": mix_text(r.get("tensor_mix_json"), r.get("fallback_tensors")),
             "Mean PPL(Q)": pm(r.ppl_q, r.ppl_q_err, 4),
             "Mean PPL(base)": pm(r.ppl_base, r.ppl_base_err, 4),
             "PPL(Q)/PPL(base)": pm(r.ppl_ratio, r.ppl_ratio_err, 4),
@@ -147,14 +174,21 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
                          "log": f.log_dir.fillna("")})
 
 
+def _col(df: pd.DataFrame, name: str) -> list:
+    """A column that stores written by older versions may lack: None for each row."""
+    return list(df[name]) if name in df else [None] * len(df)
+
+
 def _reference(row) -> str:
     src = row.get("source_quant")
+    tensors = mix_text(row.get("source_tensor_mix_json"))
+    tensors = f", tensor bytes {tensors}" if tensors != "—" else ""
     if row.reference == "source":
-        return f"the model as given ({src})" if src else "the model as given"
+        return f"the model as given (file type {src}{tensors})" if src else "the model as given"
     text = f"the model converted to {row.reference} by llama-quantize"
     if src and src not in ("F16", "BF16", "F32"):
-        text += (f". The source itself is {src}, so KLD here measures the distance from that {src} model "
-                 f"(expanded losslessly to {row.reference}), not from the original full-precision weights")
+        text += (f". The source itself is {src} (its file type{tensors}), so KLD here measures the distance from "
+                 f"that model (expanded losslessly to {row.reference}), not from the original full-precision weights")
     return text
 
 

@@ -223,15 +223,19 @@ def kv_probe_argv(exe: str, model: Path, *, ctx: int, type_k: str, type_v: str, 
 
 
 def parse_kv_report(text: str) -> dict | None:
-    """llama.cpp's own account of the K/V cache it allocated (MiB, as printed to 0.01)."""
-    m = KV_REPORT_RE.search(text)
-    if not m:
+    """llama.cpp's own account of the K/V cache it allocated (MiB, as printed to 0.01): the sum of every
+    cache it reports (a model with sliding-window layers gets one for the full-attention layers and one
+    for the sliding-window layers), and each cache in `caches`."""
+    caches = [{"total_mib": float(m.group(1)), "cells": int(m.group(2)), "layers": int(m.group(3)),
+               "n_seq": int(m.group(5)), "type_k": m.group(6), "k_mib": float(m.group(7)),
+               "type_v": m.group(8), "v_mib": float(m.group(9))} for m in KV_REPORT_RE.finditer(text)]
+    if not caches:
         return None
     n_ctx = N_CTX_RE.search(text)
-    return {"total_mib": float(m.group(1)), "cells": int(m.group(2)), "layers": int(m.group(3)),
-            "n_seq": int(m.group(5)), "type_k": m.group(6), "k_mib": float(m.group(7)),
-            "type_v": m.group(8), "v_mib": float(m.group(9)),
-            "n_ctx": int(n_ctx.group(1)) if n_ctx else None}
+    return {"total_mib": sum(c["total_mib"] for c in caches), "k_mib": sum(c["k_mib"] for c in caches),
+            "v_mib": sum(c["v_mib"] for c in caches), "layers": sum(c["layers"] for c in caches),
+            "cells": max(c["cells"] for c in caches), "n_seq": caches[0]["n_seq"], "type_k": caches[0]["type_k"],
+            "type_v": caches[0]["type_v"], "caches": caches, "n_ctx": int(n_ctx.group(1)) if n_ctx else None}
 
 
 def parse_memory_breakdown(text: str) -> list[dict]:

@@ -41,6 +41,12 @@ def test_sweep_numbers_rerun_and_report(tmp_path, tools, demo_model, capsys):
     assert main(["run", str(path), "--workspace", str(ws)]) == 0
     assert " 0 jobs run" in capsys.readouterr().out
     assert Store(ws / "store.sqlite").runs().iloc[-1].n_jobs_run == 0
+    # --rerun bench measures the speeds again and nothing else
+    assert main(["run", str(path), "--workspace", str(ws), "--rerun", "bench", "-q"]) == 0
+    assert " 4 jobs run, " in capsys.readouterr().out
+    again = _results(ws)
+    assert len(again) == len(df) and (again[again.measurement == "bench"].status == "ok").all()
+    assert list(again[again.measurement == "kld"].kld_mean) == list(df[df.measurement == "kld"].kld_mean)
     # plan sees everything cached and no logits left to write
     assert main(["plan", str(path), "--workspace", str(ws)]) == 0
     plan_out = capsys.readouterr().out
