@@ -303,6 +303,26 @@ def _suggest(t: pd.DataFrame, arch, budget: Budget, ctx: int | None, cache_types
 # compare
 
 
+def run_differences(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
+    """What differs between two runs besides their cells: the model, the reference, the corpus, the
+    toolchain. A comparison across them measures that difference too, so it is said first."""
+    def values(df, col):
+        return sorted({str(v) for v in df[col].dropna()}) if col in df else []
+
+    out = []
+    for what, col, short in (("model", "source_sha256", 12), ("reference", "reference", 0),
+                             ("corpus", "corpus_sha256", 12), ("llama.cpp build", "toolchain_commit", 0),
+                             ("backend", "toolchain_backends", 0)):
+        va, vb = values(a, col), values(b, col)
+        if va and vb and va != vb:
+            label = {"source_sha256": "model_name", "corpus_sha256": "corpus"}.get(col)
+            def name(df, vs):
+                shown = ", ".join(v[:short] + "…" if short else v for v in vs)
+                return f"{', '.join(values(df, label))} ({shown})" if label else shown
+            out.append(f"A and B differ in {what}: {name(a, va)} vs {name(b, vb)}")
+    return out
+
+
 COMPARED = [("KLD", "kld_mean", "kld_mean_err", 6), ("PPL ratio", "ppl_ratio", "ppl_ratio_err", 4),
             ("Same top p", "same_top", "same_top_err", 3)]
 

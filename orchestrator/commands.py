@@ -93,14 +93,15 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
     return 1 if summary.failed else 0
 
 
-def results(name: str, workspace):
+def results(name: str, workspace, read_only: bool = False):
     """The stored rows of one recipe; UsageError naming what the store holds when there are none."""
     ws = Workspace(workspace)
     if not ws.exists():
         raise UsageError(f"no store in {ws.root}: run a recipe first")
-    df = Store(ws.store_path).results(name)
+    store = Store.read_only(ws.store_path) if read_only else Store(ws.store_path)
+    df = store.results(name)
     if df.empty:
-        known = Store(ws.store_path).recipes()
+        known = store.recipes()
         raise UsageError(f"no results for {name!r} in {ws.root}; known: {', '.join(known) or 'none'}")
     return df
 
@@ -218,8 +219,9 @@ def compare(a: str, b: str, workspace, out) -> None:
     from .report.answers import compare_lines
 
     (an, aw), (bn, bw) = _run_ref(a, workspace), _run_ref(b, workspace)
-    c = analysis.compare(results(an, aw), results(bn, bw))
-    for line in compare_lines(a, b, c):
+    da, db = results(an, aw, read_only=True), results(bn, bw, read_only=True)  # compare writes nothing
+    c = analysis.compare(da, db)
+    for line in compare_lines(a, b, c, analysis.run_differences(da, db)):
         out(line)
 
 

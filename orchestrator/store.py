@@ -77,6 +77,31 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
 
+    @classmethod
+    def read_only(cls, path: Path) -> "Store":
+        """Another workspace's store, only ever read: no migration, no pragma that writes, and no -wal or
+        -shm file created next to it (a store whose writers have all closed is opened immutable; one
+        with a live -wal is read through it). Columns added by later migrations are simply absent."""
+        from .errors import UsageError
+
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(f"{path}: no such store")
+        live = path.with_name(path.name + "-wal").exists()
+        uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if live else "&immutable=1")
+        self = cls.__new__(cls)
+        self.path = path
+        try:
+            self.db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            self.db.execute("SELECT 1 FROM results LIMIT 1")
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(f"{path}: not a quantsweep store ({exc})") from None
+        if version > len(MIGRATIONS):
+            raise UsageError(f"{path}: written by a newer quantsweep (store version {version}, this one "
+                             f"reads up to {len(MIGRATIONS)})")
+        return self
+
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         for n, statements in enumerate(MIGRATIONS[version:], start=version + 1):

@@ -235,3 +235,60 @@ def test_recommend_labels_sizes_and_flags_unsteady_speed(tmp_path):
     assert "tensors (the weights' tensor data" in text
     flagged = [ln for ln in lines if "(unsteady)" in ln]
     assert len(flagged) == 2 and "9.2 ± 11.8 (unsteady)" in flagged[0] and "--rerun bench" in flagged[1]
+
+
+def _older_store(path, df):
+    """A store as version 2 wrote it (before the tensor-mix columns), every connection closed."""
+    import sqlite3
+
+    from orchestrator.store import Store
+
+    s = Store(path)
+    s.put_results(df.assign(cell_id=df.weights + "|" + df.type_k).to_dict("records"))
+    for col in ("tensor_mix_json", "source_tensor_mix_json", "fallback_tensors"):
+        s.db.execute(f"ALTER TABLE results DROP COLUMN {col}")
+    s.db.execute("PRAGMA user_version = 2")
+    s.close()
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    return path
+
+
+def test_compare_reads_another_workspace_without_writing_and_says_what_differs(tmp_path):
+    from orchestrator import commands
+
+    _store_with(tmp_path, rows(MATRIX).assign(corpus_sha256="aaaa" * 16, model_name="m"), "CPU")
+    other = tmp_path / "other"
+    other.mkdir()
+    store = _older_store(other / "store.sqlite", rows(MATRIX, "b").assign(
+        corpus="python-source", corpus_sha256="bbbb" * 16, model_name="m", toolchain_backends="CPU"))
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in other.iterdir()}
+    lines = []
+    commands.compare("r", f"b@{other}", tmp_path / "ws", lines.append)
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in other.iterdir()} == before  # no -wal, -shm
+    import sqlite3
+
+    assert sqlite3.connect(f"{store.as_uri()}?mode=ro", uri=True).execute("PRAGMA user_version").fetchone()[0] == 2
+    table_at = next(i for i, ln in enumerate(lines) if ln.startswith("weights"))
+    notes = lines[:table_at]
+    assert any("A and B differ in corpus: python-docs (aaaaaaaaaaaa…) vs python-source (bbbbbbbbbbbb…)" in n
+               for n in notes), notes
+    assert not any("differ in model" in n for n in notes)
+
+
+def test_a_foreign_or_newer_store_is_refused_by_compare(tmp_path):
+    import sqlite3
+
+    from orchestrator import commands
+    from orchestrator.errors import UsageError
+
+    _store_with(tmp_path, rows(MATRIX), "CPU")
+    for name, make in (("junk", lambda p: p.write_bytes(b"not a database at all" * 100)),
+                       ("newer", lambda p: sqlite3.connect(p).execute("PRAGMA user_version = 99"))):
+        d = tmp_path / name
+        d.mkdir()
+        if name == "newer":
+            _store_with(d, rows(MATRIX), "CPU")
+        make(d / "store.sqlite") if name == "junk" else make(d / "ws" / "store.sqlite")
+        where = d if name == "junk" else d / "ws"
+        with pytest.raises(UsageError, match="not a quantsweep store|written by a newer quantsweep"):
+            commands.compare("r", f"r@{where}", tmp_path / "ws", lambda _: None)

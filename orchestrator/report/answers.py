@@ -64,9 +64,12 @@ def recommend_lines(name: str, rec: Recommendation, budget, ctx: int | None, max
     return lines
 
 
-def compare_lines(a_name: str, b_name: str, c: pd.DataFrame) -> list[str]:
+def compare_lines(a_name: str, b_name: str, c: pd.DataFrame, differences: list[str] = ()) -> list[str]:
     lines = [f"compare A = {a_name}, B = {b_name}: B − A per cell; ± = {Z:g}·√(σA² + σB²); "
              "'*' marks a difference larger than its ±", ""]
+    if differences:
+        lines += [f"Note: {d}" for d in differences]
+        lines += ["Note: so each Δ below measures that difference as well as the cell's", ""]
     both = c[c["in"] == "both"]
     header = ["weights", "K/V", "ctx"] + [f"Δ {n}" for n, *_ in COMPARED]
     rows = []

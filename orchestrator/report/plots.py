@@ -102,6 +102,11 @@ def kld_vs_size(k: pd.DataFrame, out: Path, plt) -> list[Path]:
     return paths
 
 
+def speed_xerr(mean: float, std: float) -> list[list[float]]:
+    """± std as an error bar, its lower arm cut at zero: a speed is never drawn below 0 t/s."""
+    return [[min(std, mean)], [std]]
+
+
 def kld_vs_speed(k: pd.DataFrame, out: Path, plt) -> list[Path]:
     """Colour names the weights, the marker the K/V pair: two legends, no labels over the data."""
     s = k.dropna(subset=["tg_ts"])
@@ -115,7 +120,7 @@ def kld_vs_speed(k: pd.DataFrame, out: Path, plt) -> list[Path]:
     for _, r in s.iterrows():
         std = 0.0 if pd.isna(r.tg_ts_std) else r.tg_ts_std
         shaky = analysis.unsteady(r.tg_ts, std)
-        ax.errorbar(r.tg_ts, r.kld_mean, xerr=[[min(std, r.tg_ts)], [std]], yerr=r.kld_mean_err,  # never below 0
+        ax.errorbar(r.tg_ts, r.kld_mean, xerr=speed_xerr(r.tg_ts, std), yerr=r.kld_mean_err,
                     linestyle="none", capsize=2, marker=markers[(r.type_k, r.type_v)], markersize=5,
                     color=colors[r.weights], mfc="none" if shaky else colors[r.weights])
     ax.set_xlim(left=0)

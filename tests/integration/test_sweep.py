@@ -1,5 +1,6 @@
 """A small real sweep with the real llama.cpp tools on the demo model."""
 
+import json
 import os
 import signal
 import subprocess
@@ -36,6 +37,11 @@ def test_sweep_numbers_rerun_and_report(tmp_path, tools, demo_model, capsys):
     assert (kld.toolchain_commit == tools.commit).all()
     bench = df[df.measurement == "bench"]
     assert set(bench.test) == {"pp16", "tg4"} and (bench.ts_mean > 0).all()
+    # what the files really are: SmolLM2's rows (576 wide) do not divide into 256-blocks, so Q2_K falls back
+    q2 = kld.loc[("Q2_K", "f16", "f16")]
+    assert q2.fallback_tensors > 0 and kld.loc[("Q8_0", "f16", "f16"), "fallback_tensors"] == 0
+    assert sum(json.loads(q2.tensor_mix_json).values()) == q2.tensor_bytes
+    assert set(kld.source_quant) == {"Q4_1"} and "Q4_1" in json.loads(q2.source_tensor_mix_json)
     # re-running a finished recipe runs no tool
     capsys.readouterr()
     assert main(["run", str(path), "--workspace", str(ws)]) == 0
@@ -57,6 +63,7 @@ def test_sweep_numbers_rerun_and_report(tmp_path, tools, demo_model, capsys):
     assert main(["report", "itest", "--workspace", str(ws), "--out", str(out)]) == 0
     md = (out / "README.md").read_text()
     assert "| Q8_0 | f16 | f16 |" in md and "Same top p" in md and tools.commit in md
+    assert f"({int(q2.fallback_tensors)} fallbacks)" in md and "The source itself is Q4_1 (its file type" in md
     assert "![Quality vs size (Pareto frontier labelled)](kld_vs_size.png)" in md
     for stem in ("kld_vs_size", "kld_vs_speed", "kld_vs_kv_memory", "profiles"):
         assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -44,3 +44,11 @@ def test_argv_flags_before_positionals():
                    tensor_types={r"blk\.0\.ffn_down": "q8_0"}, allow_requantize=True, threads=2)
     assert argv == ["llama-quantize", "--allow-requantize", "--imatrix", "im.gguf", "--tensor-type",
                     r"blk\.0\.ffn_down=q8_0", "in.gguf", "out.gguf", "Q4_K_M", "2"]
+
+
+def test_fallbacks_of_a_model_whose_rows_the_blocks_do_not_divide(fixture_text, tmp_path):
+    """Gemma 3 270M (n_embd 640) to Q2_K: 90 of 236 tensors get another type than asked."""
+    out = tmp_path / "q.gguf"
+    out.write_bytes(b"GGUF" + b"\0" * 16)
+    s = tq.judge(0, fixture_text("gemma3_quantize_q2_k.stdout"), fixture_text("gemma3_quantize_q2_k.stderr"), out)
+    assert (s["fallback_tensors"], s["quant_bpw"]) == (90, 6.88)
