@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import plan as planmod, prepare, recipe as recipemod, toolchain
+from . import advice, plan as planmod, prepare, recipe as recipemod, toolchain
 from .errors import FetchError, UsageError
 from .store import Store
 from .workspace import Workspace
@@ -30,7 +30,7 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out) -> None:
         return
     p = planmod.build(inp)
     statuses = Store(ws.store_path).job_statuses([j.key for j in p.jobs]) if ws.exists() else {}
-    rows = [{"kind": j.kind, "job": j.label, "status": statuses.get(j.key, "to run"), "key": j.key}
+    rows = [{"kind": j.kind, "name": planmod.KIND_NAMES[j.kind], "job": j.label, "status": statuses.get(j.key, "to run"), "key": j.key}
             for j in p.jobs]
     free = shutil.disk_usage(ws.root if ws.root.exists() else Path.cwd()).free
     need = sum(j.params["logits_bytes"] for j in p.of_kind("base") if statuses.get(j.key) != "done")
@@ -46,15 +46,17 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out) -> None:
     warning = toolchain.fa_warning(tc, r.cache.expanded())
     if warning:
         out(warning)
+    for line in advice.warnings(inp):
+        out(f"warning: {line}")
     for kind in planmod.KINDS:
         jobs = [x for x in rows if x["kind"] == kind]
         if jobs:
             done = sum(x["status"] == "done" for x in jobs)
             failed = sum(x["status"] == "failed" for x in jobs)
-            out(f"  {kind:<10} {len(jobs):>4} jobs: {done} cached, {failed} failed (recorded), "
+            out(f"  {planmod.KIND_NAMES[kind]:<16} {len(jobs):>4} jobs: {done} cached, {failed} failed (recorded), "
                 f"{len(jobs) - done - failed} to run")
     for j in p.of_kind("base"):
-        out(f"  reference logits c={j.params['ctx']}: ~{j.params['n_chunk']} chunks, {_gib(j.params['logits_bytes'])}"
+        out(f"  {j.label}: ~{j.params['n_chunk']} chunks, {_gib(j.params['logits_bytes'])}"
             f" [{statuses.get(j.key, 'to run')}]")
     verdict = "fits" if need * 1.05 <= free else "DOES NOT FIT: lower evaluation.chunks"
     out(f"disk: {_gib(need)} of reference logits to write, {_gib(free)} free — {verdict}")
@@ -80,6 +82,8 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
         print(warning, file=sys.stderr, flush=True)
     with ws.lock():
         inp = prepare.inputs(recipe_path, ws, tc, fetch=True)
+        for line in advice.warnings(inp):
+            print(f"quantsweep: warning: {line}", file=sys.stderr, flush=True)
         p = planmod.build(inp)
         store = Store(ws.store_path)
         summary = Runner(p, ws, store, tc, quiet=quiet, retry_failed=retry_failed, rerun=kinds).run()
@@ -116,6 +120,8 @@ def report(name: str, workspace, out_dir, out) -> None:
 
 
 def export(workspace, fmt: str, output, name, out) -> None:
+    if fmt == "parquet" and output is None and sys.stdout.isatty():
+        raise UsageError("--format parquet is binary: give -o FILE, or redirect stdout to a file or a pipe")
     ws = Workspace(workspace)
     if not ws.exists():
         raise UsageError(f"no store in {ws.root}: run a recipe first")

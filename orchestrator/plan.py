@@ -20,6 +20,9 @@ from .recipe import Recipe, WeightSpec
 from .tools.perplexity import logits_size
 
 KINDS = ("reference", "imatrix", "quantize", "base", "kld", "bench")
+# what `plan`, `run` and every message call each kind: one name for one thing
+KIND_NAMES = {"reference": "reference model", "imatrix": "imatrix", "quantize": "quantize",
+              "base": "reference logits", "kld": "kld", "bench": "bench"}
 
 
 def content_key(tag: str, **parts) -> str:
@@ -95,7 +98,7 @@ def build(inp: PlanInputs) -> Plan:
     else:
         ref_key = content_key("reference", input=src, type=r.reference.type, toolchain=tc)
         ref_quantized = r.reference.type not in lt.FLOAT_TYPES
-        jobs.append(Job(ref_key, "reference", f"reference {r.reference.type}", (), {
+        jobs.append(Job(ref_key, "reference", f"reference model {r.reference.type}", (), {
             "input": src, "type": r.reference.type, "allow_requantize": inp.source_info.is_quantized,
             "label": f"reference-{r.reference.type}"}))
     # quantize from the reference when it is a float type (more precise than the source), else the source

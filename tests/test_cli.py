@@ -41,3 +41,14 @@ def test_answer_commands_reject_bad_input(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_parquet_refuses_a_terminal(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["export", "--format", "parquet", "--workspace", str(tmp_path)]) == 2
+    assert "--format parquet is binary: give -o FILE" in capsys.readouterr().err
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert main(["export", "--format", "parquet", "--workspace", str(tmp_path)]) == 2  # no store: past the check
+    assert "no store in" in capsys.readouterr().err

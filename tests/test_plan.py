@@ -63,3 +63,35 @@ def test_threads_change_bench_keys_not_kld_keys(tmp_path):
     a = build(tmp_path)
     b = build(tmp_path, "evaluation: {ctx: 256, chunks: 8, threads: 1}\nbench: {threads: 1}\n")
     assert keys(a, "kld") == keys(b, "kld") and keys(a, "bench") != keys(b, "bench")
+
+
+def _inputs(tmp_path, weights: str, imatrix_corpus=None):
+    from orchestrator.hub import Corpus as C
+
+    p = tmp_path / "w.yaml"
+    p.write_text(f"name: t\nmodel: {{path: m.gguf}}\nweights: {weights}\n")
+    r = recipe.load(p)
+    im = {w.label: (imatrix_corpus or C("wikitext-2", Path("/w.txt"), "ef" * 32, 1000)) for w in r.weights
+          if w.imatrix is not None}
+    return plan.PlanInputs(r, tmp_path, Path("/m.gguf"), "cd" * 32, INFO, CORPUS, {"commit": "x"}, {},
+                           imatrix_inputs=im)
+
+
+ADVICE = [  # (weights, imatrix corpus same as evaluated, fragment of the one warning, or None for none)
+    ("[Q4_K_M, Q8_0]", False, None),
+    ("[{type: Q8_0, imatrix: {corpus: wikitext-2}}]", False, "Q8_0 uses no importance matrix"),
+    ("[{type: Q4_K_M, imatrix: {corpus: python-docs}}]", True, "calibrates on the text that is evaluated"),
+    ("[{type: Q4_K_M, imatrix: {corpus: wikitext-2}}]", False, None),
+    ("[MXFP4_MOE]", False, "llama has none"),
+    ("[TQ1_0]", False, "TQ1_0 is a ternary format for models trained for it"),
+    ("[Q1_0]", False, "Q1_0 is a 1-bit format"),
+]
+
+
+def test_plan_time_advice(tmp_path):
+    from orchestrator import advice
+
+    for weights, same, fragment in ADVICE:
+        inp = _inputs(tmp_path, weights, CORPUS if same else None)
+        got = advice.warnings(inp)
+        assert (got == []) if fragment is None else (len(got) == 1 and fragment in got[0]), (weights, got)

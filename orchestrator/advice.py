@@ -1,0 +1,34 @@
+"""Warnings at plan time: recipes that run but measure something other than what their author meant.
+Nothing here stops a sweep; each line says what is odd and what to do instead."""
+
+from __future__ import annotations
+
+from .plan import PlanInputs
+
+# llama-quantize passes the importance matrix to these types' quantizers, which ignore it
+IMATRIX_UNUSED = ("Q8_0", "F16", "BF16", "F32", "COPY", "TQ1_0", "TQ2_0", "MXFP4_MOE")
+# formats for weights trained to take them (BitNet b1.58 and its kind); any other model is destroyed
+TRAINED_FOR = {"TQ1_0": "ternary", "TQ2_0": "ternary", "Q1_0": "1-bit"}
+TRAINED_ARCHITECTURES = ("bitnet",)
+
+
+def warnings(inp: PlanInputs) -> list[str]:
+    r, info = inp.recipe, inp.source_info
+    out = []
+    experts = int(info.hparams.get("expert_count") or 0)
+    for i, w in enumerate(r.weights):
+        where = f"weights[{i}] ({w.label})"
+        if w.imatrix is not None and w.type in IMATRIX_UNUSED:
+            out.append(f"{where}: {w.type} uses no importance matrix; the imatrix changes nothing (drop it)")
+        im = inp.imatrix_inputs.get(w.label)
+        if w.imatrix is not None and w.imatrix.corpus is not None and getattr(im, "sha256", None) == inp.corpus.sha256:
+            out.append(f"{where}: the imatrix calibrates on the text that is evaluated ({inp.corpus.label}): its KLD "
+                       "flatters it; calibrate on other text")
+        if w.type == "MXFP4_MOE" and not experts:
+            out.append(f"{where}: MXFP4_MOE quantizes the experts of a mixture-of-experts model; {info.architecture} "
+                       "has none, so this measures an ordinary mix under an MoE name")
+        if w.type in TRAINED_FOR and info.architecture not in TRAINED_ARCHITECTURES:
+            out.append(f"{where}: {w.type} is a {TRAINED_FOR[w.type]} format for models trained for it (BitNet "
+                       f"b1.58 and the like); {info.architecture} weights come out destroyed (KLD in the tens of "
+                       "nats), not merely degraded")
+    return out
