@@ -123,7 +123,7 @@ def kld_vs_speed(k: pd.DataFrame, out: Path, plt) -> list[Path]:
         ax.errorbar(r.tg_ts, r.kld_mean, xerr=speed_xerr(r.tg_ts, std), yerr=r.kld_mean_err,
                     linestyle="none", capsize=2, marker=markers[(r.type_k, r.type_v)], markersize=5,
                     color=colors[r.weights], mfc="none" if shaky else colors[r.weights])
-    ax.set_xlim(left=0)
+    ax.set_xlim(left=max(0.0, ax.get_xlim()[0]))  # autoscale's margin must not show negative speeds
     ax.set_yscale("log")
     shaky = sum(analysis.unsteady(m, e) for m, e in zip(s.tg_ts, s.tg_ts_std.fillna(0)))
     ax.set_xlabel(f"generation speed, {s.tg_test.iloc[0]} (tokens/s, mean ± std)"

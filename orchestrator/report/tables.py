@@ -48,7 +48,7 @@ def mix_text(type_bytes, fallbacks=None, top: int = 3) -> str:
     shares = mix(type_bytes, top)
     if not shares:
         return "—"
-    text = ", ".join(f"{t} {100 * f:.0f} %" for t, f in shares.items())
+    text = ", ".join(f"{t} {100 * f:.0f} %" for t, f in shares.items() if f >= 0.005) or "—"
     n = 0 if _missing(fallbacks) else int(fallbacks)
     return text + (f" ({n} fallback{'s' * (n != 1)})" if n else "")
 
