@@ -161,7 +161,7 @@ def _weights_jobs(w: WeightSpec, inp: PlanInputs, quant_input: str, input_quanti
                                       chunks=w.imatrix.chunks, toolchain=tc)
             if not any(j.key == imatrix_key for j in jobs):
                 jobs.append(Job(imatrix_key, "imatrix", f"imatrix {im.label}", _real((quant_input,)), {
-                    "model": quant_input, "corpus": str(im.path), "ctx": w.imatrix.ctx,
+                    "model": quant_input, "corpus": str(im.path), "corpus_key": im.sha256, "ctx": w.imatrix.ctx,
                     "chunks": w.imatrix.chunks}))
     key = content_key("quantize", input=quant_input, type=w.type, imatrix=imatrix_key,
                       tensor_types=w.tensor_types, extra=w.extra_args, toolchain=tc)

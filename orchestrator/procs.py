@@ -10,11 +10,26 @@ import ctypes
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+_live: set[subprocess.Popen] = set()  # tools running now, from any thread
+_live_lock = threading.Lock()
+
+
+def kill_all() -> int:
+    """Kill every tool still running (its whole process group): Ctrl-C of a run with jobs in flight."""
+    with _live_lock:
+        procs = list(_live)
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(procs)
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,8 @@ def run(argv: list[str], *, log_dir: Path | None = None, name: str = "tool",
         proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                 cwd=cwd, env=env if env is not None else child_env(),
                                 preexec_fn=_die_with_parent)
+        with _live_lock:
+            _live.add(proc)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -83,6 +100,9 @@ def run(argv: list[str], *, log_dir: Path | None = None, name: str = "tool",
         except BaseException:  # Ctrl-C or our own shutdown: take the tool down with us
             _kill_group(proc)
             raise
+        finally:
+            with _live_lock:
+                _live.discard(proc)
     wall = time.monotonic() - start
     return ProcResult(tuple(argv), proc.returncode, _read(out_path), _read(err_path), wall,
                       timed_out, out_path, err_path)

@@ -290,6 +290,8 @@ class EvalSpec(Strict):
 
 class BenchSpec(Strict):
     enabled: bool = True
+    isolation: Literal["device", "host"] = Field("host", description="host: nothing CPU-heavy runs beside a "
+                                                 "bench (default); device: only its device is kept free")
     prompt: int = Field(512, ge=0, description="pp test size (-p); 0 skips it")
     gen: int = Field(128, ge=0, description="tg test size (-n); 0 skips it")
     depth: list[int] = Field(default_factory=lambda: [0], description="tokens already in the cache (-d)")

@@ -1,9 +1,11 @@
-"""Execute a plan: each job in its own subprocess, judged from its output, recorded by key.
+"""Execute a plan: the coordinator. It decides what runs (store + plan), asks the scheduler what
+starts where, hands each job's spec to a worker (one thread per job in flight, each running its tool
+in its own process group), and records every outcome the moment it arrives. Only this module writes
+the store.
 
-A failing job becomes a recorded failure and the sweep goes on; jobs downstream of it are
-reported failed for this run without being recorded, so they run once the cause is fixed.
-Artifacts appear under their final names only when complete, so Ctrl-C or kill -9 loses at
-most the job in flight.
+A failing job becomes a recorded failure and the sweep goes on; jobs downstream of it are reported
+failed for this run without being recorded, so they run once the cause is fixed. Artifacts appear
+under their final names only when complete, so Ctrl-C or kill -9 loses at most the jobs in flight.
 """
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import procs
-from .errors import DiskSpaceError, ToolFailed
-from .files import atomic_path, remove_partials
-from .plan import Job, Plan
+from . import jobspec, procs, scheduler, worker
+from .errors import DiskSpaceError
+from .files import remove_partials
+from .plan import Job, Plan, source_key
 from .store import Store
 from .toolchain import Toolchain
-from .tools import bench as tb, imatrix as ti, perplexity as tp, quantize as tq
 from .workspace import Workspace
 
 ARTIFACT_KINDS = ("reference", "quantize", "imatrix", "base")
@@ -46,14 +48,16 @@ class Progress:
         if not self.quiet:
             print(msg, file=self.stream or sys.stderr, flush=True)
 
-    def start(self, job: Job) -> None:
-        self.say(f"[{self.done + 1}/{self.total}] {job.label} …")
+    def start(self, job: Job, device: str | None = None, running: int = 1) -> None:
+        where = f" on {device}" if device and running > 1 else ""
+        self.say(f"[{self.done + 1}/{self.total}] {job.label}{where} …")
 
-    def end(self, job: Job, wall: float, ok: bool, remaining: list[Job], note: str = "") -> None:
+    def end(self, job: Job, wall: float, ok: bool, remaining: list[Job], note: str = "", slots: int = 1) -> None:
         self.done += 1
         self.per_kind.setdefault(job.kind, []).append(wall)
-        eta = sum(self._guess(j.kind) for j in remaining)
-        self.say(f"    {'done' if ok else 'FAILED'} in {wall:.1f}s{note}  ({self.done}/{self.total}, "
+        eta = sum(self._guess(j.kind) for j in remaining) / max(1, slots)
+        name = f" {job.label}" if slots > 1 else ""
+        self.say(f"    {'done' if ok else 'FAILED'}{name} in {wall:.1f}s{note}  ({self.done}/{self.total}, "
                  f"ETA {_fmt(eta)})")
 
     def _guess(self, kind: str) -> float:
@@ -67,12 +71,25 @@ def _fmt(s: float) -> str:
 
 class Runner:
     def __init__(self, plan: Plan, ws: Workspace, store: Store, tc: Toolchain, *, quiet: bool = False,
-                 retry_failed: bool = False, rerun: tuple[str, ...] = ()):
+                 retry_failed: bool = False, rerun: tuple[str, ...] = (), found=None, parallel: int = 1):
+        from . import devices
+
         self.plan, self.ws, self.store, self.tc = plan, ws, store, tc
         self.inp = plan.inputs
         self.quiet, self.retry_failed, self.rerun = quiet, retry_failed, set(rerun)
         self.jobs = {j.key: j for j in plan.jobs}
         self.failed: dict[str, str] = {}  # key -> reason, this run
+        self._specs: dict[str, jobspec.JobSpec] = {}
+        self._results: dict[str, dict] = {}
+        found = found if found is not None else devices.find(tuple(tc.backends) if tc else ("CPU",))
+        self._found = {f.device.id: f for f in found}
+        self.inventory = devices.inventory(found)
+        on_gpu = not any(d.is_host for d in self.inventory.devices)
+        host = self.inventory.host_threads
+        # a CPU box splits its cores between `parallel` jobs (-t cores/parallel); one job takes them all
+        self.threads = max(1, host // parallel) if parallel > 1 else None
+        self.hold = max(1, host // parallel)
+        self.device_hold = 0 if on_gpu else self.hold
 
     # -- deciding what runs ----------------------------------------------------------------
 
@@ -96,11 +113,6 @@ class Runner:
         job = self.store.job(key)
         return bool(job and job["status"] == "done" and job["artifact"] and Path(job["artifact"]).exists())
 
-    def model_path(self, key: str) -> Path:
-        if key.startswith("source-"):
-            return self.inp.source_path
-        return Path(self.store.job(key)["artifact"])
-
     # -- running ---------------------------------------------------------------------------
 
     def run(self) -> Summary:
@@ -121,18 +133,7 @@ class Runner:
                                       self.inp.recipe.model_dump_json(), self.tc.describe(), self.inp.host)
         status = "interrupted"
         try:
-            for i, job in enumerate(todo):
-                upstream = next((self.failed[d] for d in job.deps if d in self.failed), None)
-                if upstream is not None:
-                    self.failed[job.key] = f"upstream failed: {upstream}"
-                    progress.say(f"[skip] {job.label}: {self.failed[job.key]}")
-                    progress.done += 1
-                    continue
-                progress.start(job)
-                wall, ok = self._run_job(job)
-                summary.jobs_run += 1
-                summary.tool_wall_s += wall
-                progress.end(job, wall, ok, todo[i + 1:], "" if ok else f": {self.failed[job.key]}")
+            self._loop(todo, summary, progress)
             status = "failed" if self.failed else "done"
         finally:
             summary.wall_s = time.monotonic() - t0
@@ -141,6 +142,92 @@ class Runner:
             self.store.finish_run(run_id, status, summary.jobs_run, len(self.failed), summary.wall_s,
                                   summary.tool_wall_s)
         return summary
+
+    def _loop(self, todo: list[Job], summary: Summary, progress: Progress) -> None:
+        pending = {j.key: j for j in todo}
+        order = {j.key: i for i, j in enumerate(todo)}
+        running: dict[Future, scheduler.Placement] = {}
+        env = worker.WorkerEnv(tool=self.tc.exe, ws=self.ws, inputs=self._inputs())
+        pool = ThreadPoolExecutor(max_workers=max(2, len(todo)), thread_name_prefix="quantsweep-job")
+        try:
+            while pending or running:
+                for key in sorted(pending, key=order.get):
+                    up = next((self.failed[d] for d in pending[key].deps if d in self.failed), None)
+                    if up is not None:
+                        self.failed[key] = f"upstream failed: {up}"
+                        progress.say(f"[skip] {pending[key].label}: {self.failed[key]}")
+                        progress.done += 1
+                        del pending[key]
+                busy = {p.key for p in running.values()}
+                ready = [j for j in sorted(pending.values(), key=lambda j: order[j.key])
+                         if not any(d in pending or d in busy for d in j.deps)]
+                for place in scheduler.decide([self._spec(j) for j in ready], list(running.values()),
+                                              self.inventory):
+                    job = pending.pop(place.key)
+                    progress.start(job, place.device, len(running) + 1)
+                    dev = self._found.get(place.device)
+                    running[pool.submit(worker.run, place.spec, env, device_env=dev.pin_env() if dev else None,
+                                        device=place.device or "cpu")] = place
+                if not running:
+                    if not pending:
+                        break  # the last jobs were skipped: their upstream failed
+                    raise RuntimeError(f"no job can start: {sorted(pending)}")  # a scheduler bug, never a state
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    place = running.pop(fut)
+                    self._record(self.jobs[place.key], place, fut.result(), pending, summary, progress,
+                                 [*pending.values(), *(self.jobs[p.key] for p in running.values())],
+                                 len(running) + 1)
+        except BaseException:  # Ctrl-C: every tool in flight dies with its process group; none is recorded
+            procs.kill_all()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+    def _record(self, job: Job, place: scheduler.Placement, out: jobspec.Outcome, pending: dict, summary: Summary,
+                progress: Progress, remaining: list[Job], slots: int) -> None:
+        summary.jobs_run += 1
+        summary.tool_wall_s += out.wall_s
+        if not out.ok and out.out_of_memory and not place.spec.resources.exclusive and place.device != "cpu":
+            # another job on the device may have taken the memory: once more, with the device alone
+            res = place.spec.resources.model_copy(update={"exclusive": True})
+            self._specs[job.key] = place.spec.model_copy(update={"resources": res})
+            pending[job.key] = job
+            progress.say(f"    out of memory on {place.device}: {job.label} re-queued with the device to itself")
+            return
+        if out.ok:
+            self.store.record_job(job.key, job.kind, "done", result=out.result, artifact=out.artifact,
+                                  log_dir=out.log_dir, wall_s=out.wall_s, argv=out.argv)
+            self._results[job.key] = out.result
+        else:
+            self.failed[job.key] = out.reason
+            self.store.record_job(job.key, job.kind, "failed", log_dir=out.log_dir, reason=out.reason,
+                                  stderr_tail=out.stderr_tail, wall_s=out.wall_s, argv=out.argv)
+        progress.end(job, out.wall_s, out.ok, remaining, "" if out.ok else f": {out.reason}", slots)
+
+    def _spec(self, job: Job) -> jobspec.JobSpec:
+        if job.key not in self._specs:
+            upstream = {d: self._result(d) for d in job.params.values() if isinstance(d, str) and d in self.jobs}
+            self._specs[job.key] = jobspec.build(job, self.plan, upstream, threads=self.threads, hold=self.hold,
+                                                 device_hold=self.device_hold)
+        return self._specs[job.key]
+
+    def _result(self, key: str) -> dict:
+        if key not in self._results:
+            rec = self.store.job(key)
+            self._results[key] = rec["result"] if rec else {}
+        return self._results[key]
+
+    def _inputs(self) -> dict[str, Path]:
+        """The files a spec refers to by key: the source model, corpora, given imatrix files."""
+        inp = self.inp
+        out = {source_key(inp.source_sha): inp.source_path, inp.corpus.sha256: inp.corpus.path}
+        for im in inp.imatrix_inputs.values():
+            if isinstance(im, tuple):
+                out[f"imatrixfile-{im[1][:24]}"] = im[0]
+            else:
+                out[im.sha256] = im.path
+        return out
 
     def _check_disk(self, todo: list[Job]) -> None:
         need = sum(j.params["logits_bytes"] for j in todo if j.kind == "base")
@@ -151,120 +238,6 @@ class Runner:
         if need * 1.05 > free:
             raise DiskSpaceError(f"the reference logits need {need / 2**30:.2f} GiB but {self.ws.root} has "
                                  f"{free / 2**30:.2f} GiB free: lower evaluation.chunks or free space")
-
-    def _run_job(self, job: Job) -> tuple[float, bool]:
-        log_dir = self.ws.log_dir(job.key)
-        if log_dir.exists():
-            shutil.rmtree(log_dir)
-        runner = getattr(self, f"_job_{job.kind}")
-        t = time.monotonic()
-        try:
-            try:
-                result, artifact, res = runner(job, log_dir)
-            except OSError as exc:  # a tool that cannot start, a full disk: this job fails, the sweep goes on
-                raise ToolFailed(f"{type(exc).__name__}: {exc}") from exc
-        except ToolFailed as exc:
-            self.failed[job.key] = exc.reason
-            self.store.record_job(job.key, job.kind, "failed", log_dir=str(log_dir), reason=exc.reason,
-                                  stderr_tail=exc.stderr_tail, wall_s=time.monotonic() - t,
-                                  argv=getattr(exc, "argv", ""))
-            return getattr(exc, "wall_s", time.monotonic() - t), False
-        self.store.record_job(job.key, job.kind, "done", result=result, artifact=str(artifact or ""),
-                              log_dir=str(log_dir), wall_s=res.wall_s, argv=" ".join(res.argv))
-        return res.wall_s, True
-
-    def _tool(self, job: Job, argv: list[str], log_dir: Path, timeout_min: float) -> procs.ProcResult:
-        res = procs.run(argv, log_dir=log_dir, name=job.kind, timeout=timeout_min * 60)
-        if res.timed_out:
-            exc = ToolFailed(f"timed out after {timeout_min:g} min", stderr_tail=res.tail())
-            exc.wall_s, exc.argv = res.wall_s, " ".join(argv)
-            raise exc
-        return res
-
-    def _judged(self, res: procs.ProcResult, judge, *args):
-        try:
-            return judge(res.rc, res.stdout, res.stderr, *args)
-        except ToolFailed as exc:
-            exc.wall_s, exc.argv = res.wall_s, " ".join(res.argv)
-            raise
-
-    # -- one method per job kind -----------------------------------------------------------
-
-    def _quantize_to(self, job: Job, log_dir: Path, qtype: str, imatrix: Path | None):
-        out = self.ws.model_path(job.params["label"], job.key)
-        q = self.inp.recipe.quantize
-        with atomic_path(out) as tmp:
-            argv = tq.argv(self.tc.exe("llama-quantize"), self.model_path(job.params["input"]), tmp, qtype,
-                           imatrix=imatrix, tensor_types=job.params.get("tensor_types"),
-                           allow_requantize=job.params["allow_requantize"], threads=q.threads,
-                           extra=job.params.get("extra"))
-            res = self._tool(job, argv, log_dir, q.timeout_minutes)
-            result = self._judged(res, tq.judge, tmp)
-        result["file_bytes"] = out.stat().st_size
-        return result, out, res
-
-    def _job_reference(self, job: Job, log_dir: Path):
-        return self._quantize_to(job, log_dir, job.params["type"], None)
-
-    def _job_quantize(self, job: Job, log_dir: Path):
-        im = job.params.get("imatrix")
-        imatrix = None
-        if im:
-            imatrix = Path(job.params["imatrix_file"]) if im.startswith("imatrixfile-") else \
-                Path(self.store.job(im)["artifact"])
-        result, out, res = self._quantize_to(job, log_dir, job.params["type"], imatrix)
-        if job.params.get("tensor_types") and not result.get("overrides_applied"):
-            # llama-quantize ignores a pattern that matches nothing (or an F16/BF16 target) silently
-            out.unlink(missing_ok=True)
-            exc = ToolFailed(f"tensor_types {list(job.params['tensor_types'])} matched no tensor: check the "
-                             "patterns (regex searched in lower-cased names such as blk.0.ffn_down.weight)",
-                             stderr_tail=res.tail())
-            exc.wall_s, exc.argv = res.wall_s, " ".join(res.argv)
-            raise exc
-        return result, out, res
-
-    def _job_imatrix(self, job: Job, log_dir: Path):
-        out = self.ws.imatrix_path(job.key)
-        ev = self.inp.recipe.evaluation
-        with atomic_path(out) as tmp:
-            argv = ti.argv(self.tc.exe("llama-imatrix"), self.model_path(job.params["model"]),
-                           Path(job.params["corpus"]), tmp, ctx=job.params["ctx"], chunks=job.params["chunks"],
-                           gpu_layers=ev.gpu_layers, threads=ev.threads)
-            res = self._tool(job, argv, log_dir, ev.timeout_minutes)
-            result = self._judged(res, ti.judge, tmp)
-        return result, out, res
-
-    def _job_base(self, job: Job, log_dir: Path):
-        ev, p = self.inp.recipe.evaluation, job.params
-        out = self.ws.logits_path(job.key)
-        with atomic_path(out) as tmp:
-            argv = tp.base_argv(self.tc.exe("llama-perplexity"), self.model_path(p["model"]),
-                                self.inp.corpus.path, tmp, ctx=p["ctx"], chunks=p["chunks"], batch=ev.batch,
-                                ubatch=ev.ubatch, flash_attn=ev.flash_attn, gpu_layers=ev.gpu_layers,
-                                threads=ev.threads, extra=ev.extra_args)
-            res = self._tool(job, argv, log_dir, ev.timeout_minutes)
-            result = self._judged(res, tp.judge_base, tmp, p["n_vocab"], p["ctx"])
-        return result, out, res
-
-    def _job_kld(self, job: Job, log_dir: Path):
-        ev, p = self.inp.recipe.evaluation, job.params
-        base = self.store.job(p["base"])
-        argv = tp.kld_argv(self.tc.exe("llama-perplexity"), self.model_path(p["model"]), Path(base["artifact"]),
-                           ctx=p["ctx"], batch=ev.batch, ubatch=ev.ubatch, cache_k=p["cache_k"],
-                           cache_v=p["cache_v"], flash_attn=ev.flash_attn, gpu_layers=ev.gpu_layers,
-                           threads=ev.threads, extra=ev.extra_args)
-        res = self._tool(job, argv, log_dir, ev.timeout_minutes)
-        return self._judged(res, tp.judge_kld, base["result"]["ppl_base"]), None, res
-
-    def _job_bench(self, job: Job, log_dir: Path):
-        b, p = self.inp.recipe.bench, job.params
-        argv = tb.argv(self.tc.exe("llama-bench"), self.model_path(p["model"]), cache_k=p["cache_k"],
-                       cache_v=p["cache_v"], prompt=b.prompt, gen=b.gen, depth=b.depth,
-                       repetitions=b.repetitions, flash_attn=b.flash_attn, gpu_layers=b.gpu_layers,
-                       threads=b.threads, batch=b.batch, ubatch=b.ubatch, extra=b.extra_args)
-        res = self._tool(job, argv, log_dir, b.timeout_minutes)
-        rows = self._judged(res, tb.judge, tb.expected_tests(b.prompt, b.gen, b.depth))
-        return {"tests": rows}, None, res
 
     # -- results rows ----------------------------------------------------------------------
 

@@ -21,8 +21,8 @@ FAILURES = [
 
 def argv(exe: str, model: Path, *, cache_k: str, cache_v: str, prompt: int, gen: int, depth: list[int],
          repetitions: int, flash_attn: str, gpu_layers: int, threads: int | None, batch: int, ubatch: int,
-         extra: list[str]) -> list[str]:
-    return [exe, "-m", str(model), "-o", "jsonl", "-p", str(prompt), "-n", str(gen),
+         extra: list[str]) -> list:
+    return [exe, "-m", model, "-o", "jsonl", "-p", str(prompt), "-n", str(gen),
             "-d", ",".join(str(d) for d in depth), "-r", str(repetitions), "-ctk", cache_k, "-ctv", cache_v,
             "-fa", flash_attn, "-ngl", str(gpu_layers), "-b", str(batch), "-ub", str(ubatch),
             *threads_args(threads), *extra]

@@ -13,8 +13,8 @@ SHORT_RE = re.compile(r"you need at least (\d+) tokens|tokenizes to only (\d+) t
 
 
 def argv(exe: str, model: Path, corpus: Path, out: Path, *, ctx: int, chunks: int | None,
-         gpu_layers: int, threads: int | None) -> list[str]:
-    return [exe, "-m", str(model), "-f", str(corpus), "-o", str(out), "-c", str(ctx),
+         gpu_layers: int, threads: int | None) -> list:
+    return [exe, "-m", model, "-f", corpus, "-o", out, "-c", str(ctx),
             *(["--chunks", str(chunks)] if chunks else []), "-ngl", str(gpu_layers),
             *threads_args(threads)]
 

@@ -37,25 +37,25 @@ FAILURES = [
 
 
 def common_args(ctx: int, batch: int, ubatch: int, flash_attn: str, gpu_layers: int,
-                threads: int | None) -> list[str]:
+                threads: int | None) -> list:
     return ["-c", str(ctx), "-b", str(batch), "-ub", str(ubatch), "-fa", flash_attn,
             "-ngl", str(gpu_layers), *threads_args(threads)]
 
 
 def base_argv(exe: str, model: Path, corpus: Path, logits: Path, *, ctx: int, chunks: int | None,
               batch: int, ubatch: int, flash_attn: str, gpu_layers: int, threads: int | None,
-              extra: list[str]) -> list[str]:
+              extra: list[str]) -> list:
     """The reference run: PPL of the reference model, and its logits written to `logits`."""
     chunk_args = ["--chunks", str(chunks)] if chunks else []
-    return [exe, "-m", str(model), "-f", str(corpus), "--kl-divergence-base", str(logits), *chunk_args,
+    return [exe, "-m", model, "-f", corpus, "--kl-divergence-base", logits, *chunk_args,
             *common_args(ctx, batch, ubatch, flash_attn, gpu_layers, threads),
             "-ctk", "f16", "-ctv", "f16", *extra]
 
 
 def kld_argv(exe: str, model: Path, logits: Path, *, ctx: int, batch: int, ubatch: int,
              cache_k: str, cache_v: str, flash_attn: str, gpu_layers: int, threads: int | None,
-             extra: list[str]) -> list[str]:
-    return [exe, "-m", str(model), "--kl-divergence-base", str(logits), "--kl-divergence",
+             extra: list[str]) -> list:
+    return [exe, "-m", model, "--kl-divergence-base", logits, "--kl-divergence",
             *common_args(ctx, batch, ubatch, flash_attn, gpu_layers, threads),
             "-ctk", cache_k, "-ctv", cache_v, *extra]
 
@@ -214,7 +214,7 @@ N_CTX_RE = re.compile(r"llama_context: n_ctx += (\d+)")
 
 
 def kv_probe_argv(exe: str, model: Path, *, ctx: int, type_k: str, type_v: str, gpu_layers: int = 0,
-                  corpus: Path = Path("/dev/null")) -> list[str]:
+                  corpus: Path = Path("/dev/null")) -> list:
     """A run that allocates the cache for one sequence of `ctx` and stops at once: an empty corpus
     is too short to evaluate, which llama-perplexity finds only after the context exists. -lv 4
     shows libllama's allocation report; --log-jsonl adds the per-device memory breakdown."""

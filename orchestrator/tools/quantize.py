@@ -25,14 +25,14 @@ FAILURES = [
 
 def argv(exe: str, src: Path, out: Path, qtype: str, *, imatrix: Path | None = None,
          tensor_types: dict[str, str] | None = None, allow_requantize: bool = False,
-         threads: int | None = None, extra: list[str] | None = None) -> list[str]:
+         threads: int | None = None, extra: list[str] | None = None) -> list:
     flags = ["--allow-requantize"] if allow_requantize else []
     if imatrix is not None:
-        flags += ["--imatrix", str(imatrix)]
+        flags += ["--imatrix", imatrix]
     for pattern, ggml_type in (tensor_types or {}).items():
         flags += ["--tensor-type", f"{pattern}={ggml_type}"]
     flags += list(extra or [])
-    return [exe, *flags, str(src), str(out), qtype, *([str(threads)] if threads else [])]
+    return [exe, *flags, src, out, qtype, *([str(threads)] if threads else [])]
 
 
 def parse(text: str) -> dict:
@@ -50,7 +50,7 @@ def parse(text: str) -> dict:
     return out
 
 
-def parse_help(text: str) -> list[str]:
+def parse_help(text: str) -> list:
     """The type names a build accepts, from `llama-quantize --help` (which exits 1)."""
     return [t.upper() for t in HELP_TYPE_RE.findall(text)]
 

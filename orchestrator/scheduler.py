@@ -1,0 +1,109 @@
+"""Which ready jobs start now, and where. Pure: no processes, no clock, no I/O.
+
+- Critical path first: the reference model and the reference logits unblock every KLD job of their
+  context, the quantizations every KLD and bench job of their weights; KLD before bench.
+- CPU jobs (llama-quantize) take host threads and run beside device jobs, so a device never waits for
+  a model that could have been made while it worked.
+- Quality jobs (imatrix, base, KLD) reserve their memory estimate on one device in a ledger and share
+  the device while the reservations fit: available = min(total − reserved − margin, live free − margin),
+  so a foreign process on the device is respected. A job whose size is unknown, or re-queued after
+  running out of memory, holds its device alone.
+- A bench holds its device alone; with `quiet_host` nothing else starts on the box while it runs, and it
+  starts only when the box is idle: a speed taken beside other work is a wrong number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .jobspec import JobSpec
+
+PRIORITY = {"reference": 0, "base": 1, "imatrix": 2, "quantize": 3, "kld": 4, "bench": 5}
+MARGIN = 256 * 2**20  # kept free on every device beside the reservations
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str                 # "cpu", or the id pinning uses (a GPU UUID, a ROCm index)
+    name: str
+    total: int              # bytes
+    free: int               # bytes free now, as the driver says (foreign processes included)
+    kind: str = "cpu"       # cpu | cuda | rocm | vulkan
+
+    @property
+    def is_host(self) -> bool:
+        return self.kind == "cpu"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    devices: tuple[Device, ...]
+    host_threads: int
+    margin: int = MARGIN
+
+
+@dataclass(frozen=True)
+class Placement:
+    key: str
+    device: str | None      # None: a CPU job (host threads only)
+    spec: JobSpec = field(compare=False)
+
+
+def _uses_host_threads(spec: JobSpec, device: Device | None) -> bool:
+    return spec.resources.where == "cpu" or device is None or device.is_host
+
+
+def decide(ready: list[JobSpec], running: list[Placement], inv: Inventory) -> list[Placement]:
+    """The jobs of `ready` to start now, each with its device; `running` are the jobs in flight."""
+    devices = {d.id: d for d in inv.devices}
+    now = list(running)
+    start: list[Placement] = []
+    order = sorted(range(len(ready)), key=lambda i: (PRIORITY[ready[i].kind], i))
+    for i in order:
+        spec = ready[i]
+        if any(p.spec.resources.quiet_host for p in now):
+            break  # a bench measures: nothing else starts on this box
+        place = _place(spec, now, devices, inv)
+        if place is not None:
+            start.append(place)
+            now.append(place)
+    return start
+
+
+def _place(spec: JobSpec, now: list[Placement], devices: dict[str, Device], inv: Inventory) -> Placement | None:
+    r = spec.resources
+    threads_used = sum(p.spec.resources.threads for p in now
+                       if _uses_host_threads(p.spec, devices.get(p.device) if p.device else None))
+    # host threads are shared by CPU jobs and jobs on the CPU device; one job larger than the host runs alone
+    threads_full = threads_used > 0 and threads_used + r.threads > inv.host_threads
+    if r.where == "cpu":
+        return None if threads_full else Placement(spec.key, None, spec)
+    if r.quiet_host and now:
+        return None  # a bench starts on an idle box only
+    for dev in _by_room(devices.values(), now, inv):
+        on_it = [p for p in now if p.device == dev.id]
+        if (r.exclusive or r.quiet_host) and on_it:
+            continue
+        if any(p.spec.resources.exclusive or p.spec.resources.quiet_host for p in on_it):
+            continue
+        if dev.is_host and threads_full:
+            continue
+        if on_it and r.device_bytes > available(dev, now, inv):
+            continue
+        return Placement(spec.key, dev.id, spec)
+    return None
+
+
+def reserved(dev: Device, now: list[Placement]) -> int:
+    return sum(p.spec.resources.device_bytes for p in now if p.device == dev.id)
+
+
+def available(dev: Device, now: list[Placement], inv: Inventory) -> int:
+    """What the ledger can still give on `dev`: its total less the reservations, never more than the
+    live free memory allows (a foreign process is respected), a margin kept on both."""
+    return min(dev.total - reserved(dev, now) - inv.margin, dev.free - inv.margin)
+
+
+def _by_room(devices, now: list[Placement], inv: Inventory) -> list[Device]:
+    """Emptiest first: a job goes where it disturbs least and leaves the most room."""
+    return sorted(devices, key=lambda d: (sum(p.device == d.id for p in now), -available(d, now, inv)))

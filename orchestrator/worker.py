@@ -1,0 +1,103 @@
+"""Run one job spec on this machine: resolve its references, run the tool through the one subprocess
+boundary, judge the output, publish the artifact atomically, and return an Outcome. It never writes
+the store: the coordinator records what it returns."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import procs
+from .errors import ToolFailed
+from .files import atomic_path
+from .jobspec import JobSpec, Outcome, Ref
+from .tools import bench as tb, imatrix as ti, perplexity as tp, quantize as tq
+from .workspace import Workspace
+
+
+@dataclass
+class WorkerEnv:
+    """Where references point on this machine."""
+
+    tool: Callable[[str], str]                               # tool name -> executable
+    ws: Workspace
+    inputs: dict[str, Path] = field(default_factory=dict)    # input key -> file (source model, corpora…)
+
+    def path(self, ref: Ref, output: Path | None = None) -> str:
+        if ref.ref == "tool":
+            return self.tool(ref.key)
+        if ref.ref == "output":
+            assert output is not None, "a spec without an output refers to one"
+            return str(output)
+        return str(self.artifact(ref))
+
+    def artifact(self, ref: Ref) -> Path:
+        if ref.ref == "input":
+            return self.inputs[ref.key]
+        if ref.ref == "model":
+            return self.ws.model_path(ref.label, ref.key)
+        if ref.ref == "imatrix":
+            return self.ws.imatrix_path(ref.key)
+        if ref.ref == "logits":
+            return self.ws.logits_path(ref.key)
+        raise ValueError(f"no path for {ref}")
+
+
+def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = None, device: str = "") -> Outcome:
+    log_dir = env.ws.log_dir(spec.key)
+    if log_dir.exists():
+        shutil.rmtree(log_dir)
+    final = env.artifact(spec.output) if spec.output is not None else None
+    argv_text = ""
+    try:
+        try:
+            if final is None:
+                res, argv_text, result = _run_judged(spec, env, None, log_dir, device_env)
+            else:
+                with atomic_path(final) as tmp:
+                    res, argv_text, result = _run_judged(spec, env, tmp, log_dir, device_env)
+                if spec.kind in ("reference", "quantize"):
+                    result["file_bytes"] = final.stat().st_size
+        except OSError as exc:  # a tool that cannot start, a full disk: this job fails, the sweep goes on
+            raise ToolFailed(f"{type(exc).__name__}: {exc}") from exc
+    except ToolFailed as exc:
+        return Outcome(key=spec.key, ok=False, reason=exc.reason, stderr_tail=exc.stderr_tail,
+                       wall_s=getattr(exc, "wall_s", 0.0), argv=getattr(exc, "argv", argv_text),
+                       log_dir=str(log_dir), out_of_memory="out of memory" in exc.reason, device=device)
+    return Outcome(key=spec.key, ok=True, result=result, artifact=str(final or ""), wall_s=res.wall_s,
+                   argv=argv_text, log_dir=str(log_dir), device=device)
+
+
+def _run_judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, log_dir: Path, device_env):
+    argv = [a if isinstance(a, str) else env.path(a, tmp) for a in spec.argv]
+    text = " ".join(argv)
+    res = procs.run(argv, log_dir=log_dir, name=spec.kind, timeout=spec.timeout_s,
+                    env=procs.child_env(device_env) if device_env else None)
+    try:
+        if res.timed_out:
+            raise ToolFailed(f"timed out after {spec.timeout_s / 60:g} min", stderr_tail=res.tail())
+        result = _judge(spec, res, tmp)
+    except ToolFailed as exc:
+        exc.wall_s, exc.argv = res.wall_s, text
+        raise
+    return res, text, result
+
+
+def _judge(spec: JobSpec, res: procs.ProcResult, tmp: Path | None) -> dict:
+    j, out, err = spec.judge, res.stdout, res.stderr
+    if spec.kind in ("reference", "quantize"):
+        result = tq.judge(res.rc, out, err, tmp)
+        if j.overrides and not result.get("overrides_applied"):
+            # llama-quantize ignores a pattern that matches nothing (or an F16/BF16 target) silently
+            raise ToolFailed(f"tensor_types {j.overrides} matched no tensor: check the patterns (regex searched "
+                             "in lower-cased names such as blk.0.ffn_down.weight)", stderr_tail=res.tail())
+        return result
+    if spec.kind == "imatrix":
+        return ti.judge(res.rc, out, err, tmp)
+    if spec.kind == "base":
+        return tp.judge_base(res.rc, out, err, tmp, j.n_vocab, j.ctx)
+    if spec.kind == "kld":
+        return tp.judge_kld(res.rc, out, err, j.base_ppl)
+    return {"tests": tb.judge(res.rc, out, err, j.n_tests)}
