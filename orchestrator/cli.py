@@ -21,6 +21,8 @@ app.add_typer(toolchain_app, name="toolchain")
 WS = typer.Option(None, "--workspace", "-w", help="store, artifacts and logs [default: ./.quantsweep or "
                   "$QUANTSWEEP_WORKSPACE]")
 LLAMA = typer.Option(None, "--llama-cpp", help="directory with the llama.cpp tools [$QUANTSWEEP_LLAMA_CPP]")
+DEVICES = typer.Option(None, "--devices", help="only these GPUs: indices or UUID prefixes, e.g. 0,2 "
+                       "[$QUANTSWEEP_DEVICES]")
 
 
 def _out(line: str = "") -> None:
@@ -42,11 +44,23 @@ def run(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Optio
             False, "--retry-failed", help="run again the jobs whose failure is recorded"),
         rerun: Optional[str] = typer.Option(None, "--rerun", help="measure again what is already measured: "
                                             "bench (speeds taken beside other work, on a quiet machine)"),
+        devices: Optional[str] = DEVICES,
+        parallel: int = typer.Option(1, "--parallel", "-j", min=1, help="on a CPU-only box: jobs at once, "
+                                     "the cores split between them (a bench always runs alone)"),
         quiet: bool = typer.Option(False, "--quiet", "-q")):
-    """Run the sweep: resumable, Ctrl-C safe; a failing cell is recorded and the sweep goes on."""
+    """Run the sweep: every device busy, resumable, Ctrl-C safe; a failing cell is recorded and the sweep goes on."""
     from . import commands
 
-    raise typer.Exit(commands.run(recipe, workspace, llama_cpp, retry_failed, quiet, _out, rerun=rerun))
+    raise typer.Exit(commands.run(recipe, workspace, llama_cpp, retry_failed, quiet, _out, rerun=rerun,
+                                  devices=devices, parallel=parallel))
+
+
+@app.command("devices")
+def devices_(llama_cpp: Optional[str] = LLAMA, devices: Optional[str] = DEVICES):
+    """What this box has to run jobs on: GPUs (NVML, nvidia-smi, rocm-smi) and the CPU."""
+    from . import commands
+
+    commands.devices(llama_cpp, devices, _out)
 
 
 @app.command()

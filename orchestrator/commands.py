@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -65,7 +66,9 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out) -> None:
 RERUNNABLE = ("bench",)
 
 
-def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool, out, rerun: str | None = None) -> int:
+def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool, out, rerun: str | None = None,
+        devices: str | None = None, parallel: int = 1) -> int:
+    from . import devices as devmod
     from .runner import Runner
 
     kinds = tuple(k.strip() for k in rerun.split(",")) if rerun else ()
@@ -86,7 +89,9 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
             print(f"quantsweep: warning: {line}", file=sys.stderr, flush=True)
         p = planmod.build(inp)
         store = Store(ws.store_path)
-        summary = Runner(p, ws, store, tc, quiet=quiet, retry_failed=retry_failed, rerun=kinds).run()
+        found = devmod.find(tuple(tc.backends), only=devices or os.environ.get("QUANTSWEEP_DEVICES"))
+        summary = Runner(p, ws, store, tc, quiet=quiet, retry_failed=retry_failed, rerun=kinds, found=found,
+                         parallel=parallel).run()
     out(f"{inp.recipe.name}: {summary.cells} cells; {summary.jobs_run} jobs run, {summary.jobs_cached} cached; "
         f"{len(summary.failed)} failed; wall {summary.wall_s:.1f}s, tools {summary.tool_wall_s:.1f}s")
     for label, reason in summary.failed:
@@ -160,6 +165,21 @@ def import_logs(files, workspace, name, weights, cache_k, cache_v, out) -> None:
     with ws.lock():
         Store(ws.store_path).put_results(rows)
     out(f"imported {len(rows)} rows into {name!r} ({ws.store_path})")
+
+
+def devices(llama_cpp, only: str | None, out) -> None:
+    from . import devices as devmod
+    from .report.answers import text_table
+
+    tc = toolchain.find(llama_cpp)
+    found = devmod.find(tuple(tc.backends), only=only or os.environ.get("QUANTSWEEP_DEVICES"))
+    header = ["index", "kind", "name", "id", "total GiB", "free GiB", "usable", "from"]
+    for line in text_table(devmod.table(found, tc.backends), header):
+        out(line)
+    inv = devmod.inventory(found)
+    where = ", ".join(d.id for d in inv.devices)
+    out(f"jobs run on: {where}; {inv.host_threads} host threads; toolchain {tc.commit} ({', '.join(tc.backends)}), "
+        f"its devices: {', '.join(tc.devices) or 'CPU'}")
 
 
 def toolchain_show(llama_cpp, as_json: bool, out) -> None:

@@ -51,11 +51,28 @@ def find(backends: tuple[str, ...] = ("CPU",), only: str | None = None) -> list[
     return found + [_host()]
 
 
+def refresh(found: list[Found]) -> list[Found]:
+    """The same devices with their free memory read again (the scheduler's guard against foreign use)."""
+    now = {f.device.id: f.device for f in (_nvml() or _nvidia_smi() or _rocm_smi())}
+    now["cpu"] = _host().device
+    return [Found(now.get(f.device.id, f.device), f.index, f.source, f.usable) for f in found]
+
+
 def inventory(found: list[Found], threads: int | None = None) -> Inventory:
     """What the scheduler places jobs on: the usable GPUs, else the CPU."""
     gpus = tuple(f.device for f in found if f.usable and f.device.kind != "cpu")
     host = next(f.device for f in found if f.device.kind == "cpu")
     return Inventory(devices=gpus or (host,), host_threads=threads or os.cpu_count() or 1)
+
+
+def table(found: list[Found], backends) -> list[list[str]]:
+    rows = []
+    for f in found:
+        d = f.device
+        use = "yes" if f.usable else f"no: this toolchain has {', '.join(backends)}, not {BACKEND_OF[d.kind]}"
+        rows.append([str(f.index) if d.kind != "cpu" else "-", d.kind, d.name, d.id, f"{d.total / 2**30:.1f}",
+                     f"{d.free / 2**30:.1f}", use, f.source])
+    return rows
 
 
 def describe(found: list[Found]) -> str:

@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import jobspec, procs, scheduler, worker
+from . import devices, jobspec, procs, scheduler, worker
 from .errors import DiskSpaceError
 from .files import remove_partials
 from .plan import Job, Plan, source_key
@@ -72,8 +72,6 @@ def _fmt(s: float) -> str:
 class Runner:
     def __init__(self, plan: Plan, ws: Workspace, store: Store, tc: Toolchain, *, quiet: bool = False,
                  retry_failed: bool = False, rerun: tuple[str, ...] = (), found=None, parallel: int = 1):
-        from . import devices
-
         self.plan, self.ws, self.store, self.tc = plan, ws, store, tc
         self.inp = plan.inputs
         self.quiet, self.retry_failed, self.rerun = quiet, retry_failed, set(rerun)
@@ -158,6 +156,9 @@ class Runner:
                         progress.say(f"[skip] {pending[key].label}: {self.failed[key]}")
                         progress.done += 1
                         del pending[key]
+                if running or len(pending) > 1:  # free memory read again: foreign processes are respected
+                    self.inventory = devices.inventory(devices.refresh(list(self._found.values())),
+                                                       self.inventory.host_threads)
                 busy = {p.key for p in running.values()}
                 ready = [j for j in sorted(pending.values(), key=lambda j: order[j.key])
                          if not any(d in pending or d in busy for d in j.deps)]

@@ -63,14 +63,21 @@ def decide(ready: list[JobSpec], running: list[Placement], inv: Inventory) -> li
         spec = ready[i]
         if any(p.spec.resources.quiet_host for p in now):
             break  # a bench measures: nothing else starts on this box
-        place = _place(spec, now, devices, inv)
+        place = _place(spec, now, start, devices, inv)
         if place is not None:
             start.append(place)
             now.append(place)
+    if not start and not running and order:
+        # nothing runs and nothing fits (a model larger than any device's free memory): the first job
+        # starts alone on the emptiest device and fails, or not, by what llama.cpp says
+        spec = ready[order[0]]
+        where = None if spec.resources.where == "cpu" else _by_room(inv.devices, [], [], inv)[0].id
+        start.append(Placement(spec.key, where, spec))
     return start
 
 
-def _place(spec: JobSpec, now: list[Placement], devices: dict[str, Device], inv: Inventory) -> Placement | None:
+def _place(spec: JobSpec, now: list[Placement], fresh: list[Placement], devices: dict[str, Device],
+           inv: Inventory) -> Placement | None:
     r = spec.resources
     threads_used = sum(p.spec.resources.threads for p in now
                        if _uses_host_threads(p.spec, devices.get(p.device) if p.device else None))
@@ -80,7 +87,7 @@ def _place(spec: JobSpec, now: list[Placement], devices: dict[str, Device], inv:
         return None if threads_full else Placement(spec.key, None, spec)
     if r.quiet_host and now:
         return None  # a bench starts on an idle box only
-    for dev in _by_room(devices.values(), now, inv):
+    for dev in _by_room(devices.values(), now, fresh, inv):
         on_it = [p for p in now if p.device == dev.id]
         if (r.exclusive or r.quiet_host) and on_it:
             continue
@@ -88,7 +95,7 @@ def _place(spec: JobSpec, now: list[Placement], devices: dict[str, Device], inv:
             continue
         if dev.is_host and threads_full:
             continue
-        if on_it and r.device_bytes > available(dev, now, inv):
+        if r.device_bytes > available(dev, now, inv, fresh):
             continue
         return Placement(spec.key, dev.id, spec)
     return None
@@ -98,12 +105,13 @@ def reserved(dev: Device, now: list[Placement]) -> int:
     return sum(p.spec.resources.device_bytes for p in now if p.device == dev.id)
 
 
-def available(dev: Device, now: list[Placement], inv: Inventory) -> int:
+def available(dev: Device, now: list[Placement], inv: Inventory, fresh: list[Placement] = ()) -> int:
     """What the ledger can still give on `dev`: its total less the reservations, never more than the
-    live free memory allows (a foreign process is respected), a margin kept on both."""
-    return min(dev.total - reserved(dev, now) - inv.margin, dev.free - inv.margin)
+    live free memory allows (a foreign process is respected), a margin kept on both. `dev.free` was read
+    with the jobs already running in it; `fresh` are those placed since, not yet in that reading."""
+    return min(dev.total - reserved(dev, now) - inv.margin, dev.free - reserved(dev, list(fresh)) - inv.margin)
 
 
-def _by_room(devices, now: list[Placement], inv: Inventory) -> list[Device]:
+def _by_room(devices, now: list[Placement], fresh: list[Placement], inv: Inventory) -> list[Device]:
     """Emptiest first: a job goes where it disturbs least and leaves the most room."""
-    return sorted(devices, key=lambda d: (sum(p.device == d.id for p in now), -available(d, now, inv)))
+    return sorted(devices, key=lambda d: (sum(p.device == d.id for p in now), -available(d, now, inv, fresh)))

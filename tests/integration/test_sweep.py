@@ -136,11 +136,13 @@ def test_failing_cell_is_recorded_and_sweep_goes_on(tmp_path, tools, demo_model,
     assert " 0 jobs run" in capsys.readouterr().out
 
 
-def test_killed_run_resumes(tmp_path, tools, demo_model):
+@pytest.mark.parametrize("parallel", ["1", "2"])
+def test_killed_run_resumes(tmp_path, tools, demo_model, parallel):
     ws = tmp_path / "ws"
     path = small_recipe(tmp_path, demo_model, name="kill", bench=False)
     env = {**os.environ, "QUANTSWEEP_WORKSPACE": str(ws)}
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path), "-q"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path), "-q", "--parallel", parallel],
+                            env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     try:
@@ -163,6 +165,29 @@ def test_killed_run_resumes(tmp_path, tools, demo_model):
     df = _results(ws)
     assert len(df) == 4 and (df.status == "ok").all()
     assert Workspace(ws).exists()
+    assert not _tools_alive(ws), "no tool outlives a killed run"
+
+
+def _tools_alive(ws) -> list[str]:
+    """llama.cpp processes still running on files of this workspace."""
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "llama-" in line and str(ws) in line]
+
+
+def test_concurrent_sweep_gives_the_sequential_numbers(tmp_path, tools, demo_model):
+    path = small_recipe(tmp_path, demo_model, name="conc", bench=False, weights=("Q8_0", "Q4_K_M", "Q2_K"))
+    seq, par = tmp_path / "seq", tmp_path / "par"
+    assert main(["run", str(path), "--workspace", str(seq), "-q"]) == 0
+    assert main(["run", str(path), "--workspace", str(par), "-q", "--parallel", "2"]) == 0
+    cols = ["kld_mean", "kld_mean_err", "ppl_q", "same_top", "kld_p99", "file_bytes"]
+    a = _results(seq).set_index("cell_id").sort_index()[cols]
+    b = _results(par).set_index("cell_id").sort_index()[cols]
+    assert len(a) == 6 and a.equals(b)
+    run = Store(par / "store.sqlite").runs().iloc[-1]
+    assert run.wall_s < run.tool_wall_s, "two jobs at a time: the tools' summed time exceeds the wall time"
+    t = max(1, (os.cpu_count() or 2) // 2)
+    argvs = [r[0] for r in Store(par / "store.sqlite").db.execute("SELECT argv FROM jobs")]
+    assert all(f" -t {t} " in a or a.endswith(f" {t}") for a in argvs), "each of the 2 slots gets half the cores"
 
 
 def test_imatrix_computed_and_used(tmp_path, tools, demo_model):

@@ -1,0 +1,94 @@
+"""The scheduler is pure: given ready jobs, what runs and the devices, it says what starts where."""
+
+from orchestrator.jobspec import JobSpec, Resources
+from orchestrator.scheduler import Device, Inventory, Placement, available, decide
+
+GIB = 2**30
+
+
+def spec(key, kind="kld", where="device", gib=0.0, threads=0, exclusive=False, quiet=False):
+    return JobSpec(key=key, kind=kind, label=key, tool="t", argv=[], timeout_s=1,
+                   resources=Resources(where=where, threads=threads, device_bytes=int(gib * GIB),
+                                       exclusive=exclusive, quiet_host=quiet))
+
+
+def gpus(n, total=24, free=None):
+    return tuple(Device(f"GPU-{i}", "RTX 3090", total * GIB, (free if free is not None else total) * GIB, "cuda")
+                 for i in range(n))
+
+
+def box(n=1, total=24, free=None, threads=16):
+    return Inventory(gpus(n, total, free), threads)
+
+
+def keys(placements):
+    return [(p.key, p.device) for p in placements]
+
+
+def test_critical_path_first_and_quantize_beside_the_device():
+    ready = [spec("kld1", gib=3), spec("q1", "quantize", "cpu", threads=16), spec("base", "base", gib=4)]
+    got = keys(decide(ready, [], box(1)))
+    assert got[0] == ("base", "GPU-0")  # the reference logits unblock every KLD of their context
+    assert ("q1", None) in got          # the CPU quantizes while the GPU works
+    assert ("kld1", "GPU-0") in got     # 3 + 4 GiB fit beside each other on 24
+
+
+def test_kld_jobs_share_a_device_while_the_ledger_allows():
+    ready = [spec(f"k{i}", gib=10) for i in range(4)]
+    got = keys(decide(ready, [], box(1)))
+    assert got == [("k0", "GPU-0"), ("k1", "GPU-0")]  # 3 × 10 GiB + margin would exceed 24
+
+
+def test_live_free_memory_respects_a_foreign_process():
+    inv = box(1, total=24, free=8)  # someone else holds 16 GiB
+    got = keys(decide([spec("k0", gib=5), spec("k1", gib=5)], [], inv))
+    assert got == [("k0", "GPU-0")]
+    assert available(inv.devices[0], [], inv) == 8 * GIB - inv.margin
+
+
+def test_spreads_over_devices_emptiest_first():
+    got = keys(decide([spec(f"k{i}", gib=2) for i in range(4)], [], box(4)))
+    assert sorted(d for _, d in got) == ["GPU-0", "GPU-1", "GPU-2", "GPU-3"]
+
+
+def test_bench_waits_for_an_idle_box_and_then_holds_it():
+    bench = spec("b", "bench", exclusive=True, quiet=True)
+    kld_running = Placement("k", "GPU-0", spec("k", gib=2))
+    assert decide([bench], [kld_running], box(2)) == []            # a quality job still runs
+    quant_running = Placement("q", None, spec("q", "quantize", "cpu", threads=16))
+    assert decide([bench], [quant_running], box(2)) == []          # the host is busy
+    got = decide([bench, spec("k2", gib=1), spec("q2", "quantize", "cpu", threads=4)], [], box(2))
+    assert set(keys(got)) == {("k2", "GPU-0"), ("q2", None)}       # the others first; the bench waits
+    assert keys(decide([bench], [], box(2))) == [("b", "GPU-0")]
+    started = Placement("b", "GPU-0", bench)
+    assert decide([spec("k3", gib=1), spec("q3", "quantize", "cpu")], [started], box(2)) == []  # nothing beside it
+
+
+def test_bench_with_device_isolation_leaves_other_devices_working():
+    bench = spec("b", "bench", exclusive=True, quiet=False)
+    got = keys(decide([bench, spec("k", gib=1)], [Placement("x", "GPU-0", spec("x", gib=1))], box(2)))
+    assert got == [("k", "GPU-1")] or ("b", "GPU-1") in got
+    assert all(d != "GPU-0" or k != "b" for k, d in got)
+
+
+def test_exclusive_job_gets_the_device_alone():
+    oom_retry = spec("big", gib=20, exclusive=True)
+    assert decide([oom_retry], [Placement("k", "GPU-0", spec("k", gib=1))], box(1)) == []
+    got = decide([oom_retry, spec("small", gib=1)], [], box(1))
+    assert keys(got) == [("big", "GPU-0")]
+
+
+def test_cpu_box_splits_threads_between_jobs():
+    cpu = Inventory((Device("cpu", "EPYC", 24 * GIB, 20 * GIB, "cpu"),), host_threads=2)
+    one_each = [spec("a", threads=1), spec("b", threads=1), spec("c", threads=1)]
+    assert keys(decide(one_each, [], cpu)) == [("a", "cpu"), ("b", "cpu")]
+    whole = [spec("a", threads=2), spec("b", threads=2)]
+    assert keys(decide(whole, [], cpu)) == [("a", "cpu")]
+    # a job asking more threads than the box has still runs, alone
+    assert keys(decide([spec("x", threads=8)], [], cpu)) == [("x", "cpu")]
+
+
+def test_a_job_too_big_for_any_device_starts_alone_rather_than_waiting_forever():
+    got = keys(decide([spec("huge", gib=40), spec("huge2", gib=40)], [], box(1)))
+    assert got == [("huge", "GPU-0")]
+    assert decide([spec("huge2", gib=40)], [Placement("huge", "GPU-0", spec("huge", gib=40))], box(1)) == []
