@@ -33,6 +33,7 @@ test-fast: venv
 
 bench: setup
 	$(BIN)/python tests/bench_overhead.py
+	$(BIN)/python tests/bench_schedule.py
 
 clean:
 	rm -rf $(VENV) .quantsweep

@@ -31,11 +31,12 @@ def _out(line: str = "") -> None:
 
 @app.command()
 def plan(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Optional[Path] = WS,
-         llama_cpp: Optional[str] = LLAMA, as_json: bool = typer.Option(False, "--json")):
-    """Show the matrix: cells, what is cached, what will run, the disk the reference logits need."""
+         llama_cpp: Optional[str] = LLAMA, as_json: bool = typer.Option(False, "--json"),
+         devices: Optional[str] = DEVICES, parallel: int = typer.Option(1, "--parallel", "-j", min=1)):
+    """Show the matrix: cells, what is cached, what will run, the disk the reference logits need, the schedule."""
     from . import commands
 
-    commands.plan(recipe, workspace, llama_cpp, as_json, _out)
+    commands.plan(recipe, workspace, llama_cpp, as_json, _out, devices=devices, parallel=parallel)
 
 
 @app.command()

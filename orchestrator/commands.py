@@ -14,11 +14,34 @@ from .store import Store
 from .workspace import Workspace
 
 
+def _fmt_s(s: float) -> str:
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m" if s >= 3600 else f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
 def _gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
-def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out) -> None:
+def _preview(p, statuses: dict, store, found, parallel: int = 1):
+    """The schedule of the jobs still to run, simulated with the real scheduler and the per-kind timings
+    of earlier runs in the store (or a guess, said as such)."""
+    from . import devices as devmod, jobspec, simulate
+    from .runner import thread_policy
+
+    inv = devmod.inventory(found)
+    threads = thread_policy(inv, parallel)
+    todo = [j for j in p.jobs if statuses.get(j.key) != "done"]
+    seen = store.kind_timings() if store is not None else {}
+    upstream = {k: (store.job(k) or {}).get("result", {}) for k, st in statuses.items() if st == "done"} \
+        if store is not None else {}
+    sched = simulate.run(todo, lambda j: jobspec.build(j, p, upstream, threads), inv,
+                         lambda s: seen.get(s.kind, (simulate.GUESS_S[s.kind], 0))[0])
+    guessed = sorted({j.kind for j in todo if j.kind not in seen})
+    return sched, inv, guessed, seen
+
+
+def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: str | None = None,
+         parallel: int = 1) -> None:
     r = recipemod.load(recipe_path)  # a bad recipe stops here, before anything is touched
     prepare.check_local_files(r, recipe_path)
     ws = Workspace(workspace)
@@ -30,14 +53,23 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out) -> None:
         out(f"{r.name}: {n} cells; inputs not available yet ({exc}); `quantsweep run` fetches them first")
         return
     p = planmod.build(inp)
-    statuses = Store(ws.store_path).job_statuses([j.key for j in p.jobs]) if ws.exists() else {}
-    rows = [{"kind": j.kind, "name": planmod.KIND_NAMES[j.kind], "job": j.label, "status": statuses.get(j.key, "to run"), "key": j.key}
+    store = Store.read_only(ws.store_path) if ws.exists() else None
+    statuses = store.job_statuses([j.key for j in p.jobs]) if store is not None else {}
+    from . import devices as devmod
+
+    found = devmod.find(tuple(tc.backends), only=devices or os.environ.get("QUANTSWEEP_DEVICES"))
+    sched, inv, guessed, seen = _preview(p, statuses, store, found, parallel)
+    rows = [{"kind": j.kind, "name": planmod.KIND_NAMES[j.kind], "job": j.label,
+             "status": statuses.get(j.key, "to run"), "key": j.key,
+             **({"device": sched.slots[j.key].device or "cpu", "start_s": round(sched.slots[j.key].start, 1),
+                 "end_s": round(sched.slots[j.key].end, 1)} if j.key in sched.slots else {})}
             for j in p.jobs]
     free = shutil.disk_usage(ws.root if ws.root.exists() else Path.cwd()).free
     need = sum(j.params["logits_bytes"] for j in p.of_kind("base") if statuses.get(j.key) != "done")
     if as_json:
         out(json.dumps({"recipe": r.name, "cells": [c.id for c in p.cells], "jobs": rows,
-                        "logits_bytes": p.logits_bytes(), "logits_bytes_to_write": need, "free_bytes": free}, indent=2))
+                        "logits_bytes": p.logits_bytes(), "logits_bytes_to_write": need, "free_bytes": free,
+                        "predicted_wall_s": round(sched.makespan, 1), "timings_guessed_for": guessed}, indent=2))
         return
     out(f"recipe {r.name}: {len(r.weights)} weights × {len(r.cache.expanded())} K/V pairs × "
         f"{len(r.evaluation.contexts)} ctx = {len(p.cells)} cells")
@@ -61,6 +93,19 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out) -> None:
             f" [{statuses.get(j.key, 'to run')}]")
     verdict = "fits" if need * 1.05 <= free else "DOES NOT FIT: lower evaluation.chunks"
     out(f"disk: {_gib(need)} of reference logits to write, {_gib(free)} free — {verdict}")
+    if sched.slots:
+        basis = ", ".join(f"{k} {seen[k][0]:.1f}s (mean of {seen[k][1]})" for k in sorted(seen)
+                          if any(j.kind == k for j in p.jobs if j.key in sched.slots))
+        basis = f"from earlier runs: {basis}" if basis else ""
+        guess = f"a guess for {', '.join(guessed)} (no earlier run)" if guessed else ""
+        out(f"schedule on {', '.join(d.id for d in inv.devices)} ({inv.host_threads} host threads): "
+            f"predicted wall {_fmt_s(sched.makespan)}; " + "; ".join(x for x in (basis, guess) if x))
+        for d in inv.devices:
+            n = sum(1 for s in sched.slots.values() if s.device == d.id)
+            out(f"  {d.id}: {n} jobs, busy {100 * sched.busy(d.id):.0f} % of the predicted wall")
+        cpu_jobs = sum(1 for s in sched.slots.values() if s.device is None)
+        if cpu_jobs:
+            out(f"  host CPU: {cpu_jobs} quantize jobs on its cores")
 
 
 RERUNNABLE = ("bench",)

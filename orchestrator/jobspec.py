@@ -8,6 +8,7 @@ judges need an upstream result (a KLD run must report the reference run's PPL).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -101,12 +102,20 @@ def _labels(plan: Plan) -> dict[str, str]:
     return {j.key: j.params["label"] for j in plan.jobs if j.kind in ("reference", "quantize")}
 
 
-def build(job: Job, plan: Plan, upstream: dict[str, dict], threads: int | None = None, hold: int = 1,
-          device_hold: int | None = None) -> JobSpec:
-    """The spec of `job`; `upstream` holds the results of the done jobs it depends on. `threads` is the
-    -t to pass where the recipe sets none (None: the tool's default); `hold` the host threads a job
-    is accounted for, `device_hold` those of a job on a device (0 on a GPU: it leaves the CPU free)."""
-    device_hold = hold if device_hold is None else device_hold
+@dataclass(frozen=True)
+class Threads:
+    """How the host's cores are shared where the recipe sets no threads: the -t of CPU jobs (quantize)
+    and of device jobs (None: the tool's default), and the host threads each is accounted for."""
+
+    cpu: int | None = None
+    cpu_hold: int = 1
+    device: int | None = None
+    device_hold: int = 1
+
+
+def build(job: Job, plan: Plan, upstream: dict[str, dict], policy: Threads = Threads()) -> JobSpec:
+    """The spec of `job`; `upstream` holds the results of the done jobs it depends on."""
+    threads, hold, device_hold = policy.device, policy.cpu_hold, policy.device_hold
     r, p = plan.inputs.recipe, job.params
     ev, b, q = r.evaluation, r.bench, r.quantize
     tool = Ref(ref="tool", key=TOOLS[job.kind])
@@ -119,7 +128,7 @@ def build(job: Job, plan: Plan, upstream: dict[str, dict], threads: int | None =
             Ref(ref="imatrix", key=im)
         argv = tq.argv(tool, model_ref(plan, p["input"]), Ref(ref="output"), p["type"], imatrix=imatrix,
                        tensor_types=p.get("tensor_types"), allow_requantize=p["allow_requantize"],
-                       threads=q.threads or threads, extra=p.get("extra"))
+                       threads=q.threads or policy.cpu, extra=p.get("extra"))
         judge = Judge(overrides=list(p.get("tensor_types") or {}))
         timeout, res = q.timeout_minutes, Resources(where="cpu", threads=q.threads or hold)
     elif job.kind == "imatrix":
@@ -142,7 +151,7 @@ def build(job: Job, plan: Plan, upstream: dict[str, dict], threads: int | None =
                            batch=ev.batch, ubatch=ev.ubatch, cache_k=p["cache_k"], cache_v=p["cache_v"],
                            flash_attn=ev.flash_attn, gpu_layers=ev.gpu_layers, threads=ev.threads or threads,
                            extra=ev.extra_args)
-        judge = Judge(base_ppl=upstream[p["base"]]["ppl_base"])
+        judge = Judge(base_ppl=upstream.get(p["base"], {}).get("ppl_base"))  # None only in a preview
         timeout, res = ev.timeout_minutes, _device(plan, upstream, p["model"], p["cache_k"], p["cache_v"],
                                                    p["ctx"], ev, device_hold)
     else:

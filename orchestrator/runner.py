@@ -65,6 +65,19 @@ class Progress:
         return sum(seen) / len(seen)
 
 
+def thread_policy(inv: scheduler.Inventory, parallel: int = 1) -> jobspec.Threads:
+    """A CPU box splits its cores between `parallel` jobs (one job takes them all: the tools' default).
+    On a GPU box a device job holds no host thread, and two quantize jobs share the cores, so the
+    models the devices wait for are made twice as fast as one at a time would."""
+    host = inv.host_threads
+    if any(d.is_host for d in inv.devices):
+        share = max(1, host // parallel)
+        return jobspec.Threads(cpu=share if parallel > 1 else None, cpu_hold=share,
+                               device=share if parallel > 1 else None, device_hold=share)
+    half = max(1, host // 2)
+    return jobspec.Threads(cpu=half if host > 1 else None, cpu_hold=half, device=None, device_hold=0)
+
+
 def _fmt(s: float) -> str:
     return f"{int(s // 60)}m{int(s % 60):02d}s"
 
@@ -82,12 +95,7 @@ class Runner:
         found = found if found is not None else devices.find(tuple(tc.backends) if tc else ("CPU",))
         self._found = {f.device.id: f for f in found}
         self.inventory = devices.inventory(found)
-        on_gpu = not any(d.is_host for d in self.inventory.devices)
-        host = self.inventory.host_threads
-        # a CPU box splits its cores between `parallel` jobs (-t cores/parallel); one job takes them all
-        self.threads = max(1, host // parallel) if parallel > 1 else None
-        self.hold = max(1, host // parallel)
-        self.device_hold = 0 if on_gpu else self.hold
+        self.threads = thread_policy(self.inventory, parallel)
 
     # -- deciding what runs ----------------------------------------------------------------
 
@@ -209,8 +217,7 @@ class Runner:
     def _spec(self, job: Job) -> jobspec.JobSpec:
         if job.key not in self._specs:
             upstream = {d: self._result(d) for d in job.params.values() if isinstance(d, str) and d in self.jobs}
-            self._specs[job.key] = jobspec.build(job, self.plan, upstream, threads=self.threads, hold=self.hold,
-                                                 device_hold=self.device_hold)
+            self._specs[job.key] = jobspec.build(job, self.plan, upstream, self.threads)
         return self._specs[job.key]
 
     def _result(self, key: str) -> dict:

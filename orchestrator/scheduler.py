@@ -8,8 +8,9 @@
   the device while the reservations fit: available = min(total − reserved − margin, live free − margin),
   so a foreign process on the device is respected. A job whose size is unknown, or re-queued after
   running out of memory, holds its device alone.
-- A bench holds its device alone; with `quiet_host` nothing else starts on the box while it runs, and it
-  starts only when the box is idle: a speed taken beside other work is a wrong number.
+- A bench holds its device alone; with `quiet_host` (the default) nothing CPU-heavy (a job that holds
+  host threads) runs beside it: it starts only when none runs, and none starts while it measures. Jobs
+  on other GPUs go on: they leave the CPU alone. A speed taken beside other work is a wrong number.
 """
 
 from __future__ import annotations
@@ -61,8 +62,6 @@ def decide(ready: list[JobSpec], running: list[Placement], inv: Inventory) -> li
     order = sorted(range(len(ready)), key=lambda i: (PRIORITY[ready[i].kind], i))
     for i in order:
         spec = ready[i]
-        if any(p.spec.resources.quiet_host for p in now):
-            break  # a bench measures: nothing else starts on this box
         place = _place(spec, now, start, devices, inv)
         if place is not None:
             start.append(place)
@@ -83,10 +82,12 @@ def _place(spec: JobSpec, now: list[Placement], fresh: list[Placement], devices:
                        if _uses_host_threads(p.spec, devices.get(p.device) if p.device else None))
     # host threads are shared by CPU jobs and jobs on the CPU device; one job larger than the host runs alone
     threads_full = threads_used > 0 and threads_used + r.threads > inv.host_threads
+    if r.threads > 0 and any(p.spec.resources.quiet_host for p in now):
+        return None  # a bench measures: nothing CPU-heavy starts beside it
+    if r.quiet_host and threads_used > 0:
+        return None  # a bench starts when nothing CPU-heavy runs
     if r.where == "cpu":
         return None if threads_full else Placement(spec.key, None, spec)
-    if r.quiet_host and now:
-        return None  # a bench starts on an idle box only
     for dev in _by_room(devices.values(), now, fresh, inv):
         on_it = [p for p in now if p.device == dev.id]
         if (r.exclusive or r.quiet_host) and on_it:

@@ -153,6 +153,12 @@ class Store:
                             (key, kind, status, json.dumps(result or {}), artifact, log_dir, reason,
                              stderr_tail, wall_s, argv, now()))
 
+    def kind_timings(self) -> dict[str, tuple[float, int]]:
+        """Mean wall seconds and count of the done jobs of each kind: what `plan` predicts with."""
+        rows = self.db.execute("SELECT kind, avg(wall_s), count(*) FROM jobs WHERE status='done' AND wall_s > 0 "
+                               "GROUP BY kind").fetchall()
+        return {k: (float(w), int(n)) for k, w, n in rows}
+
     def forget_failed(self, keys) -> None:
         with self.tx():
             self.db.executemany("DELETE FROM jobs WHERE key = ? AND status = 'failed'", [(k,) for k in keys])

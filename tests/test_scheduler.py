@@ -51,17 +51,26 @@ def test_spreads_over_devices_emptiest_first():
     assert sorted(d for _, d in got) == ["GPU-0", "GPU-1", "GPU-2", "GPU-3"]
 
 
-def test_bench_waits_for_an_idle_box_and_then_holds_it():
+def test_bench_has_its_device_alone_and_nothing_cpu_heavy_beside_it():
     bench = spec("b", "bench", exclusive=True, quiet=True)
-    kld_running = Placement("k", "GPU-0", spec("k", gib=2))
-    assert decide([bench], [kld_running], box(2)) == []            # a quality job still runs
+    kld_on_0 = Placement("k", "GPU-0", spec("k", gib=2))
+    assert keys(decide([bench], [kld_on_0], box(2))) == [("b", "GPU-1")]  # a GPU job leaves the CPU alone
+    assert decide([bench], [kld_on_0], box(1)) == []                      # but its device is taken
     quant_running = Placement("q", None, spec("q", "quantize", "cpu", threads=16))
-    assert decide([bench], [quant_running], box(2)) == []          # the host is busy
-    got = decide([bench, spec("k2", gib=1), spec("q2", "quantize", "cpu", threads=4)], [], box(2))
-    assert set(keys(got)) == {("k2", "GPU-0"), ("q2", None)}       # the others first; the bench waits
-    assert keys(decide([bench], [], box(2))) == [("b", "GPU-0")]
+    assert decide([bench], [quant_running], box(2)) == []                 # the host is busy
+    got = decide([bench, spec("q2", "quantize", "cpu", threads=4)], [], box(2))
+    assert keys(got) == [("q2", None)]                                    # quantize first; the bench waits
     started = Placement("b", "GPU-0", bench)
-    assert decide([spec("k3", gib=1), spec("q3", "quantize", "cpu")], [started], box(2)) == []  # nothing beside it
+    got = decide([spec("k3", gib=1), spec("q3", "quantize", "cpu", threads=4)], [started], box(2))
+    assert keys(got) == [("k3", "GPU-1")]                                 # no quantize beside the bench
+
+
+def test_on_a_cpu_box_the_bench_runs_alone():
+    cpu = Inventory((Device("cpu", "EPYC", 24 * GIB, 20 * GIB, "cpu"),), host_threads=2)
+    bench = spec("b", "bench", exclusive=True, quiet=True, threads=2)
+    assert decide([bench], [Placement("k", "cpu", spec("k", threads=2))], cpu) == []
+    assert keys(decide([bench, spec("k2", threads=2)], [], cpu)) == [("k2", "cpu")]
+    assert decide([spec("k3", threads=1)], [Placement("b", "cpu", bench)], cpu) == []
 
 
 def test_bench_with_device_isolation_leaves_other_devices_working():

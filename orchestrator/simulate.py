@@ -1,0 +1,86 @@
+"""The schedule a plan will get: the real scheduler driven by a clock instead of processes. `plan`
+shows it (which device each job is expected on, the predicted wall time) and `make bench` measures
+the scheduler with it on simulated boxes (makespan against its lower bound)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import scheduler
+from .jobspec import JobSpec
+from .plan import Job
+
+# seconds per job kind when the store has no earlier timing: a guess, and `plan` says so
+GUESS_S = {"reference": 30.0, "imatrix": 120.0, "quantize": 60.0, "base": 120.0, "kld": 90.0, "bench": 60.0}
+
+
+@dataclass(frozen=True)
+class Slot:
+    key: str
+    device: str | None
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Schedule:
+    slots: dict[str, Slot]
+    makespan: float
+
+    def busy(self, device: str) -> float:
+        """The share of the makespan `device` had at least one job."""
+        spans = sorted((s.start, s.end) for s in self.slots.values() if s.device == device)
+        covered, end = 0.0, 0.0
+        for a, b in spans:
+            a = max(a, end)
+            if b > a:
+                covered, end = covered + b - a, b
+        return covered / self.makespan if self.makespan else 0.0
+
+
+def run(jobs: list[Job], spec_of: Callable[[Job], JobSpec], inv: scheduler.Inventory,
+        duration: Callable[[JobSpec], float]) -> Schedule:
+    """Jobs placed by the real scheduler; `duration` is a job's time with its device to itself. Jobs
+    sharing a device share its speed (m jobs each progress at 1/m): sharing fills a device, it does not
+    make compute from nothing. CPU jobs (quantize) progress on the host's own cores."""
+    pending = {j.key: j for j in jobs}
+    order = {j.key: i for i, j in enumerate(jobs)}
+    specs = {j.key: spec_of(j) for j in jobs}
+    running: dict[str, scheduler.Placement] = {}
+    left: dict[str, float] = {}
+    slots: dict[str, Slot] = {}
+    t = 0.0
+    while pending or running:
+        busy = set(running)
+        ready = [specs[k] for k in sorted(pending, key=order.get)
+                 if not any(d in pending or d in busy for d in pending[k].deps)]
+        for place in scheduler.decide(ready, list(running.values()), inv):
+            del pending[place.key]
+            running[place.key] = place
+            left[place.key] = duration(place.spec)
+            slots[place.key] = Slot(place.key, place.device, t, t)
+        if not running:
+            raise RuntimeError(f"the scheduler starts nothing of {sorted(pending)}")
+        sharing = {}
+        for p in running.values():
+            if p.device is not None:
+                sharing[p.device] = sharing.get(p.device, 0) + 1
+        rate = {k: 1.0 / sharing[p.device] if p.device is not None else 1.0 for k, p in running.items()}
+        step = min(left[k] / rate[k] for k in running)
+        t += step
+        for k in list(running):
+            left[k] -= step * rate[k]
+            if left[k] <= 1e-9:
+                slots[k] = Slot(k, running[k].device, slots[k].start, t)
+                del running[k], left[k]
+    return Schedule(slots, t)
+
+
+def lower_bound(jobs: list[Job], duration_of: Callable[[Job], float], n_slots: int) -> float:
+    """No schedule beats the longest dependency chain, nor the total work spread over every slot."""
+    longest: dict[str, float] = {}
+    for j in jobs:  # plan order is topological
+        longest[j.key] = duration_of(j) + max((longest.get(d, 0.0) for d in j.deps), default=0.0)
+    total = sum(duration_of(j) for j in jobs)
+    return max(max(longest.values(), default=0.0), total / max(1, n_slots))
