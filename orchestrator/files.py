@@ -32,6 +32,14 @@ def sha256_file(path: Path, memo_path: Path | None = None) -> str:
     return digest
 
 
+def known_sha256(path: Path, memo_path: Path) -> str | None:
+    """The memoized sha256 of a file unchanged since it was hashed (same size and mtime), else None."""
+    path = Path(path).resolve()
+    st = path.stat()
+    hit = _read_memo(memo_path).get(str(path))
+    return hit[1] if hit and hit[0] == f"{st.st_size}:{st.st_mtime_ns}" else None
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -69,8 +69,15 @@ def check_file(path: Path, role: str = "model") -> Path:
 
 
 def check_readable(path: Path) -> Path:
-    """`path` if its whole metadata and tensor table parse (no tensor data is read)."""
-    _reader(check_file(path))
+    """`path` if its whole metadata and tensor table parse (no tensor data is read). A file read before,
+    unchanged since (its hash and metadata memoized), is not parsed again."""
+    from .files import known_sha256
+    from .toolchain import cache_root
+
+    check_file(path)
+    sha = known_sha256(path, cache_root() / "file-hashes.json")
+    if sha is None or memoized(cache_root() / "gguf-info", sha) is None:
+        _reader(path)
     return path
 
 
