@@ -24,3 +24,30 @@ def test_refuses_a_reference_run_that_cannot_fit(tmp_path, monkeypatch):
         r._check_disk(list(p.jobs))
     monkeypatch.setattr(runner_mod.shutil, "disk_usage", lambda _: usage(10 * need, 0, 2 * need))
     r._check_disk(list(p.jobs))  # fits: no error
+
+
+def test_out_of_memory_is_requeued_once_with_the_device_alone(tmp_path):
+    from orchestrator import devices
+    from orchestrator.jobspec import Outcome
+    from orchestrator.runner import Progress, Summary
+    from orchestrator.scheduler import Device, Placement
+
+    p = build(tmp_path)
+    ws = Workspace(tmp_path / "ws")
+    gpu = devices.Found(Device("GPU-0", "H100", 80 * 2**30, 80 * 2**30, "cuda"), 0, "nvml")
+    r = Runner(p, ws, Store(ws.store_path), tc=None, quiet=True, found=[gpu, devices.find()[-1]])
+    job = p.of_kind("kld")[0]
+    r._results[job.params["base"]] = {"ppl_base": 10.0}
+    spec = r._spec(job)
+    # the test model carries no architecture keys: its size is unknown, so it would hold the GPU alone
+    assert spec.resources.exclusive and spec.resources.threads == 0  # and a GPU job leaves the CPU alone
+    spec = spec.model_copy(update={"resources": spec.resources.model_copy(update={"exclusive": False,
+                                                                                   "device_bytes": 2**30})})
+    r._specs[job.key] = spec
+    oom = Outcome(key=job.key, ok=False, reason="out of memory: cudaMalloc failed", out_of_memory=True)
+    pending, summary = {}, Summary()
+    r._record(job, Placement(job.key, "GPU-0", spec), oom, pending, summary, Progress(1, quiet=True), [], 1)
+    assert pending == {job.key: job} and r._spec(job).resources.exclusive and job.key not in r.failed
+    r._record(job, Placement(job.key, "GPU-0", r._spec(job)), oom, pending.copy(), summary,
+              Progress(1, quiet=True), [], 1)
+    assert r.failed[job.key].startswith("out of memory") and r.store.job(job.key)["status"] == "failed"
