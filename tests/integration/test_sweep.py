@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -170,8 +171,15 @@ def test_killed_run_resumes(tmp_path, tools, demo_model, parallel):
 
 def _tools_alive(ws) -> list[str]:
     """llama.cpp processes still running on files of this workspace."""
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "llama-" in line and str(ws) in line]
+    alive = []
+    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmd.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended while we looked
+            continue
+        if "llama-" in line and str(ws) in line:
+            alive.append(line)
+    return alive
 
 
 def test_concurrent_sweep_gives_the_sequential_numbers(tmp_path, tools, demo_model):
