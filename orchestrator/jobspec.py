@@ -95,11 +95,7 @@ class Outcome(Strict):
 def model_ref(plan: Plan, key: str) -> Ref:
     if key.startswith("source-"):
         return Ref(ref="input", key=key)
-    return Ref(ref="model", key=key, label=_labels(plan).get(key, ""))
-
-
-def _labels(plan: Plan) -> dict[str, str]:
-    return {j.key: j.params["label"] for j in plan.jobs if j.kind in ("reference", "quantize")}
+    return Ref(ref="model", key=key, label=plan.artifact_labels.get(key, ""))
 
 
 @dataclass(frozen=True)

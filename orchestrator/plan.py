@@ -74,6 +74,7 @@ class Plan:
     jobs: tuple[Job, ...]
     cells: tuple[Cell, ...]
     model_keys: dict  # weight label -> model artifact key ("source-<sha>" for the source itself)
+    artifact_labels: dict = field(default_factory=dict)  # model artifact key -> the label in its file name
 
     def of_kind(self, kind: str) -> list[Job]:
         return [j for j in self.jobs if j.kind == kind]
@@ -143,7 +144,8 @@ def build(inp: PlanInputs) -> Plan:
             jobs.append(Job(bench_key, "bench", f"bench {w.label} K={k} V={v}", _real((mk,)),
                             {"model": mk, "cache_k": k, "cache_v": v}, cell))
     jobs.sort(key=lambda j: KINDS.index(j.kind))  # a stable topological order: kinds only depend leftwards
-    return Plan(inp, tuple(jobs), tuple(cells), model_keys)
+    labels = {j.key: j.params["label"] for j in jobs if j.kind in ("reference", "quantize")}
+    return Plan(inp, tuple(jobs), tuple(cells), model_keys, labels)
 
 
 def _weights_jobs(w: WeightSpec, inp: PlanInputs, quant_input: str, input_quantized: bool,
