@@ -7,10 +7,14 @@
 - Quality jobs (imatrix, base, KLD) reserve their memory estimate on one device in a ledger and share
   the device while the reservations fit: available = min(total − reserved − margin, live free − margin),
   so a foreign process on the device is respected. A job whose size is unknown, or re-queued after
-  running out of memory, holds its device alone.
+  running out of memory, holds its device alone. At most `share` (2) jobs share a device, and only
+  while more shareable jobs wait than there are devices: in a sweep's tail a job waits for a device of
+  its own rather than double up on one that stays busy after the others are free.
 - A bench holds its device alone; with `quiet_host` (the default) nothing CPU-heavy (a job that holds
   host threads) runs beside it: it starts only when none runs, and none starts while it measures. Jobs
   on other GPUs go on: they leave the CPU alone. A speed taken beside other work is a wrong number.
+  Since a quantization keeps benches off the box, none starts while ready benches could fill GPUs that
+  would otherwise sit idle (`_benches_first`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from .jobspec import JobSpec
 
 PRIORITY = {"reference": 0, "base": 1, "imatrix": 2, "quantize": 3, "kld": 4, "bench": 5}
 MARGIN = 256 * 2**20  # kept free on every device beside the reservations
+SHARE = 2  # the most jobs on one device at once: enough to fill one job's gaps, and the rest stay queued
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Inventory:
     devices: tuple[Device, ...]
     host_threads: int
     margin: int = MARGIN
+    share: int = SHARE
 
 
 @dataclass(frozen=True)
@@ -60,9 +66,16 @@ def decide(ready: list[JobSpec], running: list[Placement], inv: Inventory) -> li
     now = list(running)
     start: list[Placement] = []
     order = sorted(range(len(ready)), key=lambda i: (PRIORITY[ready[i].kind], i))
+    hold_cpu = _benches_first(ready, now, inv)
+    # sharing pays while there is a backlog; at the end of a sweep a job waits for a device of its own
+    # rather than share one that will stay busy after the others are free
+    backlog = sum(s.resources.where == "device" and not (s.resources.exclusive or s.resources.quiet_host)
+                  for s in ready) > sum(not d.is_host for d in inv.devices)
     for i in order:
         spec = ready[i]
-        place = _place(spec, now, start, devices, inv)
+        if hold_cpu and spec.resources.where == "cpu":
+            continue
+        place = _place(spec, now, start, devices, inv, backlog)
         if place is not None:
             start.append(place)
             now.append(place)
@@ -75,8 +88,20 @@ def decide(ready: list[JobSpec], running: list[Placement], inv: Inventory) -> li
     return start
 
 
+def _benches_first(ready: list[JobSpec], now: list[Placement], inv: Inventory) -> bool:
+    """Whether CPU jobs wait so that benches can run: a bench that keeps the host quiet never starts
+    while a quantization runs, and on a box with several GPUs the next quantization would leave GPUs
+    idle that ready benches could use. So while more GPUs are idle than other ready jobs can take, no
+    quantization starts; those running finish, the benches run, then quantizing goes on."""
+    benches = sum(1 for s in ready if s.kind == "bench" and s.resources.quiet_host)
+    busy = {p.device for p in now}
+    idle = sum(1 for d in inv.devices if not d.is_host and d.id not in busy)
+    others = sum(1 for s in ready if s.resources.where == "device" and s.kind != "bench")
+    return benches > 0 and benches >= idle - others > 0
+
+
 def _place(spec: JobSpec, now: list[Placement], fresh: list[Placement], devices: dict[str, Device],
-           inv: Inventory) -> Placement | None:
+           inv: Inventory, backlog: bool = True) -> Placement | None:
     r = spec.resources
     threads_used = sum(p.spec.resources.threads for p in now
                        if _uses_host_threads(p.spec, devices.get(p.device) if p.device else None))
@@ -90,7 +115,7 @@ def _place(spec: JobSpec, now: list[Placement], fresh: list[Placement], devices:
         return None if threads_full else Placement(spec.key, None, spec)
     for dev in _by_room(devices.values(), now, fresh, inv):
         on_it = [p for p in now if p.device == dev.id]
-        if (r.exclusive or r.quiet_host) and on_it:
+        if (r.exclusive or r.quiet_host) and on_it or len(on_it) >= (inv.share if backlog else 1):
             continue
         if any(p.spec.resources.exclusive or p.spec.resources.quiet_host for p in on_it):
             continue

@@ -77,10 +77,21 @@ def run(jobs: list[Job], spec_of: Callable[[Job], JobSpec], inv: scheduler.Inven
     return Schedule(slots, t)
 
 
-def lower_bound(jobs: list[Job], duration_of: Callable[[Job], float], n_slots: int) -> float:
-    """No schedule beats the longest dependency chain, nor the total work spread over every slot."""
-    longest: dict[str, float] = {}
+def lower_bound(jobs: list[Job], duration_of: Callable[[Job], float], n_slots: int,
+                on_slot: Callable[[Job], bool] = lambda j: True) -> float:
+    """No schedule beats the longest dependency chain, nor, for any time t, t plus the work of the
+    slot jobs that cannot start before t spread over every slot (the release-date bound of parallel
+    machine scheduling; t = 0 gives total work ÷ slots). A job cannot start before its longest chain
+    of predecessors has run; jobs off the slots (`on_slot` false: quantize on the host's cores)
+    count in chains only."""
+    secs = {j.key: duration_of(j) for j in jobs}
+    head: dict[str, float] = {}
     for j in jobs:  # plan order is topological
-        longest[j.key] = duration_of(j) + max((longest.get(d, 0.0) for d in j.deps), default=0.0)
-    total = sum(duration_of(j) for j in jobs)
-    return max(max(longest.values(), default=0.0), total / max(1, n_slots))
+        head[j.key] = max((head[d] + secs[d] for d in j.deps), default=0.0)
+    chain = max((head[j.key] + secs[j.key] for j in jobs), default=0.0)
+    slot_jobs = sorted((head[j.key], secs[j.key]) for j in jobs if on_slot(j))
+    best, work_after = 0.0, 0.0
+    for release, work in reversed(slot_jobs):
+        work_after += work
+        best = max(best, release + work_after / max(1, n_slots))
+    return max(chain, best)

@@ -59,7 +59,7 @@ def test_bench_has_its_device_alone_and_nothing_cpu_heavy_beside_it():
     quant_running = Placement("q", None, spec("q", "quantize", "cpu", threads=16))
     assert decide([bench], [quant_running], box(2)) == []                 # the host is busy
     got = decide([bench, spec("q2", "quantize", "cpu", threads=4)], [], box(2))
-    assert keys(got) == [("q2", None)]                                    # quantize first; the bench waits
+    assert keys(got) == [("q2", None)]        # one bench cannot fill 2 idle GPUs: quantize, the bench waits
     started = Placement("b", "GPU-0", bench)
     got = decide([spec("k3", gib=1), spec("q3", "quantize", "cpu", threads=4)], [started], box(2))
     assert keys(got) == [("k3", "GPU-1")]                                 # no quantize beside the bench
@@ -101,3 +101,28 @@ def test_a_job_too_big_for_any_device_starts_alone_rather_than_waiting_forever()
     got = keys(decide([spec("huge", gib=40), spec("huge2", gib=40)], [], box(1)))
     assert got == [("huge", "GPU-0")]
     assert decide([spec("huge2", gib=40)], [Placement("huge", "GPU-0", spec("huge", gib=40))], box(1)) == []
+
+
+def test_quantizing_waits_only_while_benches_can_fill_idle_gpus():
+    bench = [spec(f"b{i}", "bench", exclusive=True, quiet=True) for i in range(3)]
+    quant = spec("q", "quantize", "cpu", threads=8)
+    # 4 idle GPUs, 3 benches: a quantization now would keep the benches off them and leave all 4 idle
+    # for its whole run... but 3 benches cannot fill 4 GPUs either, so the host quantizes meanwhile
+    assert keys(decide([*bench, quant], [], box(4))) == [("q", None)]
+    # 2 idle GPUs (2 busy with KLDs), 3 benches: the benches run, the quantization waits
+    busy = [Placement(f"k{i}", f"GPU-{i}", spec(f"k{i}", gib=2)) for i in range(2)]
+    assert sorted(keys(decide([*bench, quant], busy, box(4)))) == [("b0", "GPU-2"), ("b1", "GPU-3")]
+    # a ready KLD takes one of the idle GPUs: one left for 3 benches, still worth waiting for
+    assert ("q", None) not in keys(decide([*bench, quant, spec("k9", gib=2)], busy, box(4)))
+    # every idle GPU has other work: quantizing goes on (and the benches wait for the host)
+    got = keys(decide([*bench, quant, spec("k8", gib=2), spec("k9", gib=2)], busy, box(4)))
+    assert ("q", None) in got and not any(k.startswith("b") for k, _ in got)
+
+
+def test_a_device_is_shared_by_two_jobs_at_most_and_only_while_there_is_a_backlog():
+    got = keys(decide([spec(f"k{i}", gib=1) for i in range(5)], [], box(2)))
+    assert sorted(d for _, d in got) == ["GPU-0", "GPU-0", "GPU-1", "GPU-1"]  # 5 ready > 2 GPUs: shared, 2 each
+    one_each = [Placement(f"r{i}", f"GPU-{i}", spec(f"r{i}", gib=1)) for i in range(2)]
+    # the tail: 2 ready for 2 GPUs, both busy: they wait for a device of their own
+    assert decide([spec("k0", gib=1), spec("k1", gib=1)], one_each, box(2)) == []
+    assert len(decide([spec(f"k{i}", gib=1) for i in range(3)], one_each, box(2))) == 2
