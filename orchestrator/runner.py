@@ -11,13 +11,13 @@ under their final names only when complete, so Ctrl-C or kill -9 loses at most t
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import devices, jobspec, procs, scheduler, worker
+from .progress import Progress, make as make_progress
 from .errors import DiskSpaceError
 from .files import remove_partials
 from .plan import Job, Plan, source_key
@@ -39,32 +39,6 @@ class Summary:
     tool_wall_s: float = 0.0
 
 
-class Progress:
-    def __init__(self, total: int, stream=None, quiet: bool = False):
-        self.total, self.done, self.stream, self.quiet = total, 0, stream, quiet
-        self.per_kind: dict[str, list[float]] = {}
-
-    def say(self, msg: str) -> None:
-        if not self.quiet:
-            print(msg, file=self.stream or sys.stderr, flush=True)
-
-    def start(self, job: Job, device: str | None = None, running: int = 1) -> None:
-        where = f" on {device}" if device and running > 1 else ""
-        self.say(f"[{self.done + 1}/{self.total}] {job.label}{where} …")
-
-    def end(self, job: Job, wall: float, ok: bool, remaining: list[Job], note: str = "", slots: int = 1) -> None:
-        self.done += 1
-        self.per_kind.setdefault(job.kind, []).append(wall)
-        eta = sum(self._guess(j.kind) for j in remaining) / max(1, slots)
-        name = f" {job.label}" if slots > 1 else ""
-        self.say(f"    {'done' if ok else 'FAILED'}{name} in {wall:.1f}s{note}  ({self.done}/{self.total}, "
-                 f"ETA {_fmt(eta)})")
-
-    def _guess(self, kind: str) -> float:
-        seen = self.per_kind.get(kind) or [w for ws in self.per_kind.values() for w in ws] or [0.0]
-        return sum(seen) / len(seen)
-
-
 def thread_policy(inv: scheduler.Inventory, parallel: int = 1) -> jobspec.Threads:
     """A CPU box splits its cores between `parallel` jobs (one job takes them all: the tools' default).
     On a GPU box a device job holds no host thread, and two quantize jobs share the cores, so the
@@ -76,10 +50,6 @@ def thread_policy(inv: scheduler.Inventory, parallel: int = 1) -> jobspec.Thread
                                device=share if parallel > 1 else None, device_hold=share)
     half = max(1, host // 2)
     return jobspec.Threads(cpu=half if host > 1 else None, cpu_hold=half, device=None, device_hold=0)
-
-
-def _fmt(s: float) -> str:
-    return f"{int(s // 60)}m{int(s % 60):02d}s"
 
 
 class Runner:
@@ -132,14 +102,16 @@ class Runner:
             if st == "failed":  # recorded earlier and not retried: its dependents cannot run either
                 self.failed[key] = self.store.job(key)["reason"]
         self._check_disk(todo)
-        progress = Progress(len(todo), quiet=self.quiet)
+        progress = make_progress(len(todo), quiet=self.quiet,
+                                 prior={k: w for k, (w, _) in self.store.kind_timings().items()})
         if not todo:
             progress.say(f"all {len(self.plan.jobs)} jobs cached; nothing to run")
         run_id = self.store.start_run(self.inp.recipe.name, self.inp.recipe.canonical_hash(),
                                       self.inp.recipe.model_dump_json(), self.tc.describe(), self.inp.host)
         status = "interrupted"
         try:
-            self._loop(todo, summary, progress)
+            with progress:
+                self._loop(todo, summary, progress)
             status = "failed" if self.failed else "done"
         finally:
             summary.wall_s = time.monotonic() - t0
@@ -161,8 +133,7 @@ class Runner:
                     up = next((self.failed[d] for d in pending[key].deps if d in self.failed), None)
                     if up is not None:
                         self.failed[key] = f"upstream failed: {up}"
-                        progress.say(f"[skip] {pending[key].label}: {self.failed[key]}")
-                        progress.done += 1
+                        progress.skip(pending[key], self.failed[key])
                         del pending[key]
                 if running or len(pending) > 1:  # free memory read again: foreign processes are respected
                     self.inventory = devices.inventory(devices.refresh(list(self._found.values())),
@@ -173,7 +144,7 @@ class Runner:
                 for place in scheduler.decide([self._spec(j) for j in ready], list(running.values()),
                                               self.inventory):
                     job = pending.pop(place.key)
-                    progress.start(job, place.device, len(running) + 1)
+                    progress.start(job, place.device)
                     dev = self._found.get(place.device)
                     running[pool.submit(worker.run, place.spec, env, device_env=dev.pin_env() if dev else None,
                                         device=place.device or "cpu")] = place
@@ -185,8 +156,7 @@ class Runner:
                 for fut in done:
                     place = running.pop(fut)
                     self._record(self.jobs[place.key], place, fut.result(), pending, summary, progress,
-                                 [*pending.values(), *(self.jobs[p.key] for p in running.values())],
-                                 len(running) + 1)
+                                 [*pending.values(), *(self.jobs[p.key] for p in running.values())])
         except BaseException:  # Ctrl-C: every tool in flight dies with its process group; none is recorded
             procs.kill_all()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -194,7 +164,7 @@ class Runner:
         pool.shutdown(wait=True)
 
     def _record(self, job: Job, place: scheduler.Placement, out: jobspec.Outcome, pending: dict, summary: Summary,
-                progress: Progress, remaining: list[Job], slots: int) -> None:
+                progress: Progress, remaining: list[Job]) -> None:
         summary.jobs_run += 1
         summary.tool_wall_s += out.wall_s
         if not out.ok and out.out_of_memory and not place.spec.resources.exclusive and place.device != "cpu":
@@ -202,7 +172,7 @@ class Runner:
             res = place.spec.resources.model_copy(update={"exclusive": True})
             self._specs[job.key] = place.spec.model_copy(update={"resources": res})
             pending[job.key] = job
-            progress.say(f"    out of memory on {place.device}: {job.label} re-queued with the device to itself")
+            progress.requeue(job, f"    out of memory on {place.device}: {job.label} re-queued with the device to itself")
             return
         if out.ok:
             self.store.record_job(job.key, job.kind, "done", result=out.result, artifact=out.artifact,
@@ -212,7 +182,7 @@ class Runner:
             self.failed[job.key] = out.reason
             self.store.record_job(job.key, job.kind, "failed", log_dir=out.log_dir, reason=out.reason,
                                   stderr_tail=out.stderr_tail, wall_s=out.wall_s, argv=out.argv)
-        progress.end(job, out.wall_s, out.ok, remaining, "" if out.ok else f": {out.reason}", slots)
+        progress.end(job, out.wall_s, out.ok, remaining, "" if out.ok else f": {out.reason}")
 
     def _spec(self, job: Job) -> jobspec.JobSpec:
         if job.key not in self._specs:

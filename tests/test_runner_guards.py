@@ -29,7 +29,8 @@ def test_refuses_a_reference_run_that_cannot_fit(tmp_path, monkeypatch):
 def test_out_of_memory_is_requeued_once_with_the_device_alone(tmp_path):
     from orchestrator import devices
     from orchestrator.jobspec import Outcome
-    from orchestrator.runner import Progress, Summary
+    from orchestrator.progress import Progress
+    from orchestrator.runner import Summary
     from orchestrator.scheduler import Device, Placement
 
     p = build(tmp_path)
@@ -46,8 +47,8 @@ def test_out_of_memory_is_requeued_once_with_the_device_alone(tmp_path):
     r._specs[job.key] = spec
     oom = Outcome(key=job.key, ok=False, reason="out of memory: cudaMalloc failed", out_of_memory=True)
     pending, summary = {}, Summary()
-    r._record(job, Placement(job.key, "GPU-0", spec), oom, pending, summary, Progress(1, quiet=True), [], 1)
+    r._record(job, Placement(job.key, "GPU-0", spec), oom, pending, summary, Progress(1, quiet=True), [])
     assert pending == {job.key: job} and r._spec(job).resources.exclusive and job.key not in r.failed
     r._record(job, Placement(job.key, "GPU-0", r._spec(job)), oom, pending.copy(), summary,
-              Progress(1, quiet=True), [], 1)
+              Progress(1, quiet=True), [])
     assert r.failed[job.key].startswith("out of memory") and r.store.job(job.key)["status"] == "failed"

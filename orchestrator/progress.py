@@ -1,0 +1,149 @@
+"""What a running sweep shows. On a terminal: a live view (rich) of every job in flight, its device and
+how long it has run, under a line with done/total, failures and the ETA; each finished job is printed
+above it and stays in the scroll-back. Elsewhere (a pipe, a log file, CI): plain lines, one per event.
+
+The ETA spreads the remaining jobs' expected time over the jobs in flight: the per-kind mean of this
+run's jobs once one of the kind has ended, before that the store's earlier timings, else a guess (and
+the ETA says so).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Protocol
+
+from .simulate import GUESS_S
+
+
+class _Job(Protocol):
+    key: str
+    kind: str
+    label: str
+
+
+def fmt(s: float) -> str:
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m" if s >= 3600 else f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+class Progress:
+    """Plain lines on `stream` (stderr by default)."""
+
+    says_starts = True  # the live view shows the running jobs in its table instead
+
+    def __init__(self, total: int, stream=None, quiet: bool = False, prior: dict[str, float] | None = None):
+        self.total, self.started, self.done, self.failed = total, 0, 0, 0
+        self.stream, self.quiet = stream, quiet
+        self.prior = prior or {}
+        self.per_kind: dict[str, list[float]] = {}
+        self.running: dict[str, tuple[_Job, str | None, float]] = {}  # key -> (job, device, start)
+        self.eta_s, self.eta_guessed = 0.0, False
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def say(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, file=self.stream or sys.stderr, flush=True)
+
+    def skip(self, job: _Job, reason: str) -> None:
+        self.started += 1
+        self.done += 1
+        self.failed += 1
+        self.say(f"[skip] {job.label}: {reason}")
+
+    def start(self, job: _Job, device: str | None = None) -> None:
+        with self._lock:
+            self.running[job.key] = (job, device, time.monotonic())
+            self.started += 1
+        where = f" on {device}" if device and len(self.running) > 1 else ""
+        if self.says_starts:
+            self.say(f"[{self.started}/{self.total}] {job.label}{where} …")
+
+    def requeue(self, job: _Job, msg: str) -> None:
+        with self._lock:
+            self.running.pop(job.key, None)
+            self.started -= 1
+        self.say(msg)
+
+    def end(self, job: _Job, wall: float, ok: bool, remaining: list[_Job], note: str = "") -> None:
+        with self._lock:
+            self.running.pop(job.key, None)
+            self.done += 1
+            self.failed += not ok
+            self.per_kind.setdefault(job.kind, []).append(wall)
+            slots = max(1, len(self.running) + 1)
+            self.eta_s = sum(self.expected(j.kind) for j in remaining) / slots
+            self.eta_guessed = any(self._guessed(j.kind) for j in remaining)
+        name = f" {job.label}" if self.running or not self.says_starts else ""
+        self.say(f"    {'done' if ok else 'FAILED'}{name} in {wall:.1f}s{note}  ({self.done}/{self.total}, "
+                 f"ETA {self.eta()})")
+
+    def eta(self) -> str:
+        return f"~{fmt(self.eta_s)} (guessed)" if self.eta_guessed else fmt(self.eta_s)
+
+    def _guessed(self, kind: str) -> bool:
+        return not self.per_kind.get(kind) and kind not in self.prior
+
+    def expected(self, kind: str) -> float:
+        seen = self.per_kind.get(kind)
+        if seen:
+            return sum(seen) / len(seen)
+        return self.prior.get(kind, GUESS_S.get(kind, 60.0))
+
+
+class LiveProgress(Progress):
+    """The live view: rich redraws the running jobs four times a second; events scroll above it."""
+
+    says_starts = False
+
+    def __init__(self, total: int, console=None, prior: dict[str, float] | None = None):
+        from rich.console import Console
+        from rich.live import Live
+
+        super().__init__(total, prior=prior)
+        self.console = console or Console(stderr=True)
+        self._live = Live(self, console=self.console, refresh_per_second=4, transient=True)
+
+    def __enter__(self) -> LiveProgress:
+        self._live.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._live.stop()
+
+    def say(self, msg: str) -> None:
+        self.console.print(msg, markup=False, highlight=False)
+
+    def __rich__(self):
+        from rich.table import Table
+
+        now = time.monotonic()
+        with self._lock:
+            running = sorted(self.running.values(), key=lambda r: r[2])
+            done, failed, eta = self.done, self.failed, self.eta()
+        head = f"{done}/{self.total} done"
+        head += f", {failed} failed" if failed else ""
+        head += f" · {len(running)} running · ETA {eta}" if done else f" · {len(running)} running"
+        table = Table(title=head, title_justify="left", box=None, pad_edge=False, show_edge=False)
+        table.add_column("job", overflow="ellipsis", no_wrap=True)
+        table.add_column("device", no_wrap=True)
+        table.add_column("running", justify="right", no_wrap=True)
+        table.add_column("expected", justify="right", no_wrap=True)
+        for job, device, t0 in running:
+            table.add_row(job.label, device or "cpu", fmt(now - t0), fmt(self.expected(job.kind)))
+        return table
+
+
+def make(total: int, *, quiet: bool = False, prior: dict[str, float] | None = None, stream=None) -> Progress:
+    """The live view on a terminal, plain lines anywhere else (or when QUANTSWEEP_PLAIN is set)."""
+    out = stream or sys.stderr
+    live = (not quiet and out.isatty() and os.environ.get("TERM", "") != "dumb"
+            and not os.environ.get("QUANTSWEEP_PLAIN") and not os.environ.get("CI"))
+    return LiveProgress(total, prior=prior) if live else Progress(total, stream=stream, quiet=quiet, prior=prior)
