@@ -6,10 +6,14 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 _CHUNK = 1 << 22
+
+
+_memo_lock = threading.Lock()
 
 
 def sha256_file(path: Path, memo_path: Path | None = None) -> str:
@@ -27,8 +31,10 @@ def sha256_file(path: Path, memo_path: Path | None = None) -> str:
             h.update(chunk)
     digest = h.hexdigest()
     if memo_path is not None:
-        memo[str(path)] = [stamp, digest]
-        write_text_atomic(memo_path, json.dumps(memo, indent=0, sort_keys=True))
+        with _memo_lock:  # workers hash their artifacts in their own threads
+            memo = _read_memo(memo_path)
+            memo[str(path)] = [stamp, digest]
+            write_text_atomic(memo_path, json.dumps(memo, indent=0, sort_keys=True))
     return digest
 
 

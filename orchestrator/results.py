@@ -30,11 +30,14 @@ def _weights_info(runner, key: str) -> dict:
     if not job or job["status"] != "done":
         return {}
     res = job["result"]
-    path = Path(job["artifact"])
-    sha = sha256_file(path, cache_root() / "file-hashes.json") if path.exists() else None
-    info = gguf_info.read(path, cache_root() / "gguf-info", sha) if sha else None
-    mix = info.type_bytes if info else None
-    tensor_bytes = info.tensor_bytes if info else int(res["quant_mib"] * 2**20) if res.get("quant_mib") else None
+    if "sha256" in res:  # described by the worker that made it
+        sha, mix, tensor_bytes = res["sha256"], res["type_bytes"], res["tensor_bytes"]
+    else:  # a store written before workers described their models: read the file, if it is still here
+        path = Path(job["artifact"])
+        sha = sha256_file(path, cache_root() / "file-hashes.json") if path.exists() else None
+        info = gguf_info.read(path, cache_root() / "gguf-info", sha) if sha else None
+        mix = info.type_bytes if info else None
+        tensor_bytes = info.tensor_bytes if info else int(res["quant_mib"] * 2**20) if res.get("quant_mib") else None
     return {"file_bytes": res.get("file_bytes"), "bpw": res.get("quant_bpw"), "tensor_bytes": tensor_bytes,
             "quantize_wall_s": job["wall_s"], "weights_sha256": sha,
             "tensor_mix_json": json.dumps(mix) if mix else None, "fallback_tensors": res.get("fallback_tensors")}

@@ -5,13 +5,15 @@ the store: the coordinator records what it returns."""
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import procs
+from . import gguf_info, procs
 from .errors import ToolFailed
-from .files import atomic_path
+from .files import atomic_path, sha256_file
+from .toolchain import cache_root
 from .jobspec import JobSpec, Outcome, Ref
 from .tools import bench as tb, imatrix as ti, perplexity as tp, quantize as tq
 from .workspace import Workspace
@@ -59,7 +61,7 @@ def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = No
                 with atomic_path(final) as tmp:
                     res, argv_text, result = _run_judged(spec, env, tmp, log_dir, device_env)
                 if spec.kind in ("reference", "quantize"):
-                    result["file_bytes"] = final.stat().st_size
+                    result.update(describe_model(final))
         except OSError as exc:  # a tool that cannot start, a full disk: this job fails, the sweep goes on
             raise ToolFailed(f"{type(exc).__name__}: {exc}") from exc
     except ToolFailed as exc:
@@ -68,6 +70,17 @@ def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = No
                        log_dir=str(log_dir), out_of_memory="out of memory" in exc.reason, device=device)
     return Outcome(key=spec.key, ok=True, result=result, artifact=str(final or ""), wall_s=res.wall_s,
                    argv=argv_text, log_dir=str(log_dir), device=device)
+
+
+def describe_model(path: Path) -> dict:
+    """What the results need of a model this worker made, read here while the file is fresh in the page
+    cache and beside jobs on other devices, so the coordinator never reads the file again (and need not
+    have it: the worker may run on another machine)."""
+    t0 = time.monotonic()
+    sha = sha256_file(path, cache_root() / "file-hashes.json")
+    info = gguf_info.read(path, cache_root() / "gguf-info", sha)
+    return {"file_bytes": path.stat().st_size, "sha256": sha, "tensor_bytes": info.tensor_bytes,
+            "type_bytes": info.type_bytes, "describe_s": round(time.monotonic() - t0, 4)}
 
 
 def _run_judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, log_dir: Path, device_env):
