@@ -70,9 +70,27 @@ def now() -> str:
 
 class Store:
     def __init__(self, path: Path):
+        from .errors import InputFileError
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.path.exists() and self.path.stat().st_size > 0
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:  # checked before anything is written to it: a file that is not ours is never changed
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise InputFileError(f"{self.path}: not a quantsweep store ({exc}); move it aside or use another "
+                                 "--workspace") from None
+        if existed and (version == 0 and tables or version > 0 and "jobs" not in tables):
+            self.db.close()
+            raise InputFileError(f"{self.path}: an SQLite database of something else (tables: "
+                                 f"{', '.join(sorted(tables)[:5])}), not a quantsweep store; left untouched")
+        if version > len(MIGRATIONS):
+            self.db.close()
+            raise InputFileError(f"{self.path}: written by a newer quantsweep (store version {version}, this one "
+                                 f"knows up to {len(MIGRATIONS)}); upgrade quantsweep to use this workspace")
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
