@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 QS     := $(BIN)/quantsweep
 
-.PHONY: setup venv toolchain demo test test-fast bench clean
+.PHONY: setup venv toolchain demo test test-fast bench chaos clean
 
 setup: venv toolchain
 
@@ -34,6 +34,10 @@ test-fast: venv
 bench: setup
 	$(BIN)/python tests/bench_overhead.py
 	$(BIN)/python tests/bench_schedule.py
+	$(BIN)/python tests/bench_load.py
 
 clean:
 	rm -rf $(VENV) .quantsweep
+
+chaos: setup
+	$(BIN)/python tests/chaos.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Optional
@@ -184,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         print(INTERRUPTED, file=sys.stderr)
         return 130
+    except sqlite3.OperationalError as exc:  # the store could not be written: SQLite rolled back, nothing torn
+        why = " (disk full or file-size limit)" if "full" in str(exc) or "disk I/O" in str(exc) else ""
+        print(f"quantsweep: error: the store could not be written: {exc}{why}; what was recorded before is "
+              "intact, the next `run` resumes from it", file=sys.stderr)
+        return 1
     except typer.Exit as exc:
         rv = exc.exit_code
     rv = rv if isinstance(rv, int) else 0

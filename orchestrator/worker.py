@@ -5,6 +5,7 @@ the store: the coordinator records what it returns."""
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,11 +92,31 @@ def _run_judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, log_dir: Path, 
     try:
         if res.timed_out:
             raise ToolFailed(f"timed out after {spec.timeout_s / 60:g} min", stderr_tail=res.tail())
+        disk = _disk_failure(res, tmp, env.ws.root)
+        if disk:
+            raise ToolFailed(disk, stderr_tail=res.tail())
+        if res.rc < 0:
+            raise ToolFailed(f"killed by {signal.Signals(-res.rc).name}" + (" (the host's out-of-memory killer?)"
+                             if res.rc == -signal.SIGKILL else ""), stderr_tail=res.tail())
         result = _judge(spec, res, tmp)
     except ToolFailed as exc:
         exc.wall_s, exc.argv = res.wall_s, text
         raise
     return res, text, result
+
+
+def _disk_failure(res: procs.ProcResult, out: Path | None, root: Path) -> str | None:
+    """A tool that could not write its output: the disk is full, or the file outgrew the size limit."""
+    where = out.parent if out is not None else root
+    if res.rc == -signal.SIGXFSZ:
+        size = out.stat().st_size if out is not None and out.exists() else 0
+        name = out.name[1:].rsplit(".", 2)[0] if out is not None else "its output"  # .NAME.XXXX.partial
+        return (f"disk: writing {name} stopped at {size / 2**20:.0f} MiB, the file-size limit (ulimit -f); "
+                "nothing of it is kept")
+    if "No space left on device" in res.stderr or "No space left on device" in res.stdout:
+        free = shutil.disk_usage(where).free
+        return f"disk full: {where} has {free / 2**20:.0f} MiB free; nothing of the output is kept"
+    return None
 
 
 def _judge(spec: JobSpec, res: procs.ProcResult, tmp: Path | None) -> dict:

@@ -1,0 +1,78 @@
+"""`make bench`, load part: a store of 10,000 result cells, made from the real rows of the H100 sweep
+(reports/h100/store.sqlite) with varied weights labels, and the time of each reading command's own
+work on it (in this process, interpreter start-up excluded): report, recommend, compare, export
+(target < 2 s each). Then the plan of a 1,000-cell recipe (target < 1 s)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from orchestrator import commands, plan as planmod, prepare, toolchain
+from orchestrator.store import Store
+from orchestrator.workspace import Workspace
+
+REPO = Path(__file__).parents[1]
+CELLS = 10_000
+
+
+def big_store(ws: Path, cells: int = CELLS) -> int:
+    src = Store.read_only(REPO / "reports" / "h100" / "store.sqlite").results("h100")
+    src = src.drop(columns=["id"])
+    per = src.cell_id.nunique()
+    rows = []
+    for i in range(-(-cells // per)):
+        variant = src.copy()
+        variant["cell_id"] = variant.cell_id + f"-v{i}"
+        variant["weights"] = variant.weights + ("" if i == 0 else f" v{i}")
+        rows.extend(variant.to_dict("records"))
+    store = Store(ws / "store.sqlite")
+    store.put_results(rows)
+    n = store.db.execute("SELECT count(DISTINCT cell_id) FROM results").fetchone()[0]
+    store.db.close()
+    return n
+
+
+def timed(label: str, fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    dt = time.perf_counter() - t0
+    print(f"{label:<34} {dt:6.2f} s  (target < 2 s)  {'OK' if dt < 2 else 'OVER'}")
+    return dt
+
+
+def main() -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="qs-load-"))
+    ws = tmp / "ws"
+    t0 = time.perf_counter()
+    n = big_store(ws)
+    print(f"store: {n} cells, {(ws / 'store.sqlite').stat().st_size / 2**20:.0f} MiB "
+          f"(made in {time.perf_counter() - t0:.1f} s)")
+    quiet = lambda *_: None  # noqa: E731
+    worst = max(
+        timed("report (tables, plots, html)", lambda: commands.report("h100", ws, tmp / "report", quiet)),
+        timed("recommend --vram 24GiB --ctx 4096",
+              lambda: commands.recommend("h100", ws, "24GiB", "4096", None, None, quiet)),
+        timed("compare h100 h100", lambda: commands.compare("h100", "h100", ws, quiet)),
+        timed("export csv", lambda: commands.export(ws, "csv", tmp / "cells.csv", None, quiet)),
+    )
+    tc = toolchain.find()
+    text = (REPO / "recipes" / "gpu.yaml").read_text()
+    weights = "[" + ", ".join(f"{{type: Q4_K_M, name: w{i}}}" for i in range(40)) + "]"
+    big = tmp / "big.yaml"
+    big.write_text(text.replace("weights: [Q8_0, Q6_K, Q5_K_M, Q4_K_M, IQ4_XS, Q3_K_M, Q2_K]", f"weights: {weights}")
+                   .replace("ctx: 2048", "ctx: [512, 1024, 2048, 4096, 8192]"))
+    pws = Workspace(tmp / "plan-ws")
+    inputs = prepare.inputs(big, pws, tc, fetch=True)
+    t0 = time.perf_counter()
+    p = planmod.build(inputs)
+    dt = time.perf_counter() - t0
+    print(f"plan of {len(p.cells)} cells ({len(p.jobs)} jobs)      {dt:6.2f} s  (target < 1 s)  "
+          f"{'OK' if dt < 1 else 'OVER'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

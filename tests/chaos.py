@@ -1,0 +1,159 @@
+"""`make chaos`: faults injected into real sweeps (the real llama.cpp tools on the demo model), one line
+per fault class with its counts. Not part of `make test` (several minutes); fast representatives of
+each class are (tests/test_faults.py, tests/integration/test_sweep.py).
+
+- kill -9: a concurrent sweep (--parallel 2) killed at 20 random moments, each followed by a resume;
+  the final store must equal an uninterrupted run's (same cells, same KLD/PPL to the printed digits,
+  same failure rows), no tool may outlive a kill, and every model artifact must be byte-identical to
+  the uninterrupted run's (a partial file is never used).
+- disk: the sweep under a file-size limit (ulimit -f) that stops the reference model, the base logits
+  or a store write; each ends as a failure row (or one line) naming the disk, no partial artifact is
+  kept, and the store stays readable with what was recorded before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from integration.conftest import small_recipe  # noqa: E402
+from integration.test_sweep import _tools_alive  # noqa: E402
+
+from orchestrator import hub, recipe  # noqa: E402
+from orchestrator.store import Store  # noqa: E402
+
+REPO = Path(__file__).parents[1]
+QS = [sys.executable, "-m", "orchestrator.cli"]
+KEEP = ["cell_id", "status", "kld_mean", "kld_mean_err", "ppl_q", "ppl_base", "same_top", "kld_p99", "reason"]
+
+
+def _recipe(tmp: Path, model: Path) -> Path:
+    broken = "{type: Q4_K_M, name: broken, tensor_types: {ffn_down: iq2_xxs}}"  # a recorded failure row
+    return small_recipe(tmp, model, name="chaos", weights=("Q8_0", "Q2_K", broken), bench=True, chunks=3,
+                        pairs=(("f16", "f16"), ("q8_0", "q4_0")))
+
+
+def _run(path: Path, ws: Path, *extra: str, preexec=None, **kw) -> subprocess.Popen:
+    return subprocess.Popen([*QS, "run", str(path), "--workspace", str(ws), "-q", *extra], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=preexec, **kw)
+
+
+def _quality(ws: Path):
+    df = Store(ws / "store.sqlite").results()
+    df = df[df.measurement != "bench"] if "measurement" in df else df
+    cols = [c for c in KEEP if c in df.columns]
+    return df[cols].sort_values("cell_id").reset_index(drop=True)
+
+
+def _artifacts(ws: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted((ws / "artifacts").rglob("*.gguf")):
+        out[p.name] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def kill9(model: Path, tmp: Path, kills: int = 20, seed: int = 1) -> str:
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = _recipe(tmp, model)
+    ref_ws, ws = tmp / "uninterrupted", tmp / "killed"
+    t0 = time.monotonic()
+    assert _run(path, ref_ws, "--parallel", "2").wait() == 1  # 1: the broken cell failed, as it should
+    full = time.monotonic() - t0
+    t1 = time.monotonic()
+    rng = random.Random(seed)
+    injected = orphans = 0
+    while injected < kills:
+        proc = _run(path, ws, "--parallel", "2")
+        time.sleep(rng.uniform(0.2, min(6.0, full / 4)))
+        if proc.poll() is not None:
+            break  # the sweep finished before this kill: the remaining kills have nothing to hit
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        injected += 1
+        time.sleep(0.3)  # PR_SET_PDEATHSIG delivers the tools' SIGKILL; give the kernel a moment
+        orphans += len(_tools_alive(ws))
+    rc = _run(path, ws, "--parallel", "2").wait()
+    a, b = _quality(ref_ws), _quality(ws)
+    lost = len(a) - len(b) + int(not a.equals(b))
+    corrupt = sum(1 for k, v in _artifacts(ws).items() if _artifacts(ref_ws).get(k) != v)
+    partials = len(list((ws / "artifacts").rglob("*.partial")))
+    ok = rc == 1 and lost == 0 and corrupt == 0 and orphans == 0 and partials == 0
+    return (f"kill -9     {injected:>3} injections: {lost} results lost, {corrupt} corrupt artifacts used, "
+            f"{orphans} orphaned tools, {partials} partial files left; final store "
+            f"{'equals' if a.equals(b) else 'DIFFERS FROM'} the uninterrupted run's ({len(b)} cells; "
+            f"{full:.0f} s uninterrupted, {time.monotonic() - t1:.0f} s with the kills)  {'OK' if ok else 'FAIL'}")
+
+
+def _limit(nbytes: int):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+    return apply
+
+
+def disk(model: Path, tmp: Path) -> str:
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = small_recipe(tmp, model, name="disk", weights=("Q8_0",), bench=False, chunks=3, pairs=(("f16", "f16"),))
+    cases, ok = 0, 0
+    detail = []
+    # 1. the reference model (F16, ~270 MB) outgrows a 64 MiB limit: a failure row naming the disk
+    ws = tmp / "disk-ref"
+    proc = _run(path, ws, preexec=_limit(64 * 2**20))
+    proc.wait()
+    job = Store(ws / "store.sqlite").db.execute("SELECT reason FROM jobs WHERE kind='reference'").fetchone()
+    good = job is not None and job[0].startswith("disk:") and not list((ws / "artifacts").rglob("*.partial")) \
+        and not list((ws / "artifacts").rglob("*.gguf"))
+    cases, ok = cases + 1, ok + good
+    detail.append(f"reference:   {job[0] if job else 'no row'}")
+    # 2. the base logits (ctx 1024 x 6 chunks: 301 MB) outgrow a limit every model fits under (F16: 270 MB)
+    big = small_recipe(tmp, model, name="disk2", weights=("Q8_0",), bench=False, ctx=1024, chunks=6,
+                       pairs=(("f16", "f16"),))
+    ws = tmp / "disk-logits"
+    _run(big, ws, preexec=_limit(280 * 2**20)).wait()
+    row = Store(ws / "store.sqlite").db.execute("SELECT status, reason FROM jobs WHERE kind='base'").fetchone()
+    made = Store(ws / "store.sqlite").db.execute("SELECT count(*) FROM jobs WHERE kind IN ('reference', "
+                                                 "'quantize') AND status='done'").fetchone()[0]
+    good = (row is not None and row[0] == "failed" and row[1].startswith("disk:") and made == 2
+            and not list((ws / "artifacts").rglob("*.partial")) and not list((ws / "artifacts").rglob("*.kld")))
+    cases, ok = cases + 1, ok + good
+    detail.append(f"base logits: {row[1] if row else 'no row'}")
+    # 3. a store write: the limit is the store's size now; the next write fails, the store stays readable
+    ws = tmp / "disk-store"
+    proc = _run(path, ws)
+    proc.wait()
+    store = Store(ws / "store.sqlite")
+    before = store.db.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    store.db.execute("DELETE FROM jobs WHERE kind='kld'")
+    store.db.close()
+    proc = _run(path, ws, preexec=_limit((ws / "store.sqlite").stat().st_size))
+    _, err = proc.communicate()
+    after = Store(ws / "store.sqlite").db.execute("PRAGMA integrity_check").fetchone()[0]
+    line = err.decode().strip().splitlines()[-1] if err else ""
+    good = proc.returncode == 1 and "store could not be written" in line and after == "ok"
+    cases, ok = cases + 1, ok + good
+    detail.append(f"store:       {line} ({before} jobs recorded before)")
+    return (f"disk full   {cases:>3} injections (reference model, base logits, store write): {ok} named the disk "
+            f"with nothing partial kept and the store intact, {cases - ok} not  {'OK' if ok == cases else 'FAIL'}\n"
+            + "\n".join(f"            {d}" for d in detail))
+
+
+def main() -> int:
+    model = hub.fetch_model(recipe.load(REPO / "recipes" / "demo.yaml").model, REPO)
+    tmp = Path(tempfile.mkdtemp(prefix="qs-chaos-"))
+    lines = [kill9(model, tmp / "kill"), disk(model, tmp / "disk")]
+    print("\n".join(lines))
+    return 0 if all(ln.split("\n")[0].endswith("OK") for ln in lines) else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("QUANTSWEEP_PLAIN", "1")
+    sys.exit(main())
