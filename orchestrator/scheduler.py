@@ -91,8 +91,9 @@ def decide(ready: list[JobSpec], running: list[Placement], inv: Inventory) -> li
 def _benches_first(ready: list[JobSpec], now: list[Placement], inv: Inventory) -> bool:
     """Whether CPU jobs wait so that benches can run: a bench that keeps the host quiet never starts
     while a quantization runs, and on a box with several GPUs the next quantization would leave GPUs
-    idle that ready benches could use. So while more GPUs are idle than other ready jobs can take, no
-    quantization starts; those running finish, the benches run, then quantizing goes on."""
+    idle that ready benches could use. So while the ready benches can fill every GPU that other ready
+    jobs leave idle, no quantization starts; those running finish, the benches run, then quantizing
+    goes on. Fewer benches than idle GPUs: quantizing goes on (the GPUs would idle either way)."""
     benches = sum(1 for s in ready if s.kind == "bench" and s.resources.quiet_host)
     busy = {p.device for p in now}
     idle = sum(1 for d in inv.devices if not d.is_host and d.id not in busy)

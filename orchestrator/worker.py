@@ -61,8 +61,8 @@ def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = No
             else:
                 with atomic_path(final) as tmp:
                     res, argv_text, result = _run_judged(spec, env, tmp, log_dir, device_env)
-                if spec.kind in ("reference", "quantize"):
-                    result.update(describe_model(final))
+                    if spec.kind in ("reference", "quantize"):  # before it gets its name: a model we
+                        result.update(describe_model(tmp))    # cannot read is never published
         except OSError as exc:  # a tool that cannot start, a full disk: this job fails, the sweep goes on
             raise ToolFailed(f"{type(exc).__name__}: {exc}") from exc
     except ToolFailed as exc:
@@ -78,8 +78,11 @@ def describe_model(path: Path) -> dict:
     cache and beside jobs on other devices, so the coordinator never reads the file again (and need not
     have it: the worker may run on another machine)."""
     t0 = time.monotonic()
-    sha = sha256_file(path, cache_root() / "file-hashes.json")
-    info = gguf_info.read(path, cache_root() / "gguf-info", sha)
+    sha = sha256_file(path)
+    try:
+        info = gguf_info.read(path, cache_root() / "gguf-info", sha)
+    except Exception as exc:  # the tool wrote something its own format's reader rejects
+        raise ToolFailed(f"output is not a readable GGUF: {type(exc).__name__}: {exc}") from exc
     return {"file_bytes": path.stat().st_size, "sha256": sha, "tensor_bytes": info.tensor_bytes,
             "type_bytes": info.type_bytes, "describe_s": round(time.monotonic() - t0, 4)}
 
