@@ -172,7 +172,8 @@ class Runner:
             res = place.spec.resources.model_copy(update={"exclusive": True})
             self._specs[job.key] = place.spec.model_copy(update={"resources": res})
             pending[job.key] = job
-            progress.requeue(job, f"    out of memory on {place.device}: {job.label} re-queued with the device to itself")
+            progress.requeue(job, f"    out of memory on {place.device}: {job.label} re-queued with the device "
+                                  "to itself")
             return
         if out.ok:
             self.store.record_job(job.key, job.kind, "done", result=out.result, artifact=out.artifact,

@@ -30,13 +30,18 @@ class Schedule:
 
     def busy(self, device: str) -> float:
         """The share of the makespan `device` had at least one job."""
-        spans = sorted((s.start, s.end) for s in self.slots.values() if s.device == device)
-        covered, end = 0.0, 0.0
-        for a, b in spans:
-            a = max(a, end)
-            if b > a:
-                covered, end = covered + b - a, b
-        return covered / self.makespan if self.makespan else 0.0
+        spans = [(s.start, s.end) for s in self.slots.values() if s.device == device]
+        return covered(spans) / self.makespan if self.makespan else 0.0
+
+
+def covered(spans: list[tuple[float, float]]) -> float:
+    """The time at least one of the (start, end) spans covers."""
+    total, end = 0.0, 0.0
+    for a, b in sorted(spans):
+        a = max(a, end)
+        if b > a:
+            total, end = total + b - a, b
+    return total
 
 
 def run(jobs: list[Job], spec_of: Callable[[Job], JobSpec], inv: scheduler.Inventory,

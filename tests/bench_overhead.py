@@ -47,7 +47,8 @@ def main() -> int:
     print(f"sweep wall {wall:.2f}s, sum of tool walls {run.tool_wall_s:.2f}s")
     print(f"overhead = {overhead:.4f}  (target <= 1.02)  {'OK' if overhead <= 1.02 else 'OVER'}")
     print(f"  of which {hashing:.2f}s: sha256 and metadata of the new models (the results' provenance); "
-          f"without it {(wall - hashing) / run.tool_wall_s:.4f}, {1000 * (wall - hashing - run.tool_wall_s) / run.n_jobs_run:.0f} ms a job")
+          f"without it {(wall - hashing) / run.tool_wall_s:.4f}, "
+          f"{1000 * (wall - hashing - run.tool_wall_s) / run.n_jobs_run:.0f} ms a job")
     print(f"re-run of the finished recipe (a new process): {rerun:.2f}s, {rerun_jobs} tools run  (target < 2 s, 0)  "
           f"{'OK' if rerun < 2 and rerun_jobs == 0 else 'OVER'}")
     return 0

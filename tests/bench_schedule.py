@@ -91,22 +91,14 @@ def doubles_table(jobs, secs: dict[str, float], scale: float = 0.1) -> None:
         bound = simulate.lower_bound(jobs, lambda j: secs.get(j.kind, 1.0) * scale, n,
                                      lambda j: specs[j.key].resources.where == "device")
         gpu = [sp for sp in spans if sp[1] != "cpu"]
-        busy = sum(_covered([(a, b) for _, d, a, b in gpu if d == dev]) for dev in {d for _, d, _, _ in gpu})
+        busy = sum(simulate.covered([(a, b) for _, d, a, b in gpu if d == dev])
+                   for dev in {d for _, d, _, _ in gpu})
         most = max(sum(1 for _, d2, a2, b2 in gpu if d2 == d and a2 <= a < b2) for _, d, a, _ in gpu)
         quant = [(a, b) for k, _, a, b in spans if k in ("quantize", "reference")]
         clash = sum(1 for k, _, a, b in spans if k == "bench" and any(a < qb and qa < b for qa, qb in quant))
         base = base or makespan
         print(f"{n:>4} {makespan:>10.2f} {sim:>11.2f} {bound:>13.2f} {makespan / bound:>6.3f} {base / makespan:>8.2f} "
               f"{busy / (n * makespan):>8.1%} {most:>8} {clash:>14}")
-
-
-def _covered(spans: list[tuple[float, float]]) -> float:
-    covered, end = 0.0, 0.0
-    for a, b in sorted(spans):
-        a = max(a, end)
-        if b > a:
-            covered, end = covered + b - a, b
-    return covered
 
 
 if __name__ == "__main__":

@@ -45,10 +45,12 @@ def environ(seconds: dict[str, float], log: Path, share_dir: Path, n_vocab: int,
 
 
 def tiny_gguf(path: Path) -> Path:
-    """A small real GGUF (one tensor) that the doubles of llama-quantize hand out as their output."""
+    """A small real GGUF (one tensor): what the doubles of llama-quantize hand out as their output, and a
+    stand-in model for tests that need a file, not its weights."""
     import gguf
     import numpy as np
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_name("double")
     w.add_tensor("token_embd.weight", np.zeros((8, 16), dtype=np.float32))

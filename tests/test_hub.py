@@ -3,7 +3,6 @@ laid out exactly as huggingface_hub writes it (the stand-in for the network)."""
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -11,20 +10,9 @@ from orchestrator import hub
 from orchestrator.errors import FetchError, InputFileError
 from orchestrator.recipe import CorpusSpec, ModelSpec
 
+from .doubles import tiny_gguf
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def tiny_gguf(path: Path) -> Path:
-    import gguf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
 
 
 def hf_cache(root: Path, repo: str, files: dict[str, Path | bytes], kind: str = "models") -> Path:
