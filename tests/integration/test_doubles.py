@@ -22,7 +22,12 @@ def _overlap(a, b):
 
 
 def test_two_simulated_gpus_are_both_used_within_the_rules(tools, tmp_path):
-    sweep = doubles.Sweep(REPO / "recipes" / "gpu.yaml", tmp_path, 2, SECONDS)
+    # the gpu.yaml matrix, its logits cut to 4 chunks: the disk check then asks 0.4 GiB, not 5.3
+    recipe = tmp_path / "gpu.yaml"
+    text = (REPO / "recipes" / "gpu.yaml").read_text()
+    recipe.write_text(text.replace("  ctx: 2048\n", "  ctx: 2048\n  chunks: 4\n"))
+    sweep = doubles.Sweep(recipe, tmp_path / "box", 2, SECONDS)
+    assert sweep.plan.of_kind("base")[0].params["n_chunk"] == 4
     summary = sweep.run()
     assert summary.jobs_run == len(sweep.plan.jobs) == 79 and not summary.failed
     spans = sweep.spans()
