@@ -7,6 +7,45 @@ FIXTURES = Path(__file__).parent / "fixtures"
 BUILD = "0c1e570-cpu-gnu12"  # the build that recorded tests/fixtures/<BUILD>/ (see its README)
 
 
+def _link_tree(src: Path, dest: Path) -> None:
+    """The files under src, linked one by one under dest: what is there is reused, what a test adds
+    lands in dest only."""
+    for path in src.rglob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            target = dest / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                target.symlink_to(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_caches(tmp_path_factory):
+    """No test touches the user's caches: quantsweep's and Hugging Face's point into a temporary
+    directory. The built tools and the models already extracted there are reused (the tools named by
+    QUANTSWEEP_LLAMA_CPP, the model files and downloaded wheels linked file by file), so nothing is
+    built or fetched twice."""
+    from orchestrator import toolchain
+
+    real = toolchain.cache_root()
+    mp = pytest.MonkeyPatch()
+    if not os.environ.get("QUANTSWEEP_LLAMA_CPP"):
+        try:
+            mp.setenv("QUANTSWEEP_LLAMA_CPP", str(toolchain.find().bin_dir))
+        except Exception:  # no tools built: the tests that need them say so
+            pass
+    cache = tmp_path_factory.mktemp("caches")
+    for sub in ("models", "downloads/pypi"):
+        if (real / sub).is_dir():
+            _link_tree(real / sub, cache / "quantsweep" / sub)
+    mp.setenv("QUANTSWEEP_CACHE", str(cache / "quantsweep"))
+    mp.setenv("HF_HOME", str(cache / "huggingface"))
+    mp.setenv("HF_HUB_CACHE", str(cache / "huggingface" / "hub"))
+    for k in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT"):
+        mp.delenv(k, raising=False)
+    yield cache
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _own_workspace(tmp_path, monkeypatch):
     """Every test gets its own workspace; nothing leaks into the repository or between tests."""

