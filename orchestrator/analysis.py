@@ -35,6 +35,17 @@ def combined(e1, e2) -> float:
     return Z * math.hypot(_f(e1), _f(e2))
 
 
+class Row(dict):
+    """A record read by attribute (r.kld_mean) as a pandas row is, without building a Series per row:
+    iterating 10,000 cells this way takes milliseconds, not seconds."""
+    __getattr__ = dict.__getitem__
+
+
+def records(df: pd.DataFrame, columns=None):
+    """The rows as Row records; `columns` narrows them to what a loop reads (to_dict is per value)."""
+    return map(Row, (df if columns is None else df[[c for c in columns if c in df]]).to_dict("records"))
+
+
 def _f(v) -> float:
     return 0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
@@ -151,7 +162,7 @@ def fit_table(k: pd.DataFrame, arch: memory.Architecture, budget: Budget, ctx: i
     """Every measured cell with its footprint at `ctx` (or the longest context it reaches when None)."""
     k = k.copy()
     totals, kvs, reach, ws = [], [], [], []
-    for _, r in k.iterrows():
+    for r in records(k, ["tensor_bytes", "file_bytes", "type_k", "type_v"]):
         w = weights_bytes(r)
         c = ctx if ctx is not None else memory.max_ctx(arch, w, r.type_k, r.type_v, budget.usable, budget.n_ubatch)
         fp = memory.footprint(arch, w, r.type_k, r.type_v, max(c, memory.PAD), budget.n_ubatch)
@@ -279,7 +290,7 @@ def _suggest(t: pd.DataFrame, arch, budget: Budget, ctx: int | None, cache_types
     measured = {(r.weights, r.type_k, r.type_v) for r in t.itertuples()}
     out = []
     fitting = set(t[t.fits].weights)
-    for _, r in t.drop_duplicates("weights").sort_values("file_bytes", ascending=False).iterrows():
+    for r in records(t.drop_duplicates("weights").sort_values("file_bytes", ascending=False)):
         if r.weights in fitting:
             continue
         for ct in cache_types:  # the least quantized cache that would let these weights fit
@@ -338,7 +349,9 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     m["_v"] = [-memory.bytes_per_value(t) if t in memory.CACHE_BLOCKS else 0 for t in m.type_v]
     m = m.sort_values(["_size", "_k", "_v"], ascending=[False, True, True], kind="stable")
     rows = []
-    for _, r in m.iterrows():
+    wanted = ["weights", "type_k", "type_v", "ctx", "_merge"] + [f"{c}_{s}" for _, col, err, _ in COMPARED
+                                                                for c in (col, err) for s in "ab"]
+    for r in records(m, wanted):
         row = {"weights": r.weights, "type_k": r.type_k, "type_v": r.type_v, "ctx": int(r.ctx),
                "in": {"both": "both", "left_only": "A only", "right_only": "B only"}[r._merge]}
         flags = []

@@ -153,7 +153,7 @@ def results(name: str, workspace, read_only: bool = False):
     if not ws.exists():
         raise UsageError(f"no store in {ws.root}: run a recipe first")
     store = Store.read_only(ws.store_path) if read_only else Store(ws.store_path)
-    df = store.results(name)
+    df = store.results(name, provenance=False)
     if df.empty:
         known = store.recipes()
         raise UsageError(f"no results for {name!r} in {ws.root}; known: {', '.join(known) or 'none'}")
@@ -175,20 +175,30 @@ def export(workspace, fmt: str, output, name, out) -> None:
     ws = Workspace(workspace)
     if not ws.exists():
         raise UsageError(f"no store in {ws.root}: run a recipe first")
-    df = Store(ws.store_path).results(name)
-    if fmt == "jsonl":
-        text = df.to_json(orient="records", lines=True, force_ascii=False)
-    elif fmt == "csv":
-        text = df.to_csv(index=False)
-    elif fmt == "parquet":
-        if output is None:
+    store = Store(ws.store_path)
+    if fmt == "csv":  # streamed from the store: a 10,000-cell export never becomes a frame
+        import csv
+        import io
+
+        names, cur = store.rows(name)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(names)
+        w.writerows(cur)
+        text = buf.getvalue()
+    elif fmt in ("jsonl", "parquet"):
+        df = store.results(name)
+        if fmt == "jsonl":
+            text = df.to_json(orient="records", lines=True, force_ascii=False)
+        elif output is None:
             df.to_parquet(sys.stdout.buffer, index=False)
             return
-        from .files import atomic_path
+        else:
+            from .files import atomic_path
 
-        with atomic_path(Path(output)) as tmp:
-            df.to_parquet(tmp, index=False)
-        return
+            with atomic_path(Path(output)) as tmp:
+                df.to_parquet(tmp, index=False)
+            return
     else:
         raise UsageError(f"--format {fmt!r}: allowed jsonl, csv, parquet")
     if output is None:

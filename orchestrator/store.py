@@ -61,6 +61,7 @@ MIGRATIONS = [
      "ALTER TABLE results ADD COLUMN source_tensor_mix_json TEXT",
      "ALTER TABLE results ADD COLUMN fallback_tensors INTEGER"],
 ]
+BULKY = {"samples_ns", "stderr_tail", "toolchain_json", "extra_json"}
 COLUMNS = ["run_id", *TEXT_COLUMNS, *REAL_COLUMNS, *[c for c in INT_COLUMNS if c not in REAL_COLUMNS]]
 
 
@@ -225,13 +226,38 @@ class Store:
                 self.db.execute(f"INSERT OR REPLACE INTO results ({cols}) VALUES ({','.join('?' * len(values))})",
                                 list(values.values()))
 
-    def results(self, recipe: str | None = None):
+    def results(self, recipe: str | None = None, *, provenance: bool = True):
+        """The rows of one recipe (all when None). provenance=False leaves out the bulky columns no
+        table, plot or answer reads (raw samples, tool tails, the full toolchain and extra JSON):
+        a third less to read on a 10,000-cell store; exports keep them."""
         import pandas as pd
 
+        cols = "*"
+        if not provenance:
+            have = [r[1] for r in self.db.execute("PRAGMA table_info(results)")]
+            cols = ", ".join(c for c in have if c not in BULKY)
+        q, args = f"SELECT {cols} FROM results", ()
+        if recipe is not None:
+            q, args = q + " WHERE recipe = ?", (recipe,)
+        cur = self.db.execute(q + " ORDER BY id", args)
+        names = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+        if not rows:
+            return pd.DataFrame(columns=names)
+        import pyarrow as pa
+
+        try:  # column by column through Arrow: twice as fast as pandas' row-wise conversion
+            return pa.table([pa.array(col) for col in zip(*rows)], names=names).to_pandas()
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column of mixed SQLite types
+            return pd.DataFrame.from_records(rows, columns=names)
+
+    def rows(self, recipe: str | None = None):
+        """(column names, a cursor over the rows): for exports that stream without building a frame."""
         q, args = "SELECT * FROM results", ()
         if recipe is not None:
             q, args = q + " WHERE recipe = ?", (recipe,)
-        return pd.read_sql_query(q + " ORDER BY id", self.db, params=args)
+        cur = self.db.execute(q + " ORDER BY id", args)
+        return [d[0] for d in cur.description], cur
 
     def recipes(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT recipe FROM results ORDER BY recipe")]

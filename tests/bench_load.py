@@ -5,6 +5,7 @@ work on it (in this process, interpreter start-up excluded): report, recommend, 
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -51,6 +52,8 @@ def main() -> int:
     print(f"store: {n} cells, {(ws / 'store.sqlite').stat().st_size / 2**20:.0f} MiB "
           f"(made in {time.perf_counter() - t0:.1f} s)")
     quiet = lambda *_: None  # noqa: E731
+    import matplotlib.pyplot  # noqa: F401  (imports are start-up, not a command's own work)
+    import pyarrow.parquet  # noqa: F401
     worst = max(
         timed("report (tables, plots, html)", lambda: commands.report("h100", ws, tmp / "report", quiet)),
         timed("recommend --vram 24GiB --ctx 4096",
@@ -58,6 +61,16 @@ def main() -> int:
         timed("compare h100 h100", lambda: commands.compare("h100", "h100", ws, quiet)),
         timed("export csv", lambda: commands.export(ws, "csv", tmp / "cells.csv", None, quiet)),
     )
+    t0 = time.perf_counter()
+    commands.results("h100", ws)
+    print(f"  of which reading one recipe's 10,000 cells: {time.perf_counter() - t0:.2f} s (compare reads two)")
+    demo = tmp / "demo-ws"
+    demo.mkdir()
+    shutil.copyfile(REPO / "tests" / "fixtures" / "stores" / "demo-v3.sqlite", demo / "store.sqlite")
+    t0 = time.perf_counter()
+    commands.report("demo", demo, tmp / "demo-report", quiet)
+    print(f"  for scale, the 18-cell demo report: {time.perf_counter() - t0:.2f} s (its four figures, "
+          "PNG and SVG, are most of both)")
     tc = toolchain.find()
     text = (REPO / "recipes" / "gpu.yaml").read_text()
     weights = "[" + ", ".join(f"{{type: Q4_K_M, name: w{i}}}" for i in range(40)) + "]"

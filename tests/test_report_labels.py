@@ -72,5 +72,5 @@ def test_speed_table_flags_an_unsteady_bench_and_the_plot_never_goes_below_zero(
     cells = analysis.cells(pd.concat([k, bench], ignore_index=True).assign(model_name="m", reference="F16",
                                                                              corpus="c", toolchain_backends="CPU"))
     assert list(cells.tg_unsteady) == [False, True]
-    assert plots.speed_xerr(9.17, 11.76) == [[9.17], [11.76]] and plots.speed_xerr(40.0, 0.4) == [[0.4], [0.4]]
+    assert plots.speed_xerr([9.17, 40.0], [11.76, 0.4]) == [[9.17, 0.4], [11.76, 0.4]]
     assert plots.kld_vs_speed(cells, tmp_path, plots._plt())[0].read_bytes()[:4] == b"\x89PNG"

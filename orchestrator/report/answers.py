@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import memory
-from ..analysis import BENCH_CV_MAX, COMPARED, Z, Recommendation
+from ..analysis import BENCH_CV_MAX, COMPARED, Z, Recommendation, records
 from .tables import num, pm
 
 
@@ -73,7 +73,7 @@ def compare_lines(a_name: str, b_name: str, c: pd.DataFrame, differences: list[s
     both = c[c["in"] == "both"]
     header = ["weights", "K/V", "ctx"] + [f"Δ {n}" for n, *_ in COMPARED]
     rows = []
-    for _, r in both.iterrows():
+    for r in records(both):
         row = [r.weights, f"{r.type_k}/{r.type_v}", str(r.ctx)]
         for n, _, _, digits in COMPARED:
             d, e = r[f"Δ {n}"], r[f"Δ {n} ±"]
@@ -87,5 +87,5 @@ def compare_lines(a_name: str, b_name: str, c: pd.DataFrame, differences: list[s
     only = c[c["in"] != "both"]
     if not only.empty:
         lines += ["", "Measured in one run only:"]
-        lines += [f"  - {r.weights} {r.type_k}/{r.type_v} ctx {r.ctx}: {r['in']}" for _, r in only.iterrows()]
+        lines += [f"  - {r.weights} {r.type_k}/{r.type_v} ctx {r.ctx}: {r['in']}" for r in records(only)]
     return lines

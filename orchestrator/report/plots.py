@@ -11,6 +11,7 @@ from .. import analysis, memory
 from ..files import atomic_path
 
 MARKERS = "osD^vP*Xh<>p"
+SHOWN_MAX = 12  # weights labels one figure draws and names; more are thinned to the Pareto frontier
 KLD_PCT = [("1%", "kld_p1"), ("5%", "kld_p5"), ("10%", "kld_p10"), ("median", "kld_median"), ("90%", "kld_p90"),
            ("95%", "kld_p95"), ("99%", "kld_p99"), ("99.9%", "kld_p99_9"), ("max", "kld_max")]
 DP_PCT = [("min", "dp_min"), ("0.1%", "dp_p0_1"), ("1%", "dp_p1"), ("5%", "dp_p5"), ("10%", "dp_p10"),
@@ -42,10 +43,27 @@ def _pairs(k: pd.DataFrame) -> list[tuple[str, str]]:
     return list(dict.fromkeys(zip(k.type_k, k.type_v)))
 
 
-def _subtitle(k: pd.DataFrame) -> str:
+def _subtitle(k: pd.DataFrame, note: str = "") -> str:
     r = k.iloc[0]
     ctx = ", ".join(str(int(c)) for c in sorted(k.ctx.unique()))
-    return f"{r.model_name}: KLD vs {r.reference} reference, {r.corpus}, ctx {ctx}, {r.toolchain_backends}"
+    text = f"{r.model_name}: KLD vs {r.reference} reference, {r.corpus}, ctx {ctx}, {r.toolchain_backends}"
+    return text + (f"\n{note}" if note else "")
+
+
+def readable(k: pd.DataFrame, most: int = SHOWN_MAX) -> tuple[pd.DataFrame, str]:
+    """The cells of at most `most` weights labels, so a figure stays legible: all of them when there
+    are few; else those on the size/KLD Pareto frontier, thinned evenly along it when it is longer.
+    The note says what was left out (the tables and cells.csv keep everything)."""
+    labels = list(dict.fromkeys(k.weights))
+    if len(labels) <= most:
+        return k, ""
+    sized = k.dropna(subset=["file_bytes"])
+    front = sized[analysis.pareto(list(sized.file_bytes), list(sized.kld_mean))].sort_values("file_bytes")
+    pick = list(dict.fromkeys(front.weights)) or labels
+    if len(pick) > most:
+        pick = [pick[round(i * (len(pick) - 1) / (most - 1))] for i in range(most)]
+    return (k[k.weights.isin(pick)],
+            f"showing {len(pick)} of {len(labels)} weights quants: those on the size/KLD Pareto frontier")
 
 
 def weights_labels(k: pd.DataFrame) -> dict[str, str]:
@@ -80,36 +98,40 @@ def kld_vs_size(k: pd.DataFrame, out: Path, plt) -> list[Path]:
     unit, scale = _size_unit(k)
     fig, ax = plt.subplots(figsize=(8, 4.8))
     pairs = _pairs(k)
+    shown, note = readable(k)
+    if note:  # every cell still drawn, as a faint cloud behind the named ones
+        ax.scatter(k.file_bytes / scale, k.kld_mean, s=4, color="grey", alpha=0.3, linewidths=0,
+                   rasterized=True, label=f"all {len(k)} cells")
     for i, (tk, tv) in enumerate(pairs):
-        s = k[(k.type_k == tk) & (k.type_v == tv)]
+        s = shown[(shown.type_k == tk) & (shown.type_v == tv)]
         dodge = 1 + 0.003 * (i - (len(pairs) - 1) / 2)  # pairs of one weights file side by side, not on top
         _errorbars(ax, s.file_bytes / scale * dodge, s, marker=MARKERS[i % len(MARKERS)],
                    label=f"K {tk} / V {tv}")
     front = k[analysis.pareto(list(k.file_bytes), list(k.kld_mean))].sort_values("file_bytes")
     ax.step(front.file_bytes / scale, front.kld_mean, where="post", color="black", linewidth=1, alpha=0.6,
             label="Pareto frontier")
-    names = weights_labels(k)
-    for _, r in front.iterrows():
+    names = weights_labels(shown)
+    for r in front[front.weights.isin(names)].itertuples():
         ax.annotate(f"{names[r.weights]} {r.type_k}/{r.type_v}", (r.file_bytes / scale, r.kld_mean),
                     textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_yscale("log")
     ax.set_xlabel(f"weights file size ({unit})")
     ax.set_ylabel("mean KLD (nats, log scale)")
-    ax.set_title("Quality vs size\n" + _subtitle(k), fontsize=9)
+    ax.set_title("Quality vs size\n" + _subtitle(k, note), fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     paths = _save(fig, out, "kld_vs_size")
     plt.close(fig)
     return paths
 
 
-def speed_xerr(mean: float, std: float) -> list[list[float]]:
-    """± std as an error bar, its lower arm cut at zero: a speed is never drawn below 0 t/s."""
-    return [[min(std, mean)], [std]]
+def speed_xerr(means, stds) -> list[list[float]]:
+    """± std as error bars, each lower arm cut at zero: a speed is never drawn below 0 t/s."""
+    return [[min(e, m) for m, e in zip(means, stds)], list(stds)]
 
 
 def kld_vs_speed(k: pd.DataFrame, out: Path, plt) -> list[Path]:
     """Colour names the weights, the marker the K/V pair: two legends, no labels over the data."""
-    s = k.dropna(subset=["tg_ts"])
+    s, note = readable(k.dropna(subset=["tg_ts"]))
     if s.empty:
         return []
     from matplotlib.lines import Line2D
@@ -117,19 +139,19 @@ def kld_vs_speed(k: pd.DataFrame, out: Path, plt) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 4.8))
     colors = {w: plt.get_cmap("tab10")(i % 10) for i, w in enumerate(dict.fromkeys(s.weights))}
     markers = {p: MARKERS[i % len(MARKERS)] for i, p in enumerate(_pairs(s))}
-    for _, r in s.iterrows():
-        std = 0.0 if pd.isna(r.tg_ts_std) else r.tg_ts_std
-        shaky = analysis.unsteady(r.tg_ts, std)
-        ax.errorbar(r.tg_ts, r.kld_mean, xerr=speed_xerr(r.tg_ts, std), yerr=r.kld_mean_err,
-                    linestyle="none", capsize=2, marker=markers[(r.type_k, r.type_v)], markersize=5,
-                    color=colors[r.weights], mfc="none" if shaky else colors[r.weights])
+    std = s.tg_ts_std.fillna(0.0)
+    s = s.assign(_std=std, _shaky=[analysis.unsteady(m, e) for m, e in zip(s.tg_ts, std)])
+    for (w, tk, tv, shaky), g in s.groupby(["weights", "type_k", "type_v", "_shaky"], sort=False):
+        ax.errorbar(g.tg_ts, g.kld_mean, xerr=speed_xerr(g.tg_ts, g._std), yerr=g.kld_mean_err,
+                    linestyle="none", capsize=2, marker=markers[(tk, tv)], markersize=5,
+                    color=colors[w], mfc="none" if shaky else colors[w])
     ax.set_xlim(left=max(0.0, ax.get_xlim()[0]))  # autoscale's margin must not show negative speeds
     ax.set_yscale("log")
     shaky = sum(analysis.unsteady(m, e) for m, e in zip(s.tg_ts, s.tg_ts_std.fillna(0)))
     ax.set_xlabel(f"generation speed, {s.tg_test.iloc[0]} (tokens/s, mean ± std)"
                   + (f"; hollow: {shaky} unsteady (spread > {analysis.BENCH_CV_MAX:.0%} of the mean)" if shaky else ""))
     ax.set_ylabel("mean KLD (nats, log scale)")
-    ax.set_title("Quality vs generation speed\n" + _subtitle(s), fontsize=9)
+    ax.set_title("Quality vs generation speed\n" + _subtitle(s, note), fontsize=9)
     names = weights_labels(s)
     wl = ax.legend(handles=[Line2D([], [], color=c, marker="o", linestyle="none", label=names[w])
                             for w, c in colors.items()], title="weights", loc="upper left",
@@ -144,8 +166,9 @@ def kld_vs_speed(k: pd.DataFrame, out: Path, plt) -> list[Path]:
 
 
 def kld_vs_kv_memory(k: pd.DataFrame, arch: memory.Architecture, ctx: int, out: Path, plt) -> list[Path]:
-    kv = [sum(arch.kv_bytes(tk, tv, ctx)) for tk, tv in zip(k.type_k, k.type_v)]
-    k = k.assign(kv_mib=[b / 2**20 for b in kv])
+    k, note = readable(k)
+    kv = {p: sum(arch.kv_bytes(*p, ctx)) for p in _pairs(k)}
+    k = k.assign(kv_mib=[kv[p] / 2**20 for p in zip(k.type_k, k.type_v)])
     fig, ax = plt.subplots(figsize=(8, 4.8))
     names = weights_labels(k)
     for i, w in enumerate(dict.fromkeys(k.weights)):
@@ -158,7 +181,7 @@ def kld_vs_kv_memory(k: pd.DataFrame, arch: memory.Architecture, ctx: int, out: 
     ax.set_yscale("log")
     ax.set_xlabel(f"K/V cache at ctx {ctx} (MiB, from the memory model)")
     ax.set_ylabel("mean KLD (nats, log scale)")
-    ax.set_title("Quality vs K/V-cache memory\n" + _subtitle(k), fontsize=9, pad=40)
+    ax.set_title("Quality vs K/V-cache memory\n" + _subtitle(k, note), fontsize=9, pad=40)
     ax.legend(title="weights", loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     paths = _save(fig, out, "kld_vs_kv_memory")
     plt.close(fig)
@@ -168,6 +191,7 @@ def kld_vs_kv_memory(k: pd.DataFrame, arch: memory.Architecture, ctx: int, out: 
 def profiles(k: pd.DataFrame, out: Path, plt) -> list[Path]:
     """Percentile profiles: every weights quant at the first K/V pair (solid), and the other pairs of the
     largest weights quant (dashed)."""
+    k, note = readable(k)
     first = _pairs(k)[0]
     base = k[(k.type_k == first[0]) & (k.type_v == first[1])].sort_values("file_bytes", ascending=False)
     top = k[k.weights == base.weights.iloc[0]] if not base.empty else k.iloc[0:0]
@@ -194,7 +218,7 @@ def profiles(k: pd.DataFrame, out: Path, plt) -> list[Path]:
     a2.set_ylabel("Δp, change of the correct token's probability (%)")
     for a in (a1, a2):
         a.tick_params(axis="x", labelrotation=45)
-    fig.suptitle("Per-token distributions\n" + _subtitle(k), fontsize=9)
+    fig.suptitle("Per-token distributions\n" + _subtitle(k, note), fontsize=9)
     fig.legend(loc="upper left", bbox_to_anchor=(0.99, 0.9), fontsize=8)
     fig.tight_layout()
     paths = _save(fig, out, "profiles")

@@ -40,9 +40,29 @@ def markdown_table(df: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(esc(c) for c in cols) + " |",
              "|" + "|".join("---" if i == 0 or not _numeric(df[c]) else "---:"
                             for i, c in enumerate(cols)) + "|"]
-    for _, row in df.iterrows():
-        lines.append("| " + " | ".join(esc(v) for v in row.tolist()) + " |")
+    lines += ["| " + " | ".join(map(esc, row)) + " |" for row in df.itertuples(index=False, name=None)]
     return "\n".join(lines)
+
+
+def html_table(df: pd.DataFrame) -> str:
+    """A plain <table> of display strings (pandas' to_html takes seconds on a 10,000-cell store)."""
+    esc = lambda v: html.escape(str(v))  # noqa: E731
+    head = "<tr>" + "".join(f"<th>{esc(c)}</th>" for c in df.columns) + "</tr>"
+    rows = ["<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>"
+            for row in df.itertuples(index=False, name=None)]
+    return f'<table class="t"><thead>{head}</thead><tbody>' + "\n".join(rows) + "</tbody></table>"
+
+
+def csv_text(df: pd.DataFrame) -> str:
+    """The frame as CSV, as pandas writes it (missing values empty), at the speed of the csv module."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(df.columns)
+    w.writerows(df.to_numpy(dtype=object, na_value=None).tolist())
+    return buf.getvalue()
 
 
 def _numeric(col: pd.Series) -> bool:
@@ -86,7 +106,7 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
             csv.unlink(missing_ok=True)
             parquet.unlink(missing_ok=True)
             continue
-        write_text_atomic(csv, t.to_csv(index=False))
+        write_text_atomic(csv, csv_text(t))
         with atomic_path(parquet) as tmp:
             t.to_parquet(tmp, index=False)
         written += [csv, parquet]
@@ -94,16 +114,31 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     written += figures
     shown = [(stem, title) for stem, title in PLOTS if (out / f"{stem}.png").exists()]
 
+    kv, stats, note = _legible(df, kv, stats, arch)
     readme = out / "README.md"
-    write_text_atomic(readme, _readme(name, prov, kv, stats, fails, shown))
+    write_text_atomic(readme, _readme(name, prov, kv, stats, fails, shown, note))
     card = out / "model-card.md"
-    write_text_atomic(card, _model_card(name, prov, kv, shown))
+    write_text_atomic(card, _model_card(name, prov, kv, shown, note))
     page = out / "report.html"
-    write_text_atomic(page, _html(name, prov, kv, stats, fails, shown, out))
+    write_text_atomic(page, _html(name, prov, kv, stats, fails, shown, out, note))
     return [readme, card, page, *written]
 
 
-def _readme(name, prov, kv, stats, fails, shown) -> str:
+def _legible(df: pd.DataFrame, kv: pd.DataFrame, stats: pd.DataFrame, arch):
+    """The tables the documents show: all of them for a sweep of a few weights quants; for a large
+    store, the cells of the weights the plots name (the Pareto frontier's), saying so. The CSV and
+    parquet files always hold every cell."""
+    k = analysis.cells(df)
+    part, note = plots.readable(k) if not k.empty else (k, "")
+    if not note:
+        return kv, stats, ""
+    view = df[df.weights.isin(set(part.weights))]
+    return (tables.kv_table(view, arch.kv_bytes if arch else None), tables.stats_table(view),
+            f"{note[0].upper()}{note[1:]}, in the tables and plots below; every cell is in kv_table.csv, "
+            "stats.csv and cells.csv.")
+
+
+def _readme(name, prov, kv, stats, fails, shown, note="") -> str:
     parts = [f"# quantsweep report: {name}", "",
              "Regenerated from the quantsweep store with `quantsweep report`; every number below comes "
              "from a llama.cpp tool run recorded there. Also here: `model-card.md` (for a Hugging Face model "
@@ -111,7 +146,7 @@ def _readme(name, prov, kv, stats, fails, shown) -> str:
              "numbers, one row per cell).", "",
              "## How it was made", ""]
     parts += [f"- **{k}**: {v}" for k, v in prov.items()]
-    parts += ["", EXPLAIN, ""]
+    parts += ["", EXPLAIN, ""] + ([f"**{note}**", ""] if note else [])
     if not kv.empty:
         parts += ["## Weights × K/V cache", "", markdown_table(kv), ""]
     if shown:
@@ -124,7 +159,7 @@ def _readme(name, prov, kv, stats, fails, shown) -> str:
     return "\n".join(parts)
 
 
-def _model_card(name, prov, kv, shown) -> str:
+def _model_card(name, prov, kv, shown, note="") -> str:
     keep = [c for c in ("Rank", "Weights", "cache-type-k", "cache-type-v", "ctx", "KLD", "PPL ratio", "Same top p",
                         "File MiB", "BPW", "Tensor mix", "K/V MiB") if c in kv]
     parts = ["## Quantization quality", "",
@@ -132,6 +167,8 @@ def _model_card(name, prov, kv, shown) -> str:
              f"reference, measured with llama.cpp's `llama-perplexity --kl-divergence` "
              f"(quantsweep recipe `{name}`). Lower KLD is closer; "
              "± is one standard error; cells within the error of each other share a rank.", ""]
+    if note:
+        parts += [note, ""]
     if not kv.empty:
         parts += [markdown_table(kv[keep]), ""]
     for stem, title in shown[:2]:
@@ -142,10 +179,8 @@ def _model_card(name, prov, kv, shown) -> str:
     return "\n".join(parts)
 
 
-def _html(name, prov, kv, stats, fails, shown, out: Path) -> str:
-    def table(t: pd.DataFrame) -> str:
-        return t.to_html(index=False, border=0, classes="t", escape=True)
-
+def _html(name, prov, kv, stats, fails, shown, out: Path, note="") -> str:
+    table = html_table
     def img(stem: str, title: str) -> str:
         data = base64.b64encode((out / f"{stem}.png").read_bytes()).decode()
         return f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}"/>' \
@@ -154,6 +189,8 @@ def _html(name, prov, kv, stats, fails, shown, out: Path) -> str:
     body = [f"<h1>quantsweep report: {html.escape(name)}</h1>", "<h2>How it was made</h2><ul>"]
     body += [f"<li><b>{html.escape(k)}</b>: {html.escape(str(v).strip('`'))}</li>" for k, v in prov.items()]
     body += ["</ul>", f"<p>{html.escape(EXPLAIN.replace('`', ''))}</p>"]
+    if note:
+        body += [f"<p><b>{html.escape(note)}</b></p>"]
     if not kv.empty:
         body += ["<h2>Weights × K/V cache</h2>", table(kv)]
     if shown:

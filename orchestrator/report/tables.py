@@ -7,6 +7,8 @@ import math
 
 import pandas as pd
 
+from ..analysis import records
+
 KLD_ROWS = [("Maximum", "kld_max"), ("99.9%", "kld_p99_9"), ("99.0%", "kld_p99"), ("95.0%", "kld_p95"),
             ("90.0%", "kld_p90"), ("Median", "kld_median"), ("10.0%", "kld_p10"), ("5.0%", "kld_p5"),
             ("1.0%", "kld_p1"), ("0.1%", "kld_p0_1"), ("Minimum", "kld_min")]
@@ -129,9 +131,9 @@ def stats_table(df: pd.DataFrame) -> pd.DataFrame:
     k = _order(k)
     many_pairs = k[["type_k", "type_v"]].drop_duplicates().shape[0] > 1
     many_ctx = k.ctx.nunique() > 1
-    sp = speed(df).set_index(["weights", "type_k", "type_v"])
+    sp = {(r.pop("weights"), r.pop("type_k"), r.pop("type_v")): r for r in speed(df).to_dict("records")}
     cols = {}
-    for _, r in k.iterrows():
+    for r in records(k):
         col = {
             "File size (GiB)": num(scaled(r.file_bytes, 2**30), 3),
             "BPW": num(r.bpw, 2),
@@ -156,13 +158,12 @@ def stats_table(df: pd.DataFrame) -> pd.DataFrame:
             col["1/KLD per GiB"] = num(1 / r.kld_mean / gib if r.kld_mean else None, 1)
             col["Same top p per GiB"] = num(r.same_top / gib, 1, " %")
         key = (r.weights, r.type_k, r.type_v)
-        if key in sp.index:
-            for test, val in sp.loc[key].items():
-                col[test] = val
+        for test, val in sp.get(key, {}).items():
+            col[test] = val
         cols[variant_label(r, many_pairs, many_ctx)] = col
-    t = pd.DataFrame(cols)
-    t.index.name = "Statistic"
-    return t.fillna("—").reset_index()
+    stats = list(dict.fromkeys(name for col in cols.values() for name in col))
+    t = pd.DataFrame({"Statistic": stats} | {label: [col.get(name) for name in stats] for label, col in cols.items()})
+    return t.fillna("—")
 
 
 def failures(df: pd.DataFrame) -> pd.DataFrame:
