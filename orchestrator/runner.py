@@ -52,6 +52,8 @@ def thread_policy(inv: scheduler.Inventory, parallel: int = 1) -> jobspec.Thread
     return jobspec.Threads(cpu=half if host > 1 else None, cpu_hold=half, device=None, device_hold=0)
 
 
+RESULTS_EVERY_S = 10  # how often a running sweep publishes its finished cells to `results`
+
 class Runner:
     def __init__(self, plan: Plan, ws: Workspace, store: Store, tc: Toolchain, *, quiet: bool = False,
                  retry_failed: bool = False, rerun: tuple[str, ...] = (), found=None, parallel: int = 1):
@@ -111,7 +113,7 @@ class Runner:
         status = "interrupted"
         try:
             with progress:
-                self._loop(todo, summary, progress)
+                self._loop(todo, summary, progress, run_id)
             status = "failed" if self.failed else "done"
         finally:
             summary.wall_s = time.monotonic() - t0
@@ -121,8 +123,9 @@ class Runner:
                                   summary.tool_wall_s)
         return summary
 
-    def _loop(self, todo: list[Job], summary: Summary, progress: Progress) -> None:
+    def _loop(self, todo: list[Job], summary: Summary, progress: Progress, run_id: int) -> None:
         pending = {j.key: j for j in todo}
+        written = time.monotonic()
         order = {j.key: i for i, j in enumerate(todo)}
         running: dict[Future, scheduler.Placement] = {}
         env = worker.WorkerEnv(tool=self.tc.exe, ws=self.ws, inputs=self._inputs())
@@ -157,6 +160,9 @@ class Runner:
                     place = running.pop(fut)
                     self._record(self.jobs[place.key], place, fut.result(), pending, summary, progress,
                                  [*pending.values(), *(self.jobs[p.key] for p in running.values())])
+                if (pending or running) and time.monotonic() - written > RESULTS_EVERY_S:
+                    self._write_results(run_id)  # a report during the run shows the cells done so far
+                    written = time.monotonic()
         except BaseException:  # Ctrl-C: every tool in flight dies with its process group; none is recorded
             procs.kill_all()
             pool.shutdown(wait=True, cancel_futures=True)

@@ -32,3 +32,43 @@ def test_a_file_size_limit_is_a_failure_row_naming_the_disk(tmp_path, tools, dem
     assert status == "failed" and reason.startswith("disk: writing reference-F16-") and "ulimit -f" in reason
     assert "32 MiB" in reason and ".partial" not in reason
     assert not [p for p in (ws / "artifacts").rglob("*") if p.is_file()]  # nothing partial kept
+
+
+def test_two_runs_at_once_and_a_report_while_one_writes(tmp_path, tools, demo_model):
+    """The second run on a busy workspace is refused in one line and changes nothing; a report taken while
+    the first writes reads one consistent snapshot; the first run finishes as if alone."""
+    import time
+
+    path = small_recipe(tmp_path, demo_model, name="busy", weights=("Q8_0", "Q6_K", "Q4_K_M", "Q2_K"), chunks=6,
+                        bench=False)  # long enough that the runner publishes finished cells mid-run (every 10 s)
+    ws = tmp_path / "ws"
+    cmd = [sys.executable, "-m", "orchestrator.cli"]
+    first = subprocess.Popen([*cmd, "run", str(path), "--workspace", str(ws), "-q"], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and first.poll() is None:  # until the first cell is recorded
+            if (ws / "store.sqlite").exists() and Store(ws / "store.sqlite").db.execute(
+                    "SELECT count(*) FROM results WHERE measurement='kld'").fetchone()[0]:
+                break
+            time.sleep(0.2)
+        assert first.poll() is None, "the first run ended before the test could race it"
+        second = subprocess.run([*cmd, "run", str(path), "--workspace", str(ws)], cwd=REPO,
+                                capture_output=True, text=True)
+        assert second.returncode == 1, second.stderr
+        assert second.stderr.strip().splitlines() == [f"quantsweep: error: {ws} is in use by another quantsweep run"]
+        report = subprocess.run([*cmd, "report", "busy", "--workspace", str(ws), "--out", str(tmp_path / "r")],
+                                cwd=REPO, capture_output=True, text=True)
+        assert report.returncode == 0, report.stderr
+    finally:
+        out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    import pandas as pd
+
+    snapshot = pd.read_csv(tmp_path / "r" / "cells.csv")
+    final = Store(ws / "store.sqlite").results("busy")
+    final = final[final.measurement == "kld"].set_index(["weights", "type_k", "type_v"])
+    assert 1 <= len(snapshot) < len(final) == 8
+    for r in snapshot.itertuples():  # every cell the report saw is complete and equals the final one
+        assert r.kld_mean == pytest.approx(final.loc[(r.weights, r.type_k, r.type_v), "kld_mean"], abs=1e-6)
+    assert Store(ws / "store.sqlite").db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
