@@ -87,6 +87,23 @@ class Runner:
                         changed = True
         return [j for j in self.plan.jobs if j.key in need]
 
+    def _check_logits(self, todo: list[Job]) -> None:
+        """Reference logits kept from an earlier run are checked before a KLD run reads them; a damaged or
+        foreign file stops the run here, named, and is left as it is."""
+        from .errors import InputFileError
+        from .tools.perplexity import logits_problem
+
+        for key in {d for j in todo if j.kind == "kld" for d in j.deps if self.jobs[d].kind == "base"}:
+            rec = self.store.job(key)
+            if rec is None or rec["status"] != "done" or not rec["artifact"] or key in {j.key for j in todo}:
+                continue
+            path, params = Path(rec["artifact"]), self.jobs[key].params
+            if path.exists():
+                problem = logits_problem(path, params["n_vocab"], params["ctx"])
+                if problem:
+                    raise InputFileError(f"{path}: {problem}; not used. Delete it and run again to compute "
+                                         "it anew")
+
     def _artifact_ok(self, key: str) -> bool:
         job = self.store.job(key)
         return bool(job and job["status"] == "done" and job["artifact"] and Path(job["artifact"]).exists())
@@ -99,11 +116,12 @@ class Runner:
         todo = self.to_run()
         summary = Summary(cells=len(self.plan.cells), jobs_total=len(self.plan.jobs))
         summary.jobs_cached = len(self.plan.jobs) - len(todo)
+        self._check_disk(todo)
+        self._check_logits(todo)
         self.store.forget_failed([j.key for j in todo])  # failed jobs in todo are retried (--retry-failed, --rerun)
         for key, st in self.store.job_statuses(self.jobs).items():
             if st == "failed":  # recorded earlier and not retried: its dependents cannot run either
                 self.failed[key] = self.store.job(key)["reason"]
-        self._check_disk(todo)
         progress = make_progress(len(todo), quiet=self.quiet,
                                  prior={k: w for k, (w, _) in self.store.kind_timings().items()})
         if not todo:

@@ -158,6 +158,23 @@ def read_logits_header(path: Path) -> tuple[int, int, int] | None:
     return struct.unpack("<iii", head[8:20])
 
 
+def logits_problem(path: Path, n_vocab: int, ctx: int) -> str | None:
+    """What is wrong with a base-logits file a KLD run is about to read, or None: llama-perplexity
+    itself would read a truncated file up to its end and print statistics of what it got."""
+    header = read_logits_header(path)
+    if header is None:
+        return "not a base-logits file (no '_logits_' header)"
+    n_ctx, hv, n_chunk = header
+    if hv != n_vocab:
+        return f"written for a vocabulary of {hv} tokens; this model has {n_vocab} (another model's logits)"
+    if n_ctx != ctx:
+        return f"written at ctx {n_ctx}, the recipe asks {ctx}"
+    expected, actual = logits_size(n_ctx, hv, n_chunk), path.stat().st_size
+    if actual != expected:
+        return f"truncated or damaged: {actual} bytes, its header promises {expected}"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # judging a finished process
 

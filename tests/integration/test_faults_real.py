@@ -72,3 +72,31 @@ def test_two_runs_at_once_and_a_report_while_one_writes(tmp_path, tools, demo_mo
     for r in snapshot.itertuples():  # every cell the report saw is complete and equals the final one
         assert r.kld_mean == pytest.approx(final.loc[(r.weights, r.type_k, r.type_v), "kld_mean"], abs=1e-6)
     assert Store(ws / "store.sqlite").db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda b: b[: len(b) // 2], "truncated or damaged: "),
+    (lambda b: b"_logits_" + (128).to_bytes(4, "little") + (32000).to_bytes(4, "little") + b[16:],
+     "written for a vocabulary of 32000 tokens; this model has 49152 (another model's logits)"),
+    (lambda b: b"GGUF" + b[4:], "not a base-logits file"),
+])
+def test_damaged_reference_logits_are_refused_before_a_tool_reads_them(tmp_path, tools, demo_model, capsys,
+                                                                        damage, says):
+    from orchestrator.cli import main
+
+    path = small_recipe(tmp_path, demo_model, name="logits", weights=("Q8_0",), bench=False,
+                        pairs=(("f16", "f16"),), chunks=2)
+    ws = tmp_path / "ws"
+    assert main(["run", str(path), "--workspace", str(ws), "-q"]) == 0
+    (logits,) = (ws / "artifacts" / "logits").glob("*.kld")
+    logits.write_bytes(damage(logits.read_bytes()))
+    before = logits.read_bytes()
+    jobs = Store(ws / "store.sqlite").db.execute("SELECT count(*), max(finished_at) FROM jobs").fetchone()
+    capsys.readouterr()
+    small_recipe(tmp_path, demo_model, name="logits", weights=("Q8_0",), bench=False,
+                 pairs=(("f16", "f16"), ("q8_0", "q8_0")), chunks=2)  # a new cell reads the kept logits
+    assert main(["run", str(path), "--workspace", str(ws), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and err.startswith(f"quantsweep: error: {logits}: {says}"), err
+    assert logits.read_bytes() == before  # left as it is
+    assert Store(ws / "store.sqlite").db.execute("SELECT count(*), max(finished_at) FROM jobs").fetchone() == jobs
