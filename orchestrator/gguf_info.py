@@ -164,3 +164,53 @@ def _shards(first: Path) -> list[Path]:
         return [first]
     n = int(m.group("n"))
     return [first.parent / f"{m.group('stem')}-{i:05d}-of-{n:05d}.gguf" for i in range(1, n + 1)]
+
+
+def tensor_columns(path: Path) -> dict[str, int]:
+    """Each tensor of a model (every shard) with its row length, ne[0]: what an importance matrix entry
+    for it must have."""
+    out = {}
+    for shard in _shards(path):
+        for t in _reader(shard).tensors:
+            out[t.name] = int(t.shape[0])
+    return out
+
+
+def imatrix_entries(path: Path) -> dict[str, int]:
+    """An importance matrix's entries (tensor name → values per row), from either format llama-quantize
+    reads: GGUF (`<tensor>.in_sum2`, ne = [n_cols, n_experts]) or the legacy binary .dat."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"GGUF":
+        return {t.name.removesuffix(".in_sum2"): int(t.shape[0]) for t in _reader(path).tensors
+                if t.name.endswith(".in_sum2")}
+    out = {}
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<i", f.read(4))
+            for _ in range(n):
+                (length,) = struct.unpack("<i", f.read(4))
+                name = f.read(length).decode()
+                _ncall, nval = struct.unpack("<ii", f.read(8))
+                f.seek(4 * nval, 1)
+                out[name] = nval
+    except (struct.error, UnicodeDecodeError, ValueError) as exc:
+        raise InputFileError(f"{path}: not an importance matrix (neither GGUF nor llama-imatrix's .dat: {exc})") \
+            from None
+    return out
+
+
+def check_imatrix(path: Path, model: Path) -> None:
+    """An importance matrix computed for another model is refused before llama-quantize reads it (which
+    would apply what matches by name, or stop midway on a size mismatch)."""
+    entries, columns = imatrix_entries(path), tensor_columns(model)
+    if not entries:
+        raise InputFileError(f"{path}: an importance matrix with no entries")
+    unknown = [n for n in entries if n not in columns]
+    wrong = [n for n in entries if n in columns and entries[n] % columns[n] != 0]
+    if unknown or wrong:
+        n = unknown[0] if unknown else wrong[0]
+        what = (f"{len(unknown)} of its {len(entries)} entries name tensors {model.name} lacks (e.g. {n})"
+                if unknown else f"{len(wrong)} of its {len(entries)} entries have another row length than "
+                f"{model.name}'s tensors (e.g. {n}: {entries[n]} values, rows of {columns[n]})")
+        raise InputFileError(f"{path}: an importance matrix for another model: {what}")

@@ -51,7 +51,9 @@ def check_local_files(r: recipe.Recipe, recipe_path: Path) -> None:
             hub.local_file((rdir / Path(c.path).expanduser()).resolve(), "corpus")
     for w in r.weights:
         if w.imatrix is not None and w.imatrix.file is not None:
-            hub.local_file((rdir / Path(w.imatrix.file).expanduser()).resolve(), f"imatrix of {w.label}")
+            f = hub.local_file((rdir / Path(w.imatrix.file).expanduser()).resolve(), f"imatrix of {w.label}")
+            if r.model.path is not None:
+                gguf_info.check_imatrix(f, hub.fetch_model(r.model, rdir))
 
 
 def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = True) -> plan.PlanInputs:
@@ -70,6 +72,7 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
             continue
         if w.imatrix.file is not None:
             f = hub.local_file((rdir / Path(w.imatrix.file).expanduser()).resolve(), f"imatrix of {w.label}")
+            gguf_info.check_imatrix(f, src)
             im_inputs[w.label] = (f, sha256_file(f, memo))
         else:
             im_inputs[w.label] = hub.materialize_corpus(w.imatrix.corpus, rdir, ws.corpora)

@@ -59,3 +59,65 @@ def test_corpus_that_is_a_directory(tmp_path, capsys):
     (tmp_path / "texts").mkdir()
     assert main(["plan", _recipe(tmp_path, "m.gguf", corpus="texts"), "--workspace", str(tmp_path / "ws")]) == 2
     assert "texts: is a directory, not a file (the corpus)" in _one_line(capsys)
+
+
+def _imatrix_gguf(path, entries: dict):
+    """An importance matrix in llama-imatrix's GGUF layout: <tensor>.in_sum2 [n_cols] and .counts."""
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), "imatrix")
+    w.add_type("imatrix")
+    w.add_array("imatrix.datasets", ["calib.txt"])
+    w.add_uint32("imatrix.chunk_count", 4)
+    w.add_uint32("imatrix.chunk_size", 128)
+    for name, cols in entries.items():
+        w.add_tensor(f"{name}.in_sum2", np.ones((1, cols), dtype=np.float32))
+        w.add_tensor(f"{name}.counts", np.ones((1, 1), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def _imatrix_dat(path, entries: dict):
+    """The legacy binary layout: n, then per entry: name length, name, ncall, nval, nval floats."""
+    import struct
+
+    data = struct.pack("<i", len(entries))
+    for name, n in entries.items():
+        data += struct.pack("<i", len(name)) + name.encode() + struct.pack("<ii", 1, n) + b"\0" * 4 * n
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda p: _imatrix_gguf(p, {"blk.0.ffn_gate_exps.weight": 2048}),
+     "an importance matrix for another model: 1 of its 1 entries name tensors m.gguf lacks "
+     "(e.g. blk.0.ffn_gate_exps.weight)"),
+    (lambda p: _imatrix_dat(p, {"token_embd.weight": 12}),
+     "an importance matrix for another model: 1 of its 1 entries have another row length than m.gguf's "
+     "tensors (e.g. token_embd.weight: 12 values, rows of 16)"),
+    (lambda p: p.write_text("not an imatrix at all\n"), "not an importance matrix"),
+])
+def test_an_imatrix_of_another_model_is_refused_before_quantizing(tmp_path, capsys, make, says):
+    tiny_gguf(tmp_path / "m.gguf")
+    make(tmp_path / "x.imatrix")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: t\nmodel: {path: m.gguf}\nweights: [{type: Q4_K_M, imatrix: {file: x.imatrix}}]\n")
+    for command in ("plan", "run"):
+        assert main([command, str(recipe), "--workspace", str(tmp_path / "ws")]) == 2
+        err = _one_line(capsys)
+        assert err.startswith(f"quantsweep: error: {tmp_path / 'x.imatrix'}: {says}"), err
+    assert not (tmp_path / "ws").exists()
+
+
+@pytest.mark.parametrize("make", [lambda p: _imatrix_gguf(p, {"token_embd.weight": 16}),
+                                  lambda p: _imatrix_dat(p, {"token_embd.weight": 16})])
+def test_an_imatrix_of_this_model_is_accepted(tmp_path, make):
+    from orchestrator import gguf_info
+
+    tiny_gguf(tmp_path / "m.gguf")
+    gguf_info.check_imatrix(make(tmp_path / "x.imatrix"), tmp_path / "m.gguf")  # no error
+    assert gguf_info.imatrix_entries(tmp_path / "x.imatrix") == {"token_embd.weight": 16}
