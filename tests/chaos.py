@@ -9,6 +9,9 @@ each class are (tests/test_faults.py, tests/integration/test_sweep.py).
 - disk: the sweep under a file-size limit (ulimit -f) that stops the reference model, the base logits
   or a store write; each ends as a failure row (or one line) naming the disk, no partial artifact is
   kept, and the store stays readable with what was recorded before.
+- corrupt: a truncated GGUF, a file that is not one, an imatrix of another model, base logits
+  truncated / of another vocabulary / with a foreign header, and a store that is not SQLite, another
+  program's or a newer quantsweep's: each refused before a tool runs, one line naming it, exit 2.
 """
 
 from __future__ import annotations
@@ -146,10 +149,82 @@ def disk(model: Path, tmp: Path) -> str:
             + "\n".join(f"            {d}" for d in detail))
 
 
+def corrupt(model: Path, tmp: Path) -> str:
+    """Bad inputs: each must be refused before a tool runs on it, in one line naming the file, exit 2,
+    with the file byte-identical afterwards and nothing run."""
+    import shutil
+    import sqlite3
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    results = []
+
+    def check(what: str, recipe_path: Path, ws: Path, victim: Path) -> None:
+        before = victim.read_bytes()
+        jobs = _jobs(ws)
+        proc = _run(recipe_path, ws)
+        _, err = proc.communicate()
+        lines = err.decode().strip().splitlines()
+        good = (proc.returncode == 2 and len(lines) == 1 and str(victim) in lines[0]
+                and victim.read_bytes() == before and _jobs(ws) == jobs)
+        results.append((what, good, lines[-1] if lines else f"rc {proc.returncode}, nothing said"))
+
+    def models(name: str, data: bytes) -> Path:
+        (tmp / name).write_bytes(data)
+        return small_recipe(tmp, tmp / name, name=name.split(".")[0], weights=("Q8_0",), bench=False,
+                            pairs=(("f16", "f16"),), chunks=2)
+
+    head = model.read_bytes()[: 2**20]
+    check("truncated GGUF", models("truncated.gguf", head), tmp / "ws-a", tmp / "truncated.gguf")
+    check("not a GGUF", models("text.gguf", b"name: a recipe\n" * 10), tmp / "ws-b", tmp / "text.gguf")
+    im = tmp / "foreign.imatrix"
+    im.write_bytes(b"\x01\0\0\0" + len(b"blk.0.ffn_gate_exps.weight").to_bytes(4, "little")
+                   + b"blk.0.ffn_gate_exps.weight" + (1).to_bytes(4, "little") + (4).to_bytes(4, "little") + b"\0" * 16)
+    rec = small_recipe(tmp, model, name="imat", weights=("{type: Q4_K_M, imatrix: {file: foreign.imatrix}}",),
+                       bench=False, pairs=(("f16", "f16"),), chunks=2)
+    check("imatrix of another model", rec, tmp / "ws-c", im)
+    # base logits kept from a run, then damaged; a new cell would read them
+    ws = tmp / "ws-logits"
+    rec = small_recipe(tmp, model, name="logits", weights=("Q8_0",), bench=False, pairs=(("f16", "f16"),), chunks=2)
+    _run(rec, ws).wait()
+    rec = small_recipe(tmp, model, name="logits", weights=("Q8_0",), bench=False,
+                       pairs=(("f16", "f16"), ("q8_0", "q8_0")), chunks=2)
+    (logits,) = (ws / "artifacts" / "logits").glob("*.kld")
+    good_bytes = logits.read_bytes()
+    for what, damage in (("base logits truncated", lambda b: b[: len(b) // 3]),
+                         ("base logits of another vocabulary", lambda b: b[:12] + (32000).to_bytes(4, "little") + b[16:]),
+                         ("base logits with a foreign header", lambda b: b"GGUF" + b[4:])):
+        logits.write_bytes(damage(good_bytes))
+        check(what, rec, ws, logits)
+    logits.write_bytes(good_bytes)
+    # the store: not SQLite, another program's database, a newer quantsweep's
+    for what, make in (("store that is not SQLite", lambda f: f.write_bytes(b"not a database\n" * 100)),
+                       ("store of another program", lambda f: sqlite3.connect(f).execute("CREATE TABLE t (x)")),
+                       ("store of a newer quantsweep", lambda f: sqlite3.connect(f).executescript(
+                           "CREATE TABLE jobs (key TEXT); PRAGMA user_version = 99;"))):
+        ws = tmp / f"ws-store-{len(results)}"
+        ws.mkdir()
+        make(ws / "store.sqlite")
+        check(what, rec, ws, ws / "store.sqlite")
+    shutil.rmtree(tmp / "ws-logits", ignore_errors=True)
+    ok = sum(g for _, g, _ in results)
+    return (f"corrupt    {len(results):>3} injections (model, imatrix, base logits, store): {ok} refused before any "
+            f"tool ran, one line naming the file, exit 2, file untouched; {len(results) - ok} not  "
+            f"{'OK' if ok == len(results) else 'FAIL'}\n"
+            + "\n".join(f"            {'ok  ' if g else 'FAIL'} {w}: {line[:150]}" for w, g, line in results))
+
+
+def _jobs(ws: Path):
+    """The jobs a workspace has recorded, or None when it has no store we can read."""
+    try:
+        return Store.read_only(ws / "store.sqlite").db.execute("SELECT count(*), max(finished_at) FROM jobs").fetchone()
+    except Exception:
+        return None
+
+
 def main() -> int:
     model = hub.fetch_model(recipe.load(REPO / "recipes" / "demo.yaml").model, REPO)
     tmp = Path(tempfile.mkdtemp(prefix="qs-chaos-"))
-    lines = [kill9(model, tmp / "kill"), disk(model, tmp / "disk")]
+    lines = [kill9(model, tmp / "kill"), disk(model, tmp / "disk"), corrupt(model, tmp / "corrupt")]
     print("\n".join(lines))
     return 0 if all(ln.split("\n")[0].endswith("OK") for ln in lines) else 1
 

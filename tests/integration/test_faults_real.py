@@ -100,3 +100,22 @@ def test_damaged_reference_logits_are_refused_before_a_tool_reads_them(tmp_path,
     assert err.splitlines() == [err] and err.startswith(f"quantsweep: error: {logits}: {says}"), err
     assert logits.read_bytes() == before  # left as it is
     assert Store(ws / "store.sqlite").db.execute("SELECT count(*), max(finished_at) FROM jobs").fetchone() == jobs
+
+
+def test_a_token_never_reaches_a_log_the_store_a_report_or_an_export(tmp_path, tools, demo_model, monkeypatch):
+    """A Hugging Face token in the environment (as a user running a gated model has it) is grepped for in
+    every file a sweep, its report and its exports write."""
+    from orchestrator.cli import main
+
+    token = "hf_quantsweepTESTtoken0123456789abcdef"
+    monkeypatch.setenv("HF_TOKEN", token)
+    path = small_recipe(tmp_path, demo_model, name="secret", weights=("Q8_0",), pairs=(("f16", "f16"),), chunks=2)
+    ws = tmp_path / "ws"
+    assert main(["run", str(path), "--workspace", str(ws), "-q"]) == 0
+    assert main(["report", "secret", "--workspace", str(ws), "--out", str(tmp_path / "report")]) == 0
+    for fmt in ("csv", "jsonl", "parquet"):
+        assert main(["export", "--workspace", str(ws), "--format", fmt, "-o", str(tmp_path / f"cells.{fmt}")]) == 0
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) > 20 and any(p.suffix == ".sqlite" for p in files) and any("logs" in p.parts for p in files)
+    leaked = [p for p in files if token.encode() in p.read_bytes()]
+    assert leaked == []
