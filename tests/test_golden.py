@@ -30,7 +30,8 @@ def test_demo_report_is_the_golden_one(tmp_path, name):
     assert got == want, f"{name} changed; if intended, regenerate tests/fixtures/golden/demo (see its stores README)"
 
 
-def test_a_version_1_store_is_upgraded_and_reads_the_same_numbers(tmp_path, capsys):
+def test_a_version_1_store_is_upgraded_and_reads_the_same_numbers(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("QUANTSWEEP_CACHE", str(tmp_path / "cache"))  # no metadata memo of the model either
     ws = _workspace(tmp_path, "demo-v1.sqlite")
     db = sqlite3.connect(ws / "store.sqlite")
     assert db.execute("PRAGMA user_version").fetchone()[0] == 1
