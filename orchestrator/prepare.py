@@ -72,7 +72,8 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
             continue
         if w.imatrix.file is not None:
             f = hub.local_file((rdir / Path(w.imatrix.file).expanduser()).resolve(), f"imatrix of {w.label}")
-            gguf_info.check_imatrix(f, src)
+            if r.model.path is None:  # a local model's imatrix was checked with the local files
+                gguf_info.check_imatrix(f, src)
             im_inputs[w.label] = (f, sha256_file(f, memo))
         else:
             im_inputs[w.label] = hub.materialize_corpus(w.imatrix.corpus, rdir, ws.corpora)

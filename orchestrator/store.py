@@ -236,11 +236,7 @@ class Store:
         if not provenance:
             have = [r[1] for r in self.db.execute("PRAGMA table_info(results)")]
             cols = ", ".join(c for c in have if c not in BULKY)
-        q, args = f"SELECT {cols} FROM results", ()
-        if recipe is not None:
-            q, args = q + " WHERE recipe = ?", (recipe,)
-        cur = self.db.execute(q + " ORDER BY id", args)
-        names = [d[0] for d in cur.description]
+        names, cur = self.rows(recipe, cols)
         rows = cur.fetchall()
         if not rows:
             return pd.DataFrame(columns=names)
@@ -251,9 +247,9 @@ class Store:
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column of mixed SQLite types
             return pd.DataFrame.from_records(rows, columns=names)
 
-    def rows(self, recipe: str | None = None):
-        """(column names, a cursor over the rows): for exports that stream without building a frame."""
-        q, args = "SELECT * FROM results", ()
+    def rows(self, recipe: str | None = None, columns: str = "*"):
+        """(column names, a cursor over the rows in insertion order): exports stream it without a frame."""
+        q, args = f"SELECT {columns} FROM results", ()
         if recipe is not None:
             q, args = q + " WHERE recipe = ?", (recipe,)
         cur = self.db.execute(q + " ORDER BY id", args)
