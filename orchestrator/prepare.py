@@ -65,7 +65,7 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
     memo = cache_root() / "file-hashes.json"
     sha = sha256_file(src, memo)
     info = gguf_info.read(src, cache_root() / "gguf-info", sha)
-    corpus = hub.materialize_corpus(r.evaluation.corpus, rdir, ws.corpora)
+    corpus = hub.materialize_corpus(r.evaluation.corpus, rdir, ws.corpora, local_only=not fetch)
     im_inputs = {}
     for w in r.weights:
         if w.imatrix is None:
@@ -76,7 +76,7 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
                 gguf_info.check_imatrix(f, src)
             im_inputs[w.label] = (f, sha256_file(f, memo))
         else:
-            im_inputs[w.label] = hub.materialize_corpus(w.imatrix.corpus, rdir, ws.corpora)
+            im_inputs[w.label] = hub.materialize_corpus(w.imatrix.corpus, rdir, ws.corpora, local_only=not fetch)
     return plan.PlanInputs(recipe=r, recipe_dir=rdir, source_path=src, source_sha=sha, source_info=info,
                            corpus=corpus, toolchain=tc.identity(), host=host_info(tc),
                            imatrix_inputs=im_inputs)

@@ -12,6 +12,11 @@ each class are (tests/test_faults.py, tests/integration/test_sweep.py).
 - corrupt: a truncated GGUF, a file that is not one, an imatrix of another model, base logits
   truncated / of another vocabulary / with a foreign header, and a store that is not SQLite, another
   program's or a newer quantsweep's: each refused before a tool runs, one line naming it, exit 2.
+- network: the demo model served by a stand-in Hugging Face Hub on 127.0.0.1 (tests/hf_standin.py)
+  that answers 500, 503, 429 with Retry-After, drops connections, stalls, cuts bodies short and
+  damages one byte; the real huggingface_hub client and our retry policy must bring the model whole
+  (the sweep's numbers equal a run on the local file), the HF cache must hold no damaged file, and a
+  Hub that never recovers must end in one line with nothing run.
 """
 
 from __future__ import annotations
@@ -213,6 +218,49 @@ def corrupt(model: Path, tmp: Path) -> str:
             + "\n".join(f"            {'ok  ' if g else 'FAIL'} {w}: {line[:150]}" for w, g, line in results))
 
 
+def network(model: Path, tmp: Path) -> str:
+    from hf_standin import Fault, HubStandIn, Repo
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    name = "SmolLM2-135M-Instruct-Q4_1.gguf"
+    local = small_recipe(tmp, model, name="net", weights=("Q8_0",), bench=False, pairs=(("f16", "f16"),), chunks=2)
+    remote = tmp / "net-hf.yaml"
+    remote.write_text(local.read_text().replace(f"{{path: {model}}}", f"{{hf: {{repo: chaos/demo-GGUF, file: {name}}}}}"))
+    faults = [Fault("500", "/revision/"), Fault("429", "/revision/"), Fault("503", "/tree/"),
+              Fault("500", "/resolve/", "HEAD"), Fault("503", name), Fault("drop", name), Fault("cut", name),
+              Fault("stall", name), Fault("cut", name), Fault("corrupt", name), Fault("cut", name)]
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp / "hf"), "HF_HUB_DOWNLOAD_TIMEOUT": "2"}
+    env.pop("HF_TOKEN", None)
+    with HubStandIn([Repo("chaos/demo-GGUF", {name: model.read_bytes()}), Repo("chaos/down-GGUF", {})],
+                    stall_s=5) as hub:
+        env["HF_ENDPOINT"] = hub.url
+        hub.inject(*faults)
+        proc = _run(remote, tmp / "ws-hf", env=env)
+        _, err = proc.communicate()
+        met = len(faults) - len(hub.faults)
+        blobs = [p for p in (tmp / "hf").rglob("blobs/*") if p.is_file()]
+        sound = all(hashlib.sha256(b.read_bytes()).hexdigest() == b.name for b in blobs) and len(blobs) == 1
+        # a Hub that never recovers: one line, exit 1, nothing run
+        down = tmp / "net-down.yaml"
+        down.write_text(remote.read_text().replace("chaos/demo-GGUF", "chaos/down-GGUF").replace("name: net", "name: down"))
+        hub.inject(*[Fault("503", "/revision/")] * 10)
+        gone = _run(down, tmp / "ws-down", env=env)
+        _, gone_err = gone.communicate()
+    _run(local, tmp / "ws-local").wait()
+    same = proc.returncode == 0 and _quality(tmp / "ws-hf").drop(columns="cell_id").equals(
+        _quality(tmp / "ws-local").drop(columns="cell_id"))
+    last = gone_err.decode().strip().splitlines()
+    refused = (gone.returncode == 1 and len(last) >= 1 and "failed 5 times, last: HTTP 503" in last[-1]
+               and _jobs(tmp / "ws-down") in (None, (0, None)))
+    ok = met == len(faults) and sound and same and refused
+    retries = [ln for ln in err.decode().splitlines() if ln.startswith("quantsweep:") and " try " in ln]
+    return (f"network    {len(faults) + 1:>3} injections ({met} faults met while the model downloaded, then a Hub "
+            f"that never recovers): 0 results lost, 0 corrupt files used or kept, numbers equal the local file's: "
+            f"{same}; the dead Hub: one line, exit {gone.returncode}, nothing run  {'OK' if ok else 'FAIL'}\n"
+            f"            our tries: {len(retries)}; HF cache: {len(blobs)} blob, sha256 sound: {sound}\n"
+            f"            dead Hub: {last[-1][:150] if last else 'nothing said'}")
+
+
 def _jobs(ws: Path):
     """The jobs a workspace has recorded, or None when it has no store we can read."""
     try:
@@ -224,7 +272,9 @@ def _jobs(ws: Path):
 def main() -> int:
     model = hub.fetch_model(recipe.load(REPO / "recipes" / "demo.yaml").model, REPO)
     tmp = Path(tempfile.mkdtemp(prefix="qs-chaos-"))
-    lines = [kill9(model, tmp / "kill"), disk(model, tmp / "disk"), corrupt(model, tmp / "corrupt")]
+    classes = {"kill9": kill9, "disk": disk, "corrupt": corrupt, "network": network}
+    chosen = sys.argv[1:] or list(classes)
+    lines = [classes[c](model, tmp / c) for c in chosen]
     print("\n".join(lines))
     return 0 if all(ln.split("\n")[0].endswith("OK") for ln in lines) else 1
 
