@@ -49,12 +49,59 @@ def run(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Optio
         devices: Optional[str] = DEVICES,
         parallel: int = typer.Option(1, "--parallel", "-j", min=1, help="on a CPU-only box: jobs at once, "
                                      "the cores split between them (a bench always runs alone)"),
-        quiet: bool = typer.Option(False, "--quiet", "-q")):
+        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        host: Optional[str] = typer.Option(None, "--host", help="run it on this box instead (anything `ssh` "
+                                           "reaches: user@box, an ~/.ssh/config alias), detached from this shell"),
+        remote_dir: Optional[str] = typer.Option(None, "--remote-dir", help="with --host: quantsweep's folder on "
+                                                 "the box [default: ~/.quantsweep or $QUANTSWEEP_REMOTE_DIR]"),
+        remote_llama_cpp: Optional[str] = typer.Option(None, "--remote-llama-cpp", help="with --host: the tools "
+                                                       "already on the box [default: found or built there]"),
+        cpu: bool = typer.Option(False, "--cpu", help="with --host: a box without a GPU is fine"),
+        detach: bool = typer.Option(False, "--detach", "-d", help="with --host: start it and return")):
     """Run the sweep: every device busy, resumable, Ctrl-C safe; a failing cell is recorded and the sweep goes on."""
     from . import commands
 
+    if host is not None:
+        from . import remote
+
+        args = [f"--parallel={parallel}"] + (["--retry-failed"] if retry_failed else []) + \
+            ([f"--rerun={rerun}"] if rerun else []) + ([f"--devices={devices}"] if devices else [])
+        raise typer.Exit(remote.run_on(host, recipe, workspace, remote_dir=remote_dir, llama_cpp=remote_llama_cpp,
+                                       cpu=cpu, detach=detach, run_args=args, out=_out))
     raise typer.Exit(commands.run(recipe, workspace, llama_cpp, retry_failed, quiet, _out, rerun=rerun,
                                   devices=devices, parallel=parallel))
+
+
+HOST = typer.Option(None, "--host", help="only this box [default: every box this workspace started a run on]")
+
+
+@app.command()
+def status(workspace: Optional[Path] = WS, host: Optional[str] = HOST):
+    """Runs on boxes (`run --host`): what runs where, jobs done/total, failures, ETA."""
+    from . import remote
+
+    raise typer.Exit(remote.status(workspace, host, _out))
+
+
+@app.command()
+def logs(name: Optional[str] = typer.Argument(None, help="recipe name [default: the only remote run]"),
+         workspace: Optional[Path] = WS, host: Optional[str] = HOST,
+         follow: bool = typer.Option(False, "--follow", "-f", help="until the run ends"),
+         lines: int = typer.Option(40, "--lines", "-n")):
+    """The log of a run on a box."""
+    from . import remote
+
+    raise typer.Exit(remote.logs(workspace, host, name, follow, lines))
+
+
+@app.command()
+def pull(name: Optional[str] = typer.Argument(None, help="recipe name [default: every remote run]"),
+         workspace: Optional[Path] = WS, host: Optional[str] = HOST,
+         artifacts: bool = typer.Option(False, "--artifacts", help="also the quantized models and logits")):
+    """Merge a box's results into this workspace's store (again at any time: rows already here are kept)."""
+    from . import remote
+
+    raise typer.Exit(remote.pull(workspace, host, name, artifacts, _out))
 
 
 @app.command("devices")

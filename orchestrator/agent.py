@@ -1,0 +1,195 @@
+"""The box's side of `quantsweep run --host`: started over ssh by the laptop (orchestrator/remote.py) with
+the quantsweep installed on the box, never by a user.
+
+A box keeps everything of quantsweep under one directory (ROOT): venvs, the cache (toolchain, model
+hashes), and one folder per recipe under ROOT/runs/NAME with the recipe, its uploaded inputs, its
+workspace (ws/), `run.log`, and the state of the detached run: `run.json` (the supervisor's pid, when
+it started) and, once it has ended, `exit.json` (its exit status). The supervisor is started in a new
+session (setsid), so neither the ssh connection nor the laptop going to sleep stops it; it runs
+`quantsweep run` as its child and records how it ended.
+
+    python -m orchestrator.agent start RUNDIR [run options]   (env: a JSON object on stdin)
+    python -m orchestrator.agent status ROOT
+    python -m orchestrator.agent logs RUNDIR [-n N] [-f]
+    python -m orchestrator.agent export RUNDIR
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .files import write_text_atomic
+
+PASSED_ENV = ("HF_TOKEN", "HF_ENDPOINT")  # what the laptop may pass through the channel (never argv)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (ended, not yet reaped) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def state(rundir: Path) -> dict:
+    """{"state": running | finished | stopped | new, "pid", "rc", "started_at", "finished_at"}."""
+    info = _read_json(rundir / "run.json")
+    ended = _read_json(rundir / "exit.json")
+    if info is None:
+        return {"state": "new"}
+    if ended is not None and ended.get("started_at") == info.get("started_at"):
+        return {**info, **ended, "state": "finished"}
+    if _alive(int(info["pid"])):
+        return {**info, "state": "running"}
+    return {**info, "state": "stopped"}  # killed with the box, say: the next start resumes it
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def start(rundir: Path, run_args: list[str], env: dict[str, str]) -> dict:
+    """Start the detached supervisor unless one already runs this recipe (then: attach to it)."""
+    now = state(rundir)
+    if now["state"] == "running":
+        return {**now, "attached": True}
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    child_env = {**os.environ, **{k: v for k, v in env.items() if k in PASSED_ENV}, "QUANTSWEEP_PLAIN": "1"}
+    with open(rundir / "run.log", "ab") as log:
+        log.write(f"--- quantsweep run started {started}\n".encode())
+        log.flush()
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator.agent", "supervise", str(rundir), started,
+                                 *run_args], stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=child_env,
+                                cwd=rundir, start_new_session=True)
+    write_text_atomic(rundir / "run.json", json.dumps({"pid": proc.pid, "started_at": started}))
+    return {"state": "running", "pid": proc.pid, "started_at": started, "attached": False}
+
+
+def supervise(rundir: Path, started: str, run_args: list[str]) -> int:
+    """Run the sweep as a child and record how it ended (the exit status `status` and `pull` report)."""
+    argv = [sys.executable, "-m", "orchestrator.cli", "run", str(rundir / "recipe.yaml"),
+            "--workspace", str(rundir / "ws"), *run_args]
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+
+    def forward(sig, _frame):
+        child.send_signal(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    rc = child.wait()
+    finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_text_atomic(rundir / "exit.json", json.dumps({"rc": rc, "started_at": started, "finished_at": finished}))
+    print(f"--- quantsweep run ended {finished}: exit {rc}", flush=True)
+    return rc
+
+
+def progress(rundir: Path) -> dict:
+    """done/failed/total jobs of the recipe, from its plan and the workspace's store, and an ETA from the
+    store's per-kind timings (the jobs left, one after another)."""
+    from . import plan as planmod, prepare, toolchain
+    from .store import Store
+    from .workspace import Workspace
+
+    ws = Workspace(rundir / "ws")
+    try:
+        inp = prepare.inputs(rundir / "recipe.yaml", ws, toolchain.find(), fetch=False)
+    except Exception as exc:  # inputs not fetched yet, a toolchain not built yet
+        return {"total": None, "note": f"plan not known yet ({str(exc).splitlines()[0][:120]})"}
+    p = planmod.build(inp)
+    if not ws.store_path.exists():
+        return {"total": len(p.jobs), "done": 0, "failed": 0, "eta_s": None}
+    store = Store.read_only(ws.store_path)
+    statuses = store.job_statuses([j.key for j in p.jobs])
+    timings = store.kind_timings()
+    left = [j for j in p.jobs if statuses.get(j.key) not in ("done", "failed")]
+    eta = sum(timings.get(j.kind, (0.0, 0))[0] for j in left) if left else 0.0
+    return {"total": len(p.jobs), "done": sum(s == "done" for s in statuses.values()),
+            "failed": sum(s == "failed" for s in statuses.values()), "eta_s": round(eta, 1),
+            "cells": len(p.cells)}
+
+
+def status(root: Path) -> list[dict]:
+    out = []
+    for rundir in sorted((root / "runs").glob("*/")):
+        if (rundir / "recipe.yaml").exists():
+            out.append({"recipe": rundir.name, "rundir": str(rundir), **state(rundir), **progress(rundir)})
+    return out
+
+
+def export(rundir: Path) -> dict:
+    """A consistent copy of the workspace's store (SQLite's online backup: a run may be writing), for
+    the laptop to pull; written under a temporary name and renamed when complete."""
+    src = rundir / "ws" / "store.sqlite"
+    if not src.exists():
+        return {"store": None}
+    dest = rundir / "pull" / "store.sqlite"
+    dest.parent.mkdir(exist_ok=True)
+    tmp = dest.with_name(".store.sqlite.tmp")
+    tmp.unlink(missing_ok=True)
+    with sqlite3.connect(f"{src.resolve().as_uri()}?mode=ro", uri=True, timeout=30) as a, sqlite3.connect(tmp) as b:
+        a.backup(b)
+    b.close()
+    os.replace(tmp, dest)
+    return {"store": str(dest), "bytes": dest.stat().st_size, **state(rundir)}
+
+
+def logs(rundir: Path, n: int, follow: bool) -> int:
+    """The last n lines of run.log; with follow, then every new line until the run has ended."""
+    log = rundir / "run.log"
+    if not log.exists():
+        print(f"{rundir.name}: no log yet", file=sys.stderr)
+        return 1
+    with open(log, "rb") as f:
+        lines = f.read().splitlines(keepends=True)[-n:] if n else []
+        sys.stdout.buffer.write(b"".join(lines))
+        sys.stdout.flush()
+        while follow:
+            chunk = f.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            elif state(rundir)["state"] != "running":
+                sys.stdout.buffer.write(f.read())
+                break
+            else:
+                time.sleep(0.5)
+    return int(state(rundir).get("rc") or 0)
+
+
+def main(argv: list[str]) -> int:
+    cmd, where, rest = argv[0], Path(argv[1]), argv[2:]
+    if cmd == "start":
+        env = json.loads(sys.stdin.read() or "{}")
+        print(json.dumps(start(where, rest, env)))
+    elif cmd == "supervise":
+        return supervise(where, rest[0], rest[1:])
+    elif cmd == "status":
+        print(json.dumps(status(where)))
+    elif cmd == "export":
+        print(json.dumps(export(where)))
+    elif cmd == "logs":
+        n = int(rest[rest.index("-n") + 1]) if "-n" in rest else 40
+        return logs(where, n, "-f" in rest)
+    else:
+        print(f"agent: unknown command {cmd}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
