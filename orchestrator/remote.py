@@ -304,8 +304,6 @@ def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None,
     box = Box(target, remote_dir or os.environ.get("QUANTSWEEP_REMOTE_DIR") or DEFAULT_ROOT)
     info = box.probe()
     say = lambda m: print(f"quantsweep: {m}", file=sys.stderr, flush=True)  # noqa: E731
-    say(f"{target}: {info['os']} {info['machine']}, Python {'.'.join(map(str, info['python']))}, "
-        f"{info['cpus']} CPUs, {len(info['gpus'])} GPU(s), {info['free'] / 2**30:.1f} GiB free in {box.root}")
     if not info["gpus"] and not cpu:
         raise RemoteError(f"{target}: no GPU found on the box (nvidia-smi/rocm-smi list none); add --cpu to "
                           "sweep on its CPU")
@@ -318,6 +316,8 @@ def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None,
         raise RemoteError(f"{target}: the box has {info['free'] / 2**30:.2f} GiB free in {box.root} but the "
                           f"sweep needs {what}{upload / 2**30:.2f} GiB of uploads; lower evaluation.chunks or "
                           f"use another --remote-dir")
+    say(f"{target}: {info['os']} {info['machine']}, Python {'.'.join(map(str, info['python']))}, "
+        f"{info['cpus']} CPUs, {len(info['gpus'])} GPU(s), {info['free'] / 2**30:.1f} GiB free in {box.root}")
     rundir = box.rundir(r.name)
     python = box.install(say)
     running = json.loads(box.agent(python, llama_cpp, "status", box.root).stdout or "[]")

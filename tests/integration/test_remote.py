@@ -1,0 +1,154 @@
+"""`run --host` for real: an OpenSSH server on 127.0.0.1 with a throwaway key, a directory as "the box",
+the system's ssh and rsync, the real tools on the demo model. Skipped, saying why, where sshd or rsync
+is missing (.ci/run installs both)."""
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.store import Store
+
+from .conftest import small_recipe
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).parents[2]
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """A throwaway sshd on the loopback: (target, the ssh options a user would keep in ~/.ssh/config)."""
+    missing = [t for t in ("ssh", "rsync") if shutil.which(t) is None] + ([] if Path(SSHD).exists() else ["sshd"])
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (Debian: openssh-server, openssh-client, rsync; .ci/run installs them)")
+    t = tmp_path_factory.mktemp("sshd")
+    for key in ("host_key", "id"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(t / key)], check=True)
+    shutil.copy(t / "id.pub", t / "authorized_keys")
+    (t / "authorized_keys").chmod(0o600)
+    Path("/run/sshd").mkdir(exist_ok=True) if os.geteuid() == 0 else None
+    port = _free_port()
+    (t / "sshd_config").write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {t}/host_key\n"
+                                   f"AuthorizedKeysFile {t}/authorized_keys\nPasswordAuthentication no\n"
+                                   f"PidFile {t}/sshd.pid\nStrictModes no\nUsePAM no\n")
+    proc = subprocess.run([SSHD, "-f", str(t / "sshd_config"), "-E", str(t / "sshd.log")], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"sshd would not start here: {proc.stderr.strip()[:200]}")
+    opts = (f"-p {port} -i {t}/id -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+            f"-o LogLevel=ERROR")
+    for _ in range(50):
+        if subprocess.run(["ssh", *opts.split(), "-o", "BatchMode=yes", f"{getpass.getuser()}@127.0.0.1",
+                           "true"], capture_output=True).returncode == 0:
+            break
+        time.sleep(0.1)
+    yield f"{getpass.getuser()}@127.0.0.1", opts, t, port
+    os.kill(int((t / "sshd.pid").read_text()), signal.SIGTERM)
+
+
+def qs(*args, env_extra=None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *map(str, args)], cwd=REPO, text=True,
+                          capture_output=True, env={**os.environ, **(env_extra or {})}, **kw)
+
+
+@pytest.fixture
+def box(sshd, monkeypatch, tmp_path, tools):
+    target, opts, _, _ = sshd
+    monkeypatch.setenv("QUANTSWEEP_SSH_ARGS", opts)
+    root = tmp_path / "box"
+    return target, ["--remote-dir", str(root), "--remote-llama-cpp", str(tools.bin_dir), "--cpu"], root
+
+
+def test_a_sweep_on_the_box_survives_its_client_and_pulls_the_numbers_of_a_local_run(box, tmp_path, demo_model):
+    target, flags, root = box
+    recipe = small_recipe(tmp_path, demo_model, name="boxed", weights=("Q8_0", "Q2_K"), bench=False, chunks=3,
+                          pairs=(("f16", "f16"), ("q8_0", "q4_0")))
+    ws = tmp_path / "laptop"
+    client = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(recipe), "--workspace", str(ws),
+                               "--host", target, *flags], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    rundir = root / "runs" / "boxed"
+    deadline = time.time() + 300
+    while not (rundir / "ws" / "store.sqlite").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    client.kill()  # the laptop goes away mid-sweep
+    client.wait()
+    assert not (rundir / "exit.json").exists(), "killed before the sweep ended"
+
+    st = qs("status", "--workspace", ws)
+    assert st.returncode == 0 and f"{target}  boxed: running;" in st.stdout
+
+    again = qs("run", recipe, "--workspace", ws, "--host", target, *flags, "--detach")
+    assert again.returncode == 0 and "attached to the run boxed" in again.stderr  # not a second run
+
+    follow = qs("logs", "--workspace", ws, "-f", timeout=600)  # waits for the end
+    assert follow.returncode == 0 and "--- quantsweep run ended" in follow.stdout
+    assert "exit 0" in qs("status", "--workspace", ws).stdout
+
+    pulled = qs("pull", "--workspace", ws)
+    assert pulled.returncode == 0 and "4 rows pulled, 0 already here; the run is finished" in pulled.stdout
+    before = (ws / "store.sqlite").read_bytes()
+    assert "0 rows pulled, 4 already here" in qs("pull", "--workspace", ws).stdout
+    assert _rows(ws, "boxed") == _rows(ws, "boxed") and (ws / "store.sqlite").read_bytes() == before
+
+    local = tmp_path / "local"
+    assert qs("run", recipe, "--workspace", local, "-q").returncode == 0
+    ours, theirs = _rows(local, "boxed"), _rows(ws, "boxed")
+    assert ours == theirs  # the same numbers, to every digit llama.cpp printed
+    assert all(x["pulled_from"] == target for x in Store(ws / "store.sqlite").results("boxed")
+               .extra_json.map(__import__("json").loads))
+    rep = qs("report", "boxed", "--workspace", ws, "--out", tmp_path / "rep")
+    assert rep.returncode == 0 and "| Q2_K |" in (tmp_path / "rep" / "README.md").read_text()
+
+
+def _rows(ws: Path, name: str) -> list[tuple]:
+    df = Store(ws / "store.sqlite").results(name)
+    cols = ["cell_id", "weights", "type_k", "type_v", "status", "kld_mean", "kld_mean_err", "ppl_q", "ppl_base",
+            "same_top", "kld_p99", "file_bytes"]
+    return sorted(map(tuple, df[cols].astype(str).values.tolist()))
+
+
+def test_failures_speak_plainly_and_start_nothing(box, sshd, tmp_path, demo_model):
+    target, flags, root = box
+    _, opts, keys, port = sshd
+    recipe = small_recipe(tmp_path, demo_model, name="nope", weights=("Q8_0",), bench=False, pairs=(("f16", "f16"),))
+    ws = tmp_path / "laptop"
+
+    def one_line(res, *needles):
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1, res.stderr
+        assert all(n in lines[0] for n in needles), lines[0]
+
+    closed = _free_port()
+    one_line(qs("run", recipe, "-w", ws, "--host", target, *flags,
+                env_extra={"QUANTSWEEP_SSH_ARGS": opts.replace(f"-p {port}", f"-p {closed}")}),
+             f"quantsweep: error: {target}: host unreachable (", "Connection refused")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    one_line(qs("run", recipe, "-w", ws, "--host", target, *flags,
+                env_extra={"QUANTSWEEP_SSH_ARGS": opts.replace(f"-i {keys}/id", f"-i {tmp_path}/other")}),
+             f"{target}: authentication refused (", "Permission denied")
+    no_cpu = [f for f in flags if f != "--cpu"]
+    one_line(qs("run", recipe, "-w", ws, "--host", target, *no_cpu), "no GPU found on the box", "--cpu")
+    # a disk too small for the base logits: 40 MB of text at ctx 16384 asks for ~480 GiB of them
+    corpus = tmp_path / "big.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 900_000)
+    huge = small_recipe(tmp_path, demo_model, name="huge", weights=("Q8_0",), bench=False, pairs=(("f16", "f16"),),
+                        ctx=16384, chunks=None, corpus=f"{{path: {corpus}}}")
+    huge.write_text(huge.read_text().replace("chunks: None, ", ""))
+    one_line(qs("run", huge, "-w", ws, "--host", target, *flags), "GiB of reference logits", "GiB free in")
+    assert not (root / "runs").exists() and not (root / "qs").exists()  # nothing installed, nothing started
+    assert not (ws / "hosts.json").exists()
