@@ -172,13 +172,21 @@ def fa_warning(tc: Toolchain, pairs) -> str | None:
             "runs that attention on the CPU (slow). Rebuild with `quantsweep toolchain build --fa-quants all`")
 
 
-def build_flags(cuda: bool, fa_quants: str = "all") -> list[str]:
+# a portable build (an image for other machines): CPU code for x86-64-v3 (AVX2, FMA), CUDA code for
+# Ampere, Ada and Hopper, the GPUs rented boxes have
+PORTABLE_CUDA_ARCHS = "80;86;89;90"
+
+
+def build_flags(cuda: bool, fa_quants: str = "all", portable: bool = False) -> list[str]:
     flags = ["-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF",
-             "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF",
-             "-DGGML_NATIVE=ON"]
+             "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF"]
+    flags += ["-DGGML_NATIVE=OFF", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON"] if portable \
+        else ["-DGGML_NATIVE=ON"]
     if cuda:
         # by default every flash-attention K/V pair, so no cache pair falls back to the CPU
         flags += ["-DGGML_CUDA=ON", f"-DGGML_CUDA_FA_QUANTS={fa_quants}"]
+        if portable:
+            flags.append(f"-DCMAKE_CUDA_ARCHITECTURES={PORTABLE_CUDA_ARCHS}")
     return flags
 
 
@@ -194,18 +202,20 @@ def _cpu_model() -> str:
 
 def build_key(flags: list[str]) -> str:
     # GGML_NATIVE tunes for this CPU, so the CPU model is part of what was built
-    basis = {"source": f"{SDIST_PACKAGE}=={SDIST_VERSION}", "flags": flags,
-             "machine": platform.machine(), "cpu": _cpu_model()}
+    basis = {"source": f"{SDIST_PACKAGE}=={SDIST_VERSION}", "flags": flags, "machine": platform.machine(),
+             "cpu": _cpu_model() if "-DGGML_NATIVE=ON" in flags else "portable"}
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build(cuda: bool | None = None, jobs: int | None = None, fa_quants: str = "all",
-          log=print) -> Toolchain:
-    """Build the four tools once per machine (cached by source and flags) and identify them."""
+          log=print, portable: bool = False) -> Toolchain:
+    """Build the four tools once per machine (cached by source and flags) and identify them. `portable`:
+    for other machines than this one (an image), not tuned to this CPU. The Dockerfile builds through
+    here too: one list of flags."""
     if cuda is None:
         cuda = cuda_available()
     fa_quants = normalize_fa_quants(fa_quants)
-    flags = build_flags(cuda, fa_quants)
+    flags = build_flags(cuda, fa_quants, portable)
     key = build_key(flags)
     dest = cache_root() / "toolchains" / key
     if _tools_in(dest / "bin") and (dest / "toolchain.json").exists():
