@@ -141,9 +141,12 @@ def export(rundir: Path) -> dict:
     dest.parent.mkdir(exist_ok=True)
     tmp = dest.with_name(".store.sqlite.tmp")
     tmp.unlink(missing_ok=True)
-    with sqlite3.connect(f"{src.resolve().as_uri()}?mode=ro", uri=True, timeout=30) as a, sqlite3.connect(tmp) as b:
+    a, b = sqlite3.connect(f"{src.resolve().as_uri()}?mode=ro", uri=True, timeout=30), sqlite3.connect(tmp)
+    try:
         a.backup(b)
-    b.close()
+    finally:
+        a.close()
+        b.close()
     os.replace(tmp, dest)
     return {"store": str(dest), "bytes": dest.stat().st_size, **state(rundir)}
 

@@ -103,7 +103,7 @@ def test_a_sweep_on_the_box_survives_its_client_and_pulls_the_numbers_of_a_local
     assert pulled.returncode == 0 and "4 rows pulled, 0 already here; the run is finished" in pulled.stdout
     before = (ws / "store.sqlite").read_bytes()
     assert "0 rows pulled, 4 already here" in qs("pull", "--workspace", ws).stdout
-    assert _rows(ws, "boxed") == _rows(ws, "boxed") and (ws / "store.sqlite").read_bytes() == before
+    assert (ws / "store.sqlite").read_bytes() == before  # pulling again changed nothing
 
     local = tmp_path / "local"
     assert qs("run", recipe, "--workspace", local, "-q").returncode == 0
