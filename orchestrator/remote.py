@@ -74,13 +74,14 @@ class Box:
             raise RemoteError(_ssh_failure(self.target, res.stderr))
         return res
 
-    def rsync(self, src: str, dest: str, *extra: str) -> None:
-        """Files in either direction ("box:" marks the box's side); a transfer cut short leaves its partial
-        file in .rsync-partial (never under its own name) and the next one resumes it."""
+    def rsync(self, src: str, dest: str, *extra: str, listing: str | None = None) -> None:
+        """Files in either direction ("box:" marks the box's side); with `listing`, the files named in it
+        (relative to src). A transfer cut short leaves its partial file in .rsync-partial (never under its
+        own name) and the next one resumes it."""
         side = lambda p: f"{self.target}:{p[4:]}" if p.startswith("box:") else p  # noqa: E731
         argv = ["rsync", "-a", "--partial-dir=.rsync-partial", "-e", shlex.join(self.ssh_base), *extra,
-                side(src), side(dest)]
-        res = subprocess.run(argv, capture_output=True, text=True)
+                *(["--files-from=-"] if listing is not None else []), side(src), side(dest)]
+        res = subprocess.run(argv, input=listing, capture_output=True, text=True)
         if res.returncode == 255 or "connection unexpectedly closed" in res.stderr and res.returncode:
             raise RemoteError(_ssh_failure(self.target, res.stderr))
         if res.returncode != 0:
@@ -129,7 +130,7 @@ class Box:
         log(f"{self.target}: installing quantsweep {__version__} ({digest}) in {home}/venv")
         self.ssh(["mkdir", "-p", f"{home}/src"])
         listing = "\n".join(p.relative_to(_source_root()).as_posix() for p in src_files)
-        self._rsync_files(_source_root(), listing, f"{home}/src/")
+        self.rsync(str(_source_root()), f"box:{home}/src/", listing=listing)
         steps = [["python3", "-m", "venv", f"{home}/venv"],
                  [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{home}/src"],
                  ["touch", f"{home}/venv/.installed"]]
@@ -138,14 +139,6 @@ class Box:
             raise RemoteError(f"{self.target}: installing quantsweep in {home}/venv failed: {_last_line(res.stderr)}"
                               " (does the box have python3-venv and reach PyPI?)")
         return python
-
-    def _rsync_files(self, base: Path, listing: str, dest: str) -> None:
-        argv = ["rsync", "-a", "--partial-dir=.rsync-partial", "-e", shlex.join(self.ssh_base),
-                "--files-from=-", str(base), f"{self.target}:{dest}"]
-        res = subprocess.run(argv, input=listing, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RemoteError(_ssh_failure(self.target, res.stderr) if res.returncode == 255 else
-                              f"{self.target}: rsync failed (rc {res.returncode}): {_last_line(res.stderr)}")
 
     def toolchain(self, python: str, llama_cpp: str | None, log) -> dict:
         """The tools on the box: those at llama_cpp, else built there (cached; CUDA when the box has it)."""
@@ -328,7 +321,7 @@ def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None,
         box.ssh(["mkdir", "-p", f"{rundir}/inputs"])
         if files:
             say(f"{target}: uploading {len(files)} file(s), {upload / 2**20:.0f} MiB (resumable)")
-            box._rsync_files(Path("/"), "\n".join(str(p).lstrip("/") for p, _ in files), f"{rundir}/.upload/")
+            box.rsync("/", f"box:{rundir}/.upload/", listing="\n".join(str(p).lstrip("/") for p, _ in files))
             moves = [["mkdir", "-p", str(Path(f"{rundir}/{dest}").parent)] for _, dest in files]
             moves += [["ln", "-f", f"{rundir}/.upload/{str(p).lstrip('/')}", f"{rundir}/{dest}"] for p, dest in files]
             res = box.ssh(["sh", "-c", " && ".join(shlex.join(m) for m in moves)])
