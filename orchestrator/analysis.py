@@ -318,7 +318,7 @@ def run_differences(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
     """What differs between two runs besides their cells: the model, the reference, the corpus, the
     toolchain. A comparison across them measures that difference too, so it is said first."""
     def values(df, col):
-        return sorted({str(v) for v in df[col].dropna()}) if col in df else []
+        return sorted({str(v) for v in df[col].dropna().unique()}) if col in df else []
 
     out = []
     for what, col, short in (("model", "source_sha256", 12), ("reference", "reference", 0),

@@ -17,6 +17,8 @@ programs on the card) is the caller's `reserve`.
 
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass
 
@@ -115,7 +117,11 @@ class Architecture:
         return base, pad(min(base, self.n_swa * n_seq + n_ubatch)) if self.n_swa else base
 
     def kv_bytes(self, type_k: str, type_v: str, ctx: int, n_ubatch: int = UBATCH) -> tuple[int, int]:
-        """(K bytes, V bytes) of the cache at this context."""
+        """(K bytes, V bytes) of the cache at this context (memoized: a 10,000-cell table asks for a
+        handful of distinct ones, 10,000 times)."""
+        return _kv_bytes(self, type_k, type_v, ctx, n_ubatch)
+
+    def _kv_bytes(self, type_k: str, type_v: str, ctx: int, n_ubatch: int) -> tuple[int, int]:
         base, swa = self.cells(ctx, n_ubatch)
         k = v = 0
         for kv, vv, s in zip(self.k_values, self.v_values, self.swa):
@@ -202,3 +208,8 @@ def parse_size(text: str, what: str = "--vram") -> int:
 def gib(n: float) -> str:
     """Bytes for people: GiB with two decimals, MiB below one GiB."""
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+@functools.lru_cache(maxsize=4096)
+def _kv_bytes(arch: Architecture, type_k: str, type_v: str, ctx: int, n_ubatch: int) -> tuple[int, int]:
+    return arch._kv_bytes(type_k, type_v, ctx, n_ubatch)

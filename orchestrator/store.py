@@ -60,6 +60,12 @@ MIGRATIONS = [
     ["ALTER TABLE results ADD COLUMN tensor_mix_json TEXT",
      "ALTER TABLE results ADD COLUMN source_tensor_mix_json TEXT",
      "ALTER TABLE results ADD COLUMN fallback_tensors INTEGER"],
+    # 4: a token that changes with every change of the results, kept by triggers (no writer can forget
+    # it): readers key their columnar copy of the results by it (snapshot.py)
+    ["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+     "INSERT INTO meta VALUES ('results_token', lower(hex(randomblob(8))))",
+     *[f"CREATE TRIGGER results_{op.lower()} AFTER {op} ON results BEGIN UPDATE meta SET value = "
+       "lower(hex(randomblob(8))) WHERE key = 'results_token'; END" for op in ("INSERT", "UPDATE", "DELETE")]],
 ]
 BULKY = {"samples_ns", "stderr_tail", "toolchain_json", "extra_json"}
 COLUMNS = ["run_id", *TEXT_COLUMNS, *REAL_COLUMNS, *[c for c in INT_COLUMNS if c not in REAL_COLUMNS]]
@@ -228,24 +234,45 @@ class Store:
 
     def results(self, recipe: str | None = None, *, provenance: bool = True):
         """The rows of one recipe (all when None). provenance=False leaves out the bulky columns no
-        table, plot or answer reads (raw samples, tool tails, the full toolchain and extra JSON):
-        a third less to read on a 10,000-cell store; exports keep them."""
+        table, plot or answer reads (raw samples, tool tails, the full toolchain and extra JSON).
+        Read from the columnar copy of the store's current results when there is one (made on the
+        first read after a change)."""
         import pandas as pd
 
-        cols = "*"
-        if not provenance:
-            have = [r[1] for r in self.db.execute("PRAGMA table_info(results)")]
-            cols = ", ".join(c for c in have if c not in BULKY)
-        names, cur = self.rows(recipe, cols)
-        rows = cur.fetchall()
-        if not rows:
-            return pd.DataFrame(columns=names)
-        import pyarrow as pa
+        from . import snapshot
 
-        try:  # column by column through Arrow: twice as fast as pandas' row-wise conversion
-            return pa.table([pa.array(col) for col in zip(*rows)], names=names).to_pandas()
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column of mixed SQLite types
-            return pd.DataFrame.from_records(rows, columns=names)
+        t = snapshot.table(self, recipe, () if provenance else BULKY)
+        if t is not None:
+            return t.to_pandas()
+        names, rows = self.fetch(recipe, self._columns(() if provenance else BULKY))
+        return pd.DataFrame.from_records(rows, columns=names)
+
+    def _columns(self, leave_out) -> str:
+        if not leave_out:
+            return "*"
+        return ", ".join(r[1] for r in self.db.execute("PRAGMA table_info(results)") if r[1] not in leave_out)
+
+    def fetch(self, recipe: str | None = None, columns: str = "*") -> tuple[list[str], list[tuple]]:
+        names, cur = self.rows(recipe, columns)
+        return names, cur.fetchall()
+
+    def results_token(self) -> str | None:
+        """What the results are now: a new random value after every change (None for a store older
+        than version 4, opened read-only as it is)."""
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'results_token'").fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return row[0] if row else None
+
+    @contextmanager
+    def reading(self):
+        """One read transaction: what is read inside it is one consistent state, whatever writes meanwhile."""
+        self.db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self.db.execute("COMMIT")
 
     def rows(self, recipe: str | None = None, columns: str = "*"):
         """(column names, a cursor over the rows in insertion order): exports stream it without a frame."""

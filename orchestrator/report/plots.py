@@ -3,8 +3,13 @@ the per-token distributions. Inputs are `analysis.cells` frames; nothing is meas
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 
 from .. import analysis, memory
@@ -30,11 +35,15 @@ def _plt():
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
+    """PNG and SVG cropped to one tight box: the layout pass that bbox_inches="tight" makes for each
+    format is made once."""
+    fig.draw_without_rendering()
+    box = fig.get_tightbbox().padded(matplotlib.rcParams["savefig.pad_inches"])
     paths = []
     for ext, kw in (("png", {"dpi": 150}), ("svg", {"metadata": {"Date": None}})):
         path = out / f"{stem}.{ext}"
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, bbox_inches="tight", **kw)
+            fig.savefig(tmp, format=ext, bbox_inches=box, **kw)
         paths.append(path)
     return paths
 
@@ -226,18 +235,47 @@ def profiles(k: pd.DataFrame, out: Path, plt) -> list[Path]:
     return paths
 
 
+FIGURES = {"kld_vs_size": kld_vs_size, "kld_vs_speed": kld_vs_speed, "profiles": profiles,
+           "kld_vs_kv_memory": kld_vs_kv_memory}
+
+
+def _draw(name: str, args: tuple, out: Path) -> list[Path]:
+    return FIGURES[name](*args, out, _plt())
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def start(k: pd.DataFrame, arch: memory.Architecture | None, out: Path) -> Callable[[], list[Path]]:
+    """Begin drawing every figure the cells (`analysis.cells`) can support, in worker processes
+    (forked: they share the frame and the imports) when the machine has more than one CPU, so the
+    caller writes its tables meanwhile; the returned function waits and gives the paths ([] when
+    nothing was measured)."""
+    if k.empty:
+        return list
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = [("kld_vs_size", (k,)), ("kld_vs_speed", (k,)), ("profiles", (k,))]
+    if arch is not None:
+        tasks.append(("kld_vs_kv_memory", (k, arch, int(k.ctx.max()))))
+    workers = min(len(tasks), _cpus())
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return lambda: [p for name, args in tasks for p in _draw(name, args, out)]
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    futures = [pool.submit(_draw, name, args, out) for name, args in tasks]
+
+    def wait() -> list[Path]:
+        try:
+            return [p for f in futures for p in f.result()]
+        finally:
+            pool.shutdown(cancel_futures=True)
+    return wait
+
+
 def write_all(df: pd.DataFrame, out: Path) -> list[Path]:
     """Every figure the store can support; [] when nothing was measured."""
-    k = analysis.cells(df)
-    if k.empty:
-        return []
-    plt = _plt()
-    out.mkdir(parents=True, exist_ok=True)
-    paths = kld_vs_size(k, out, plt) + kld_vs_speed(k, out, plt) + profiles(k, out, plt)
     try:
         arch = analysis.architecture(df)
     except memory.MemoryModelError:
         arch = None
-    if arch is not None:
-        paths += kld_vs_kv_memory(k, arch, int(k.ctx.max()), out, plt)
-    return paths
+    return start(analysis.cells(df), arch, out)()

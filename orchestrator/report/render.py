@@ -65,13 +65,29 @@ def csv_text(df: pd.DataFrame) -> str:
     return buf.getvalue()
 
 
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """A table of display strings straight from Arrow arrays, without column statistics (min/max of
+    formatted text help no reader, and cost most of the time on the stats table's 10,000 columns);
+    numbers as pandas writes them."""
+    if not all(dt == object for dt in df.dtypes):
+        df.to_parquet(path, index=False)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = df.to_numpy(dtype=object)
+    cols = [pa.array(values[:, i], type=pa.string()) for i in range(values.shape[1])]
+    pq.write_table(pa.Table.from_arrays(cols, names=[str(c) for c in df.columns]), path,
+                   write_statistics=False, use_dictionary=False)
+
+
 def _numeric(col: pd.Series) -> bool:
     return all(str(v)[:1].isdigit() or str(v)[:1] in "-—=+" for v in col)
 
 
-def numeric_cells(df: pd.DataFrame, arch: memory.Architecture | None) -> pd.DataFrame:
-    """One row per measured cell with the numbers behind the tables (for CSV/parquet and notebooks)."""
-    k = analysis.cells(df)
+def numeric_cells(k: pd.DataFrame, arch: memory.Architecture | None) -> pd.DataFrame:
+    """One row per measured cell (`analysis.cells`) with the numbers behind the tables (for CSV/parquet
+    and notebooks)."""
     if k.empty:
         return k
     k = analysis.with_per_gib(k)
@@ -95,12 +111,15 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
         arch = analysis.architecture(df)
     except memory.MemoryModelError:
         arch = None
-    kv = tables.kv_table(df, arch.kv_bytes if arch else None)
-    stats, fails = tables.stats_table(df), tables.failures(df)
+    k = analysis.cells(df)
+    figures = plots.start(k, arch, out)  # drawn meanwhile, in other processes where there are CPUs for them
+    kld, sp = df[df.measurement == "kld"], tables.speed(df)  # each taken once from the whole store
+    kv = tables.kv_table(kld, arch.kv_bytes if arch else None, sp)
+    stats, fails = tables.stats_table(kld, sp), tables.failures(df)
     prov = tables.provenance(df)
     written = []
     for stem, t in (("kv_table", kv), ("stats", stats), ("failures", fails),
-                    ("cells", numeric_cells(df, arch))):
+                    ("cells", numeric_cells(k, arch))):
         csv, parquet = out / f"{stem}.csv", out / f"{stem}.parquet"
         if t.empty:
             csv.unlink(missing_ok=True)
@@ -108,13 +127,12 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
             continue
         write_text_atomic(csv, csv_text(t))
         with atomic_path(parquet) as tmp:
-            t.to_parquet(tmp, index=False)
+            write_parquet(t, tmp)
         written += [csv, parquet]
-    figures = plots.write_all(df, out)
-    written += figures
+    written += figures()
     shown = [(stem, title) for stem, title in PLOTS if (out / f"{stem}.png").exists()]
 
-    kv, stats, note = _legible(df, kv, stats, arch)
+    kv, stats, note = _legible(kld, sp, k, kv, stats, arch)
     readme = out / "README.md"
     write_text_atomic(readme, _readme(name, prov, kv, stats, fails, shown, note))
     card = out / "model-card.md"
@@ -124,16 +142,17 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     return [readme, card, page, *written]
 
 
-def _legible(df: pd.DataFrame, kv: pd.DataFrame, stats: pd.DataFrame, arch):
+def _legible(kld: pd.DataFrame, sp: pd.DataFrame, k: pd.DataFrame, kv: pd.DataFrame, stats: pd.DataFrame,
+             arch):
     """The tables the documents show: all of them for a sweep of a few weights quants; for a large
     store, the cells of the weights the plots name (the Pareto frontier's), saying so. The CSV and
     parquet files always hold every cell."""
-    k = analysis.cells(df)
     part, note = plots.readable(k) if not k.empty else (k, "")
     if not note:
         return kv, stats, ""
-    view = df[df.weights.isin(set(part.weights))]
-    return (tables.kv_table(view, arch.kv_bytes if arch else None), tables.stats_table(view),
+    weights = set(part.weights)
+    view, sp = kld[kld.weights.isin(weights)], sp[sp.weights.isin(weights)]
+    return (tables.kv_table(view, arch.kv_bytes if arch else None, sp), tables.stats_table(view, sp),
             f"{note[0].upper()}{note[1:]}, in the tables and plots below; every cell is in kv_table.csv, "
             "stats.csv and cells.csv.")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 
 from ..analysis import records
@@ -72,12 +73,15 @@ def speed(df: pd.DataFrame) -> pd.DataFrame:
     b = df[(df.measurement == "bench") & (df.status == "ok")]
     if b.empty:
         return pd.DataFrame(columns=["weights", "type_k", "type_v"])
-    from ..analysis import unsteady
+    from ..analysis import BENCH_CV_MAX
 
-    b = b.assign(cell=b.test + " t/s", val=[pm(m, s, 2) + (" (unsteady)" if unsteady(m, s) else "")
-                                            for m, s in zip(b.ts_mean, b.ts_std)])
-    return b.pivot_table(index=["weights", "type_k", "type_v"], columns="cell", values="val",
-                         aggfunc="first").reset_index()
+    mean, std = b.ts_mean.to_numpy(float), np.nan_to_num(b.ts_std.to_numpy(float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shaky = (mean > 0) & (std / mean > BENCH_CV_MAX)  # analysis.unsteady, a column at a time
+    vals = [v + " (unsteady)" if u else v for v, u in zip(_pms(b.ts_mean, b.ts_std, 2), shaky)]
+    keys = ["weights", "type_k", "type_v"]
+    b = b[keys].assign(cell=(b.test + " t/s").to_numpy(), val=vals).drop_duplicates([*keys, "cell"])
+    return b.pivot(index=keys, columns="cell", values="val").rename_axis(columns=None).reset_index()
 
 
 def variant_label(row, many_pairs: bool, many_ctx: bool) -> str:
@@ -89,10 +93,11 @@ def variant_label(row, many_pairs: bool, many_ctx: bool) -> str:
     return label
 
 
-def kv_table(df: pd.DataFrame, kv_bytes=None) -> pd.DataFrame:
+def kv_table(df: pd.DataFrame, kv_bytes=None, sp: pd.DataFrame | None = None) -> pd.DataFrame:
     """(a) weights × cache-type-k × cache-type-v: rank by KLD (ties within ± share it), KLD, PPL,
     same-top, size, K/V memory at the measured context when `kv_bytes(type_k, type_v, ctx)` is given,
-    speed. Failed cells stay in the matrix, marked, so a gap is never mistaken for a cell not asked for."""
+    speed (`sp`: speed(df), when the caller has it). Failed cells stay in the matrix, marked, so a gap is
+    never mistaken for a cell not asked for."""
     from ..analysis import tie_ranks
 
     k = df[df.measurement == "kld"]
@@ -106,64 +111,75 @@ def kv_table(df: pd.DataFrame, kv_bytes=None) -> pd.DataFrame:
         "Rank": ranks,
         "Weights": k.weights, "cache-type-k": k.type_k, "cache-type-v": k.type_v,
         **({"ctx": k.ctx.astype(int)} if k.ctx.nunique() > 1 else {}),
-        "KLD": [pm(v, e, 6) if st == "ok" else "failed"
-                for v, e, st in zip(k.kld_mean, k.kld_mean_err, k.status)],
-        "PPL": [pm(v, e, 4) for v, e in zip(k.ppl_q, k.ppl_q_err)],
-        "PPL ratio": [pm(v, e, 4) for v, e in zip(k.ppl_ratio, k.ppl_ratio_err)],
-        "Same top p": [pm(v, e, 3, " %") for v, e in zip(k.same_top, k.same_top_err)],
-        "File MiB": [num(scaled(b, 2**20), 1) for b in k.file_bytes],
-        "BPW": [num(b, 2) for b in k.bpw],
+        "KLD": [v if st == "ok" else "failed" for v, st in zip(_pms(k.kld_mean, k.kld_mean_err, 6), k.status)],
+        "PPL": _pms(k.ppl_q, k.ppl_q_err, 4),
+        "PPL ratio": _pms(k.ppl_ratio, k.ppl_ratio_err, 4),
+        "Same top p": _pms(k.same_top, k.same_top_err, 3, " %"),
+        "File MiB": _nums([scaled(b, 2**20) for b in k.file_bytes], 1),
+        "BPW": _nums(k.bpw, 2),
         "Tensor mix": [mix_text(m, f, top=2) for m, f in zip(_col(k, "tensor_mix_json"), _col(k, "fallback_tensors"))],
-        **({"K/V MiB": [num(sum(kv_bytes(tk, tv, int(c))) / 2**20, 1)
-                        for tk, tv, c in zip(k.type_k, k.type_v, k.ctx)]} if kv_bytes else {}),
+        **({"K/V MiB": _nums([sum(kv_bytes(tk, tv, int(c))) / 2**20 for tk, tv, c in zip(k.type_k, k.type_v, k.ctx)],
+                             1)} if kv_bytes else {}),
         "weights": k.weights, "type_k": k.type_k, "type_v": k.type_v,
     })
-    sp = speed(df)
-    out = out.merge(sp, on=["weights", "type_k", "type_v"], how="left")
+    out = out.merge(speed(df) if sp is None else sp, on=["weights", "type_k", "type_v"], how="left")
     return out.drop(columns=["weights", "type_k", "type_v"]).fillna("—")
 
 
-def stats_table(df: pd.DataFrame) -> pd.DataFrame:
-    """(b) the full statistics, one column per variant (the shape of published quant comparisons)."""
+def _pms(values, errors, digits: int, suffix: str = "") -> list[str]:
+    """pm over two columns, without a call per value (v != v is NaN)."""
+    one = f"{{:.{digits}f}}{suffix}".format
+    two = f"{{:.{digits}f}} ± {{:.{digits}f}}{suffix}".format
+    return ["—" if v is None or v != v else one(v) if e is None or e != e else two(v, e)
+            for v, e in zip(values, errors)]
+
+
+def _nums(values, digits: int, suffix: str = "") -> list[str]:
+    one = f"{{:.{digits}f}}{suffix}".format
+    return ["—" if v is None or v != v else one(v) for v in values]
+
+
+def stats_table(df: pd.DataFrame, sp: pd.DataFrame | None = None) -> pd.DataFrame:
+    """(b) the full statistics, one column per variant (the shape of published quant comparisons).
+    Built a statistic (a row) at a time over all variants: a 10,000-cell store formats in a fraction
+    of a second."""
     k = df[(df.measurement == "kld") & (df.status == "ok")]
     if k.empty:
         return pd.DataFrame()
     k = _order(k)
     many_pairs = k[["type_k", "type_v"]].drop_duplicates().shape[0] > 1
     many_ctx = k.ctx.nunique() > 1
-    sp = {(r.pop("weights"), r.pop("type_k"), r.pop("type_v")): r for r in speed(df).to_dict("records")}
-    cols = {}
-    for r in records(k):
-        col = {
-            "File size (GiB)": num(scaled(r.file_bytes, 2**30), 3),
-            "BPW": num(r.bpw, 2),
-            "Tensor mix (bytes)": mix_text(r.get("tensor_mix_json"), r.get("fallback_tensors")),
-            "Mean PPL(Q)": pm(r.ppl_q, r.ppl_q_err, 4),
-            "Mean PPL(base)": pm(r.ppl_base, r.ppl_base_err, 4),
-            "PPL(Q)/PPL(base)": pm(r.ppl_ratio, r.ppl_ratio_err, 4),
-            "ln(PPL(Q)/PPL(base))": pm(r.ln_ratio, r.ln_ratio_err, 5),
-            "Cor(ln PPL(Q), ln PPL(base))": num(r.cor_ln_ppl, 2, " %"),
-            "KLD mean": pm(r.kld_mean, r.kld_mean_err, 6),
-        }
-        for name, c in KLD_ROWS:
-            col[f"KLD {name}"] = num(r[c], 6)
-        col["Δp mean"] = pm(r.dp_mean, r.dp_mean_err, 3, " %")
-        for name, c in DP_ROWS:
-            col[f"Δp {name}"] = num(r[c], 3, " %")
-        col["RMS Δp"] = pm(r.rms_dp, r.rms_dp_err, 3, " %")
-        col["Same top p"] = pm(r.same_top, r.same_top_err, 3, " %")
-        gib = scaled(r.file_bytes, 2**30)
-        if gib:  # the Scout comparison's "metric per GiB" rows
-            col["1/PPL per GiB"] = num(1 / r.ppl_q / gib, 3)
-            col["1/KLD per GiB"] = num(1 / r.kld_mean / gib if r.kld_mean else None, 1)
-            col["Same top p per GiB"] = num(r.same_top / gib, 1, " %")
-        key = (r.weights, r.type_k, r.type_v)
-        for test, val in sp.get(key, {}).items():
-            col[test] = val
-        cols[variant_label(r, many_pairs, many_ctx)] = col
-    stats = list(dict.fromkeys(name for col in cols.values() for name in col))
-    t = pd.DataFrame({"Statistic": stats} | {label: [col.get(name) for name in stats] for label, col in cols.items()})
-    return t.fillna("—")
+    gib = [scaled(b, 2**30) for b in k.file_bytes]
+    rows = {
+        "File size (GiB)": _nums(gib, 3),
+        "BPW": _nums(k.bpw, 2),
+        "Tensor mix (bytes)": [mix_text(m, f) for m, f in zip(_col(k, "tensor_mix_json"), _col(k, "fallback_tensors"))],
+        "Mean PPL(Q)": _pms(k.ppl_q, k.ppl_q_err, 4),
+        "Mean PPL(base)": _pms(k.ppl_base, k.ppl_base_err, 4),
+        "PPL(Q)/PPL(base)": _pms(k.ppl_ratio, k.ppl_ratio_err, 4),
+        "ln(PPL(Q)/PPL(base))": _pms(k.ln_ratio, k.ln_ratio_err, 5),
+        "Cor(ln PPL(Q), ln PPL(base))": _nums(k.cor_ln_ppl, 2, " %"),
+        "KLD mean": _pms(k.kld_mean, k.kld_mean_err, 6),
+        **{f"KLD {name}": _nums(k[c], 6) for name, c in KLD_ROWS},
+        "Δp mean": _pms(k.dp_mean, k.dp_mean_err, 3, " %"),
+        **{f"Δp {name}": _nums(k[c], 3, " %") for name, c in DP_ROWS},
+        "RMS Δp": _pms(k.rms_dp, k.rms_dp_err, 3, " %"),
+        "Same top p": _pms(k.same_top, k.same_top_err, 3, " %"),
+    }
+    if any(gib):  # the Scout comparison's "metric per GiB" rows
+        rows["1/PPL per GiB"] = [num(1 / q / g, 3) if g else "—" for q, g in zip(k.ppl_q, gib)]
+        rows["1/KLD per GiB"] = [num(1 / d / g if d else None, 1) if g else "—" for d, g in zip(k.kld_mean, gib)]
+        rows["Same top p per GiB"] = [num(s / g, 1, " %") if g else "—" for s, g in zip(k.same_top, gib)]
+    keys = ["weights", "type_k", "type_v"]
+    sp = k[keys].merge(speed(df) if sp is None else sp, on=keys, how="left", indicator=True)
+    if (sp._merge == "both").any():
+        for test in sp.columns.drop([*keys, "_merge"]):
+            rows[test] = sp[test].fillna("—").tolist()
+    labels = [variant_label(r, many_pairs, many_ctx) for r in records(k, ["weights", "type_k", "type_v", "ctx"])]
+    last = {label: i for i, label in enumerate(labels)}  # a label measured twice shows its last row
+    keep = [last[label] for label in dict.fromkeys(labels)]
+    table = np.array([[name] + [values[i] for i in keep] for name, values in rows.items()], dtype=object)
+    return pd.DataFrame(table, columns=["Statistic", *(labels[i] for i in keep)], dtype=object)
 
 
 def failures(df: pd.DataFrame) -> pd.DataFrame:
