@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python tests/bench_overhead.py
 	$(BIN)/python tests/bench_schedule.py
 	$(BIN)/python tests/bench_load.py
+	$(BIN)/python tests/bench_ray.py
 
 clean:
 	rm -rf $(VENV) .quantsweep

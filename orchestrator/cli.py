@@ -57,7 +57,14 @@ def run(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Optio
         remote_llama_cpp: Optional[str] = typer.Option(None, "--remote-llama-cpp", help="with --host: the tools "
                                                        "already on the box [default: found or built there]"),
         cpu: bool = typer.Option(False, "--cpu", help="with --host: a box without a GPU is fine"),
-        detach: bool = typer.Option(False, "--detach", "-d", help="with --host: start it and return")):
+        detach: bool = typer.Option(False, "--detach", "-d", help="with --host: start it and return"),
+        ray: Optional[str] = typer.Option(None, "--ray", help="run the jobs on a Ray cluster: auto, ray://head:10001, "
+                                          "host:port, or local [$RAY_ADDRESS with auto]"),
+        ray_shared: Optional[Path] = typer.Option(None, "--ray-shared", help="with --ray: a folder every node "
+                                                  "reads and writes at this path (NFS…): jobs run on any node; "
+                                                  "[default: each node keeps its own artifacts]"),
+        ray_node_dir: Optional[str] = typer.Option(None, "--ray-node-dir", help="with --ray: where each node "
+                                                   "keeps its artifacts [default: its quantsweep cache/ray]")):
     """Run the sweep: every device busy, resumable, Ctrl-C safe; a failing cell is recorded and the sweep goes on."""
     from . import commands
 
@@ -69,7 +76,8 @@ def run(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Optio
         raise typer.Exit(remote.run_on(host, recipe, workspace, remote_dir=remote_dir, llama_cpp=remote_llama_cpp,
                                        cpu=cpu, detach=detach, run_args=args, out=_out))
     raise typer.Exit(commands.run(recipe, workspace, llama_cpp, retry_failed, quiet, _out, rerun=rerun,
-                                  devices=devices, parallel=parallel))
+                                  devices=devices, parallel=parallel, ray=ray, ray_shared=ray_shared,
+                                  ray_node_dir=ray_node_dir))
 
 
 HOST = typer.Option(None, "--host", help="only this box [default: every box this workspace started a run on]")
@@ -77,9 +85,17 @@ HOST = typer.Option(None, "--host", help="only this box [default: every box this
 
 @app.command()
 def status(workspace: Optional[Path] = WS, host: Optional[str] = HOST):
-    """Runs on boxes (`run --host`): what runs where, jobs done/total, failures, ETA."""
-    from . import remote
+    """Runs on boxes (`run --host`) and on a Ray cluster (`run --ray`): what runs where, jobs done/total,
+    failures, ETA."""
+    from . import cluster, remote
+    from .workspace import Workspace
 
+    ws = Workspace(workspace)
+    if host is None:
+        for line in cluster.status_lines(ws.root / "ray-status.json"):
+            _out(line)
+        if not (ws.root / "hosts.json").exists() and (ws.root / "ray-status.json").exists():
+            raise typer.Exit(0)
     raise typer.Exit(remote.status(workspace, host, _out))
 
 

@@ -112,7 +112,8 @@ RERUNNABLE = ("bench",)
 
 
 def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool, out, rerun: str | None = None,
-        devices: str | None = None, parallel: int = 1) -> int:
+        devices: str | None = None, parallel: int = 1, ray: str | None = None, ray_shared: Path | None = None,
+        ray_node_dir: str | None = None) -> int:
     from . import devices as devmod
     from .runner import Runner
 
@@ -121,10 +122,16 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
         if k not in RERUNNABLE:
             raise UsageError(f"--rerun {k!r}: allowed {', '.join(RERUNNABLE)} (KLD and quantization are "
                              "deterministic: a measured one is not measured again)")
+    if ray_shared is not None and ray is None:
+        raise UsageError("--ray-shared DIR goes with --ray ADDRESS")
     r = recipemod.load(recipe_path)
     prepare.check_local_files(r, recipe_path)
     ws = Workspace(workspace)
     tc = toolchain.find(llama_cpp)
+    if ray is not None:
+        from . import cluster
+
+        cluster.connect(ray, out)
     warning = toolchain.fa_warning(tc, r.cache.expanded())
     if warning:
         print(warning, file=sys.stderr, flush=True)
@@ -135,8 +142,15 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
         p = planmod.build(inp)
         store = Store(ws.store_path)
         found = devmod.find(tuple(tc.backends), only=devices or os.environ.get("QUANTSWEEP_DEVICES"))
-        summary = Runner(p, ws, store, tc, quiet=quiet, retry_failed=retry_failed, rerun=kinds, found=found,
-                         parallel=parallel).run()
+        opts = dict(quiet=quiet, retry_failed=retry_failed, rerun=kinds, found=found, parallel=parallel)
+        if ray is not None:
+            from .cluster import ClusterRunner
+
+            runner = ClusterRunner(p, ws, store, tc, address=ray, shared=ray_shared, node_dir=ray_node_dir,
+                                   status_path=ws.root / "ray-status.json", **opts)
+        else:
+            runner = Runner(p, ws, store, tc, **opts)
+        summary = runner.run()
         from . import snapshot
 
         snapshot.table(store, inp.recipe.name)  # the columnar copy of the new results: `report` reads it at once

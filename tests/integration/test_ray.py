@@ -1,0 +1,141 @@
+"""`run --ray` on a real Ray cluster of three nodes on this machine (ray.cluster_utils.Cluster: a head and
+two workers, all on 127.0.0.1), with the real tools on the demo model: the numbers equal a local run's,
+a node removed mid-sweep loses nothing, a re-run runs nothing. Skipped without Ray (`pip install
+'quantsweep[ray]'`; the dev extra has it)."""
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.store import Store
+
+from .conftest import small_recipe
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'quantsweep[ray]'")
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from ray.cluster_utils import Cluster
+
+    # every address on the loopback: without this Ray advertises the host's first non-loopback IP
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # for the processes Ray starts
+    mp.setattr(ray._private.ray_constants, "ENABLE_RAY_CLUSTER", False)  # for this one, which read it at import
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1",
+                                                       "include_dashboard": False})
+    workers = [c.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
+    c.wait_for_nodes()
+    yield c, workers, tmp_path_factory.mktemp("nodes")
+    ray.shutdown()
+    c.shutdown()
+    mp.undo()
+
+
+def _rows(ws: Path, name: str) -> list[tuple]:
+    df = Store(ws / "store.sqlite").results(name)
+    df = df[df.measurement == "kld"]
+    cols = ["cell_id", "status", "kld_mean", "kld_mean_err", "ppl_q", "ppl_base", "same_top", "kld_p99", "file_bytes"]
+    return sorted(map(tuple, df[cols].astype(str).values.tolist()))
+
+
+def _run(recipe, ws, c, nodes, *more) -> int:
+    return main(["run", str(recipe), "-w", str(ws), "-q", "--ray", c.address, "--ray-node-dir", str(nodes), *more])
+
+
+def test_a_sweep_on_three_nodes_equals_a_local_run_and_a_rerun_runs_nothing(cluster, demo_model, tmp_path, capsys):
+    c, _, nodes = cluster
+    recipe = small_recipe(tmp_path, demo_model, name="rayed", weights=("Q8_0", "Q4_K_M", "Q2_K"), bench=True)
+    ws = tmp_path / "ws"
+    assert _run(recipe, ws, c, nodes) == 0
+    state = json.loads((ws / "ray-status.json").read_text())
+    assert state["state"] == "finished" and state["done"] == state["total"] == 17 and state["failed"] == 0
+    # node-local: each weights quant stayed on one node, and the three nodes each had one
+    assert sorted(len(n["weights"]) for n in state["nodes"]) == [1, 1, 1]
+    assert {w for n in state["nodes"] for w in n["weights"]} == {"Q8_0", "Q4_K_M", "Q2_K"}
+    # the reference logits were made on each node beside the KLD jobs that read them, never copied
+    for n in state["nodes"]:
+        root = Path(nodes) / f"node-{n['node'][:12]}"
+        assert len(list((root / "artifacts" / "logits").glob("*.kld"))) == 1, n
+        assert len(list((root / "artifacts" / "models").glob("*.gguf"))) == 2, n  # the reference and its quant
+    assert state["result_bytes"]["kld"]["back"] / state["result_bytes"]["kld"]["tasks"] < 64 * 1024
+
+    local = tmp_path / "local"
+    assert main(["run", str(recipe), "-w", str(local), "-q"]) == 0
+    assert _rows(ws, "rayed") == _rows(local, "rayed")  # the same numbers, to every digit llama.cpp printed
+
+    capsys.readouterr()
+    assert _run(recipe, ws, c, nodes) == 0
+    assert "0 jobs run, 17 cached" in capsys.readouterr().out
+    assert main(["status", "-w", str(ws)]) == 0
+    out = capsys.readouterr().out
+    assert "rayed: finished (node-local)" in out and out.count("done, 0 failed; weights") == 3
+
+
+def test_a_node_lost_mid_sweep_loses_nothing(cluster, demo_model, tmp_path):
+    c, workers, nodes = cluster
+    recipe = small_recipe(tmp_path, demo_model, name="lossy", weights=("Q8_0", "Q4_K_M", "Q2_K"), bench=False,
+                          chunks=4)
+    ws = tmp_path / "ws"
+    rc = {}
+    t = threading.Thread(target=lambda: rc.setdefault("rc", _run(recipe, ws, c, nodes)))
+    t.start()
+    victim = None
+    deadline = time.monotonic() + 300
+    while victim is None and time.monotonic() < deadline and t.is_alive():
+        time.sleep(0.2)
+        try:
+            state = json.loads((ws / "ray-status.json").read_text())
+        except (OSError, ValueError):
+            continue
+        ids = {w.node_id: w for w in workers if w in c.worker_nodes}
+        busy = [n for n in state["nodes"] if n["node"] in ids and n["running"] and n["done"] >= 1]
+        if busy:
+            victim = ids[busy[0]["node"]]
+            c.remove_node(victim)
+    t.join(600)
+    assert victim is not None, "no worker node was ever busy"
+    assert rc["rc"] == 0
+    state = json.loads((ws / "ray-status.json").read_text())
+    assert state["done"] == state["total"] and state["failed"] == 0
+    assert len(state["nodes"]) == 2 and victim.node_id not in {n["node"] for n in state["nodes"]}
+    local = tmp_path / "local"
+    assert main(["run", str(recipe), "-w", str(local), "-q"]) == 0
+    assert _rows(ws, "lossy") == _rows(local, "lossy")
+    c.add_node(num_cpus=1, node_ip_address="127.0.0.1")  # for any test after this one
+
+
+def test_without_ray_installed_the_line_says_how_to_get_it(monkeypatch, tmp_path, demo_model, capsys):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_ray(name, *a, **kw):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    recipe = small_recipe(tmp_path, demo_model, name="noray", weights=("Q8_0",), bench=False)
+    assert main(["run", str(recipe), "-w", str(tmp_path / "ws"), "--ray", "auto"]) == 2
+    assert "pip install 'quantsweep[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "ws" / "store.sqlite").exists()
+
+
+def test_with_a_shared_folder_each_artifact_is_made_once_whichever_node_runs_it(cluster, demo_model, tmp_path):
+    c, _, nodes = cluster
+    recipe = small_recipe(tmp_path, demo_model, name="shared", weights=("Q8_0", "Q2_K"), bench=False,
+                          pairs=(("f16", "f16"),))
+    ws, shared = tmp_path / "ws", tmp_path / "nfs"
+    assert _run(recipe, ws, c, nodes, "--ray-shared", str(shared)) == 0
+    state = json.loads((ws / "ray-status.json").read_text())
+    assert state["mode"] == f"shared {shared}" and state["done"] == state["total"] == 6
+    assert len(list((shared / "artifacts" / "logits").glob("*.kld"))) == 1  # one base run for the cluster
+    assert len(list((shared / "artifacts" / "models").glob("*.gguf"))) == 3
+    df = Store(ws / "store.sqlite").results("shared")
+    assert (df[df.measurement == "kld"].status == "ok").sum() == 2
