@@ -219,11 +219,14 @@ def toolchain_build(cuda: Optional[bool] = typer.Option(None, "--cuda/--no-cuda"
                     fa_quants: str = typer.Option("all", "--fa-quants", help="CUDA flash-attention K-V "
                                                   "pairs to compile: all, or e.g. q8_0-q8_0,q8_0-q4_0"),
                     portable: bool = typer.Option(False, "--portable", help="for other machines (an image): "
-                                                  "x86-64-v3, CUDA sm_80/86/89/90, not tuned to this CPU")):
+                                                  "x86-64-v3, CUDA sm_80/86/89/90, not tuned to this CPU"),
+                    rocm: Optional[bool] = typer.Option(None, "--rocm/--no-rocm", help="AMD GPUs through HIP "
+                                                        "[default: when hipconfig and /dev/kfd are present "
+                                                        "and CUDA is not]")):
     """Build llama-quantize/perplexity/bench/imatrix from the pinned source (cached per machine)."""
     from . import toolchain
 
-    tc = toolchain.build(cuda=cuda, jobs=jobs, fa_quants=fa_quants, portable=portable,
+    tc = toolchain.build(cuda=cuda, jobs=jobs, fa_quants=fa_quants, portable=portable, rocm=rocm,
                          log=lambda m: print(m, file=sys.stderr, flush=True))
     _out(str(tc.bin_dir))
 

@@ -173,11 +173,28 @@ def fa_warning(tc: Toolchain, pairs) -> str | None:
 
 
 # a portable build (an image for other machines): CPU code for x86-64-v3 (AVX2, FMA), CUDA code for
-# Ampere, Ada and Hopper, the GPUs rented boxes have
+# Ampere, Ada and Hopper, the GPUs rented boxes have; HIP code for MI200, MI300 and RDNA3 cards
 PORTABLE_CUDA_ARCHS = "80;86;89;90"
+PORTABLE_AMDGPU_TARGETS = "gfx90a;gfx942;gfx1100"
 
 
-def build_flags(cuda: bool, fa_quants: str = "all", portable: bool = False) -> list[str]:
+def rocm_available() -> bool:
+    """A ROCm (HIP) build only where it can run: hipconfig to compile and an AMD GPU (/dev/kfd)."""
+    return shutil.which("hipconfig") is not None and (Path("/dev/kfd").exists()
+                                                     or bool(os.environ.get("QUANTSWEEP_FORCE_ROCM")))
+
+
+def _hip_env() -> dict[str, str]:
+    """What llama.cpp's HIP build needs from ROCm: its clang as the HIP compiler, and ROCm's root."""
+    def ask(flag: str) -> str:
+        res = procs.run(["hipconfig", flag], timeout=60)
+        return res.stdout.strip() if res.rc == 0 else ""
+
+    llvm, root = ask("-l"), ask("-R")
+    return {k: v for k, v in (("HIPCXX", f"{llvm}/clang" if llvm else ""), ("HIP_PATH", root)) if v}
+
+
+def build_flags(cuda: bool, fa_quants: str = "all", portable: bool = False, rocm: bool = False) -> list[str]:
     flags = ["-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF",
              "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF"]
     flags += ["-DGGML_NATIVE=OFF", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON"] if portable \
@@ -187,6 +204,10 @@ def build_flags(cuda: bool, fa_quants: str = "all", portable: bool = False) -> l
         flags += ["-DGGML_CUDA=ON", f"-DGGML_CUDA_FA_QUANTS={fa_quants}"]
         if portable:
             flags.append(f"-DCMAKE_CUDA_ARCHITECTURES={PORTABLE_CUDA_ARCHS}")
+    if rocm:  # flash attention for every K/V pair is part of llama.cpp's HIP build as it is
+        flags.append("-DGGML_HIP=ON")
+        if portable:
+            flags.append(f"-DAMDGPU_TARGETS={PORTABLE_AMDGPU_TARGETS}")
     return flags
 
 
@@ -208,14 +229,18 @@ def build_key(flags: list[str]) -> str:
 
 
 def build(cuda: bool | None = None, jobs: int | None = None, fa_quants: str = "all",
-          log=print, portable: bool = False) -> Toolchain:
+          log=print, portable: bool = False, rocm: bool | None = None) -> Toolchain:
     """Build the four tools once per machine (cached by source and flags) and identify them. `portable`:
     for other machines than this one (an image), not tuned to this CPU. The Dockerfile builds through
     here too: one list of flags."""
     if cuda is None:
         cuda = cuda_available()
+    if rocm is None:
+        rocm = not cuda and rocm_available()
+    if cuda and rocm:
+        raise ToolchainError("one GPU backend a build: --cuda or --rocm")
     fa_quants = normalize_fa_quants(fa_quants)
-    flags = build_flags(cuda, fa_quants, portable)
+    flags = build_flags(cuda, fa_quants, portable, rocm)
     key = build_key(flags)
     dest = cache_root() / "toolchains" / key
     if _tools_in(dest / "bin") and (dest / "toolchain.json").exists():
@@ -227,9 +252,10 @@ def build(cuda: bool | None = None, jobs: int | None = None, fa_quants: str = "a
     src = fetch_source(log=log)
     work = cache_root() / "build" / key
     logs = cache_root() / "toolchains" / f"{key}.logs"
-    log(f"configuring llama.cpp {PINNED_COMMIT} ({'CUDA' if cuda else 'CPU'}) in {work}")
+    log(f"configuring llama.cpp {PINNED_COMMIT} ({'CUDA' if cuda else 'ROCm' if rocm else 'CPU'}) in {work}")
     _check(procs.run(["cmake", "-S", str(src), "-B", str(work), *flags],
-                     log_dir=logs, name="configure", env=procs.child_env()), "cmake configure")
+                     log_dir=logs, name="configure", env=procs.child_env(_hip_env() if rocm else None)),
+           "cmake configure")
     log(f"building {', '.join(TOOLS)} with {jobs or os.cpu_count()} jobs (several minutes)")
     _check(procs.run(["cmake", "--build", str(work), "--config", "Release", "-j",
                       str(jobs or os.cpu_count() or 2), "--target", *TOOLS],

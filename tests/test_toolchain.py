@@ -22,6 +22,16 @@ def test_fa_quants_are_checked_sorted_and_keep_f16():
     assert not any("CUDA" in f for f in toolchain.build_flags(False))
 
 
+def test_a_rocm_build_asks_for_hip_and_an_image_for_the_cards_rented_boxes_have():
+    flags = toolchain.build_flags(False, rocm=True)
+    assert "-DGGML_HIP=ON" in flags and not any("CUDA" in f or "AMDGPU" in f for f in flags)
+    portable = toolchain.build_flags(False, portable=True, rocm=True)
+    assert "-DAMDGPU_TARGETS=gfx90a;gfx942;gfx1100" in portable and "-DGGML_NATIVE=OFF" in portable
+    assert toolchain.build_key(flags) != toolchain.build_key(toolchain.build_flags(False))
+    with pytest.raises(toolchain.ToolchainError, match="one GPU backend"):
+        toolchain.build(cuda=True, rocm=True)
+
+
 def test_warning_names_the_pairs_a_cuda_build_lacks():
     pairs = [("f16", "f16"), ("q8_0", "q4_0"), ("q5_0", "q5_0")]
     w = toolchain.fa_warning(tc(("CUDA",), "f16-f16,q8_0-q4_0"), pairs)

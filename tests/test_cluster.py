@@ -1,0 +1,55 @@
+"""The Ray coordinator's decisions that need no cluster: each job's resources as a Ray task (GPU fractions
+from the memory ledger, a bench's whole GPU and node), and which weights quants stay together."""
+
+import pytest
+
+from orchestrator import scheduler
+from orchestrator.cluster import SHARED, ClusterRunner, Node
+from orchestrator.jobspec import JobSpec, Resources
+
+pytest.importorskip("ray", reason="Ray is not installed: pip install 'quantsweep[ray]'")
+
+GiB = 2**30
+NODE = "abababababababababababababababababababababababababababab"  # a node id as Ray writes them (hex)
+
+
+def spec(kind, **res):
+    return JobSpec(key=f"{kind}-x", kind=kind, label=kind, tool="llama-perplexity", argv=[], timeout_s=60,
+                   resources=Resources(**res))
+
+
+def runner(gpus):
+    r = ClusterRunner.__new__(ClusterRunner)  # the decisions only: no plan, store or cluster
+    r.nodes = {NODE: Node(NODE, "box", "/w", gpus, cpus=16)}
+    return r
+
+
+H100 = [{"id": "GPU-1", "name": "H100", "total": 80 * GiB}]
+
+
+def test_quality_jobs_take_the_share_of_the_gpu_their_memory_needs():
+    r = runner(H100)
+    small = r._options(spec("kld", where="device", device_bytes=10 * GiB), NODE)
+    assert small["num_gpus"] == 0.5 and small["num_cpus"] == 1  # at most SHARE jobs on one GPU
+    big = r._options(spec("kld", where="device", device_bytes=60 * GiB), NODE)
+    assert big["num_gpus"] == pytest.approx((60 * GiB + scheduler.MARGIN) / (80 * GiB), abs=0.01)
+    unknown = r._options(spec("kld", where="device", exclusive=True), NODE)
+    assert unknown["num_gpus"] == 1
+    # its artifacts are on its node: pinned there, and not retried by Ray elsewhere
+    assert small["max_retries"] == 0 and small["scheduling_strategy"].node_id == NODE
+
+
+def test_a_bench_has_a_gpu_and_its_node_s_cpus_to_itself_and_quantize_a_cpu():
+    r = runner(H100)
+    bench = r._options(spec("bench", where="device", exclusive=True, quiet_host=True), NODE)
+    assert bench["num_gpus"] == 1 and bench["num_cpus"] == 16
+    quant = r._options(spec("quantize", where="cpu", threads=8), NODE)
+    assert quant["num_gpus"] == 0 and quant["num_cpus"] == 1
+
+
+def test_on_a_shared_folder_ray_places_and_retries_and_gpus_of_unknown_size_are_shared_by_two():
+    r = runner([{"id": "0", "name": "logical", "total": 0}])
+    opts = r._options(spec("kld", where="device", device_bytes=GiB), SHARED)
+    assert opts["num_gpus"] == 1 / scheduler.SHARE and opts["max_retries"] > 0
+    assert "scheduling_strategy" not in opts
+    assert r._options(spec("kld", where="device", device_bytes=GiB), NODE)["num_gpus"] == 0.5
