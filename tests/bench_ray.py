@@ -29,6 +29,7 @@ def main() -> int:
         print("ray: not installed (pip install 'quantsweep[ray]'): skipped")
         return 0
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # a one-machine cluster stays on 127.0.0.1
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
     model = hub.fetch_model(recipe.load(REPO / "recipes" / "demo.yaml").model, REPO)
     tmp = Path(tempfile.mkdtemp(prefix="qs-bench-ray-"))

@@ -28,6 +28,7 @@ def cluster(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # for the processes Ray starts
     mp.setattr(ray._private.ray_constants, "ENABLE_RAY_CLUSTER", False)  # for this one, which read it at import
+    mp.setenv("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1",
                                                        "include_dashboard": False})
     workers = [c.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
@@ -165,7 +166,7 @@ def test_ctrl_c_cancels_the_cluster_s_tasks_and_their_tools_die(cluster, demo_mo
     recipe = small_recipe(tmp_path, demo_model, name="stopped", weights=("Q8_0", "Q4_K_M", "Q2_K"), bench=False,
                           chunks=8)
     ws = tmp_path / "ws"
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(recipe), "-w", str(ws), "-q",
                              "--ray", c.address, "--ray-node-dir", str(nodes)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
