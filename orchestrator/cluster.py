@@ -58,7 +58,7 @@ def connect(address: str | None, out=None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS") or "auto"
     try:
-        ray.init(address=None if address == "local" else address, include_dashboard=False,
+        ray.init(address=address, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
     except ConnectionError as exc:
         raise UsageError(f"--ray {address}: no Ray cluster there ({exc}); start one with `ray start --head`, "
@@ -191,9 +191,9 @@ class ClusterRunner(Runner):
 
     def _place_groups(self, todo: list[Job]) -> None:
         load: dict[str, int] = {n: 0 for n in self.nodes}
-        for g in self.assign.values():
-            if g in load:
-                load[g] += 1
+        for n in self.assign.values():
+            if n in load:
+                load[n] += 1
         groups = self._groups()
         for j in todo:
             for g in sorted(groups[j.key]):
@@ -228,7 +228,7 @@ class ClusterRunner(Runner):
     # -- resources --------------------------------------------------------------------------
 
     def _options(self, spec: jobspec.JobSpec, node: str) -> dict:
-        ray = _ray()
+        _ray()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         r = spec.resources
@@ -249,7 +249,6 @@ class ClusterRunner(Runner):
         else:
             opts["max_retries"] = 0  # its artifacts are on that node: the coordinator moves the group
             opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
-        del ray
         return opts
 
     # -- the loop ---------------------------------------------------------------------------
