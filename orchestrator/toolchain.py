@@ -17,7 +17,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import procs
@@ -80,7 +80,7 @@ def find(llama_cpp: str | None = None) -> Toolchain:
         bin_dir = _tools_in(Path(named).expanduser())
         if bin_dir is None:
             raise ToolchainError(f"{named}: does not hold {', '.join(TOOLS)} (looked in ., bin/, build/bin/)")
-        return identify(bin_dir)
+        return _with_build_record(identify(bin_dir))
     built = _cached_builds()
     if built:
         return built[0]
@@ -103,6 +103,19 @@ def _cached_builds() -> list[Toolchain]:
                 data[k] = tuple(data.get(k) or ())
             found.append(Toolchain(**data))
     return found
+
+
+def _with_build_record(tc: Toolchain) -> Toolchain:
+    """Tools of a build of ours copied elsewhere (the image's /opt/quantsweep/toolchain): what the build
+    recorded beside them (its commit: a vendored tree's binaries print "unknown"; its flags) joins what
+    the tools say here (their devices on this machine)."""
+    meta_path = tc.bin_dir.parent / "toolchain.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return tc
+    return replace(tc, commit=meta.get("commit") if tc.commit == "unknown" else tc.commit, origin="built",
+                   build_flags=tuple(meta.get("build_flags") or ()), cuda_fa_quants=meta.get("cuda_fa_quants"))
 
 
 def identify(bin_dir: Path, origin: str = "user", build_flags: tuple[str, ...] = (),

