@@ -229,7 +229,7 @@ def profiles(k: pd.DataFrame, out: Path, plt) -> list[Path]:
         a.tick_params(axis="x", labelrotation=45)
     fig.suptitle("Per-token distributions\n" + _subtitle(k, note), fontsize=9)
     fig.legend(loc="upper left", bbox_to_anchor=(0.99, 0.9), fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.97, wspace=0.25, top=0.82)  # fixed: tight_layout took a third of the time
     paths = _save(fig, out, "profiles")
     plt.close(fig)
     return paths
@@ -243,33 +243,51 @@ def _draw(name: str, args: tuple, out: Path) -> list[Path]:
     return FIGURES[name](*args, out, _plt())
 
 
+def _call(fn: Callable, args: tuple) -> list[Path]:
+    return fn(*args)
+
+
 def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def start(k: pd.DataFrame, arch: memory.Architecture | None, out: Path) -> Callable[[], list[Path]]:
-    """Begin drawing every figure the cells (`analysis.cells`) can support, in worker processes
-    (forked: they share the frame and the imports) when the machine has more than one CPU, so the
-    caller writes its tables meanwhile; the returned function waits and gives the paths ([] when
-    nothing was measured)."""
-    if k.empty:
-        return list
-    out.mkdir(parents=True, exist_ok=True)
-    tasks = [("kld_vs_size", (k,)), ("kld_vs_speed", (k,)), ("profiles", (k,))]
-    if arch is not None:
-        tasks.append(("kld_vs_kv_memory", (k, arch, int(k.ctx.max()))))
-    workers = min(len(tasks), _cpus())
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return lambda: [p for name, args in tasks for p in _draw(name, args, out)]
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    futures = [pool.submit(_draw, name, args, out) for name, args in tasks]
+class Drawing:
+    """Figures being drawn in worker processes (forked: they share the imports) when the machine has more
+    than one CPU, so the caller writes its tables meanwhile; `also` hands the workers more of the
+    caller's work, `wait` gives every path written."""
 
-    def wait() -> list[Path]:
+    def __init__(self, k: pd.DataFrame, arch: memory.Architecture | None, out: Path):
+        tasks = []
+        if not k.empty:
+            out.mkdir(parents=True, exist_ok=True)
+            tasks += [(_draw, (name, (k,), out)) for name in ("kld_vs_size", "kld_vs_speed", "profiles")]
+            if arch is not None:
+                tasks.append((_draw, ("kld_vs_kv_memory", (k, arch, int(k.ctx.max())), out)))
+        self.pool = None
+        if _cpus() > 1 and "fork" in multiprocessing.get_all_start_methods():
+            self.pool = ProcessPoolExecutor(min(_cpus(), 4), mp_context=multiprocessing.get_context("fork"))
+        self.pending: list = []
+        for fn, args in tasks:
+            self._add(fn, args)
+
+    def _add(self, fn: Callable, args: tuple) -> None:
+        self.pending.append(self.pool.submit(fn, *args) if self.pool else (fn, args))
+
+    def also(self, fn: Callable, *args) -> None:
+        """fn(*args), which returns the paths it wrote, done by a worker too."""
+        self._add(_call, (fn, args))
+
+    def wait(self) -> list[Path]:
         try:
-            return [p for f in futures for p in f.result()]
+            return [p for job in self.pending for p in (job.result() if self.pool else job[0](*job[1]))]
         finally:
-            pool.shutdown(cancel_futures=True)
-    return wait
+            if self.pool:
+                self.pool.shutdown(cancel_futures=True)
+
+
+def start(k: pd.DataFrame, arch: memory.Architecture | None, out: Path) -> Drawing:
+    """Begin drawing every figure the cells (`analysis.cells`) can support."""
+    return Drawing(k, arch, out)
 
 
 def write_all(df: pd.DataFrame, out: Path) -> list[Path]:
@@ -278,4 +296,4 @@ def write_all(df: pd.DataFrame, out: Path) -> list[Path]:
         arch = analysis.architecture(df)
     except memory.MemoryModelError:
         arch = None
-    return start(analysis.cells(df), arch, out)()
+    return start(analysis.cells(df), arch, out).wait()

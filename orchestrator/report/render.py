@@ -75,8 +75,9 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    values = df.to_numpy(dtype=object)
-    cols = [pa.array(values[:, i], type=pa.string()) for i in range(values.shape[1])]
+    rows = len(df)  # one Arrow array of every cell, column after column, cut into columns (zero-copy)
+    cells = pa.array(df.to_numpy(dtype=object).ravel(order="F"), type=pa.string())
+    cols = [cells.slice(i * rows, rows) for i in range(df.shape[1])]
     pq.write_table(pa.Table.from_arrays(cols, names=[str(c) for c in df.columns]), path,
                    write_statistics=False, use_dictionary=False)
 
@@ -114,25 +115,25 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     k = analysis.cells(df)
     figures = plots.start(k, arch, out)  # drawn meanwhile, in other processes where there are CPUs for them
     kld, sp = df[df.measurement == "kld"], tables.speed(df)  # each taken once from the whole store
+    part, note = plots.readable(k) if not k.empty else (k, "")
+    if note:  # a large store's full statistics table is only a file (the documents show the part the
+        figures.also(_table_files, out, "stats", tables.stats_table, kld, sp)  # figures name): a worker's
     kv = tables.kv_table(kld, arch.kv_bytes if arch else None, sp)
-    stats, fails = tables.stats_table(kld, sp), tables.failures(df)
-    prov = tables.provenance(df)
+    stats = None if note else tables.stats_table(kld, sp)
+    fails, prov = tables.failures(df), tables.provenance(df)
     written = []
-    for stem, t in (("kv_table", kv), ("stats", stats), ("failures", fails),
-                    ("cells", numeric_cells(k, arch))):
-        csv, parquet = out / f"{stem}.csv", out / f"{stem}.parquet"
-        if t.empty:
-            csv.unlink(missing_ok=True)
-            parquet.unlink(missing_ok=True)
-            continue
-        write_text_atomic(csv, csv_text(t))
-        with atomic_path(parquet) as tmp:
-            write_parquet(t, tmp)
-        written += [csv, parquet]
-    written += figures()
+    for stem, t in (("kv_table", kv), ("stats", stats), ("failures", fails), ("cells", numeric_cells(k, arch))):
+        if t is not None:
+            written += _table_files(out, stem, lambda t: t, t)
+    written += figures.wait()
     shown = [(stem, title) for stem, title in PLOTS if (out / f"{stem}.png").exists()]
 
-    kv, stats, note = _legible(kld, sp, k, kv, stats, arch)
+    if note:  # the tables the documents show: the cells of the weights the plots name, saying so
+        weights = set(part.weights)
+        view, sp = kld[kld.weights.isin(weights)], sp[sp.weights.isin(weights)]
+        kv, stats = tables.kv_table(view, arch.kv_bytes if arch else None, sp), tables.stats_table(view, sp)
+        note = (f"{note[0].upper()}{note[1:]}, in the tables and plots below; every cell is in kv_table.csv, "
+                "stats.csv and cells.csv.")
     readme = out / "README.md"
     write_text_atomic(readme, _readme(name, prov, kv, stats, fails, shown, note))
     card = out / "model-card.md"
@@ -142,19 +143,18 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     return [readme, card, page, *written]
 
 
-def _legible(kld: pd.DataFrame, sp: pd.DataFrame, k: pd.DataFrame, kv: pd.DataFrame, stats: pd.DataFrame,
-             arch):
-    """The tables the documents show: all of them for a sweep of a few weights quants; for a large
-    store, the cells of the weights the plots name (the Pareto frontier's), saying so. The CSV and
-    parquet files always hold every cell."""
-    part, note = plots.readable(k) if not k.empty else (k, "")
-    if not note:
-        return kv, stats, ""
-    weights = set(part.weights)
-    view, sp = kld[kld.weights.isin(weights)], sp[sp.weights.isin(weights)]
-    return (tables.kv_table(view, arch.kv_bytes if arch else None, sp), tables.stats_table(view, sp),
-            f"{note[0].upper()}{note[1:]}, in the tables and plots below; every cell is in kv_table.csv, "
-            "stats.csv and cells.csv.")
+def _table_files(out: Path, stem: str, make, *args) -> list[Path]:
+    """make(*args) as `stem`.csv and .parquet ([] and neither file when the table is empty)."""
+    t = make(*args)
+    csv, parquet = out / f"{stem}.csv", out / f"{stem}.parquet"
+    if t.empty:
+        csv.unlink(missing_ok=True)
+        parquet.unlink(missing_ok=True)
+        return []
+    write_text_atomic(csv, csv_text(t))
+    with atomic_path(parquet) as tmp:
+        write_parquet(t, tmp)
+    return [csv, parquet]
 
 
 def _readme(name, prov, kv, stats, fails, shown, note="") -> str:
