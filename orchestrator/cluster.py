@@ -242,8 +242,11 @@ class ClusterRunner(Runner):
             else:  # the ledger as a fraction: several quality jobs share a GPU while their memory fits
                 share = (r.device_bytes + scheduler.MARGIN) / total if total else 1 / scheduler.SHARE
                 opts["num_gpus"] = min(1.0, math.ceil(max(share, 1 / scheduler.SHARE) * 100) / 100)
-        if r.quiet_host and n is not None:
-            opts["num_cpus"] = n.cpus  # a bench measures with nothing CPU-heavy beside it on its node
+        cpus = n.cpus if n is not None else min(x.cpus for x in self.nodes.values())
+        if r.quiet_host or not gpus:
+            # a bench measures with nothing CPU-heavy beside it; on a node without GPUs every job runs its
+            # tool on all the node's cores (the tools' default), so one at a time, as on a CPU box here
+            opts["num_cpus"] = cpus
         if node == SHARED:
             opts["max_retries"] = NODE_RETRIES  # Ray retries a task lost with its node elsewhere
         else:

@@ -53,3 +53,10 @@ def test_on_a_shared_folder_ray_places_and_retries_and_gpus_of_unknown_size_are_
     assert opts["num_gpus"] == 1 / scheduler.SHARE and opts["max_retries"] > 0
     assert "scheduling_strategy" not in opts
     assert r._options(spec("kld", where="device", device_bytes=GiB), NODE)["num_gpus"] == 0.5
+
+
+def test_on_a_node_without_gpus_each_job_has_the_node_s_cores_as_its_tool_uses_them_all():
+    r = runner([])
+    for s in (spec("kld", where="device", device_bytes=GiB), spec("quantize", where="cpu", threads=8)):
+        opts = r._options(s, NODE)
+        assert opts["num_cpus"] == 16 and opts["num_gpus"] == 0
