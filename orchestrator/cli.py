@@ -33,11 +33,15 @@ def _out(line: str = "") -> None:
 @app.command()
 def plan(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Optional[Path] = WS,
          llama_cpp: Optional[str] = LLAMA, as_json: bool = typer.Option(False, "--json"),
-         devices: Optional[str] = DEVICES, parallel: int = typer.Option(1, "--parallel", "-j", min=1)):
+         devices: Optional[str] = DEVICES, parallel: int = typer.Option(1, "--parallel", "-j", min=1),
+         ray: Optional[str] = typer.Option(None, "--ray", help="also where the data would be on this Ray "
+                                           "cluster, and what crosses the network"),
+         ray_shared: Optional[Path] = typer.Option(None, "--ray-shared", help="with --ray: as `run --ray-shared`")):
     """Show the matrix: cells, what is cached, what will run, the disk the reference logits need, the schedule."""
     from . import commands
 
-    commands.plan(recipe, workspace, llama_cpp, as_json, _out, devices=devices, parallel=parallel)
+    commands.plan(recipe, workspace, llama_cpp, as_json, _out, devices=devices, parallel=parallel, ray=ray,
+                  ray_shared=ray_shared)
 
 
 @app.command()

@@ -67,6 +67,10 @@ def connect(address: str | None, out=None) -> None:
         out(f"note: {SAFETY}")
 
 
+def alive_nodes() -> int:
+    return sum(1 for n in _ray().nodes() if n.get("Alive"))
+
+
 # ---------------------------------------------------------------------------------------------
 # what runs on the nodes
 
@@ -473,6 +477,35 @@ class ClusterRunner(Runner):
                  "overhead_s": {"min": min(self.overhead), "median": sorted(self.overhead)[len(self.overhead) // 2]}
                  if self.overhead else None}
         write_text_atomic(self.status_path, json.dumps(state, indent=1))
+
+
+RESULT_BYTES = 2048  # a job's spec out and its outcome back, each about this (measured: 1–2 KiB)
+
+
+def placement_lines(p, nodes: int, shared: Path | None) -> list[str]:
+    """What `plan --ray` says of a sweep on `nodes` nodes: where the data is, what runs more than once,
+    and what crosses the network."""
+    def gib(n: float) -> str:
+        return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+    weights = sorted({j.cell.weights for j in p.jobs if j.cell is not None})
+    bases = p.of_kind("base")
+    logits = sum(j.params["logits_bytes"] for j in bases)
+    reference = p.inputs.source_info.n_params * 2  # an F16/BF16 copy of the model
+    messages = f"the job specs and results, about {gib(2 * RESULT_BYTES * len(p.jobs))} for {len(p.jobs)} jobs"
+    if shared is not None:
+        return [f"ray, shared {shared}: jobs run on any of {nodes} nodes; every artifact is made once and written "
+                f"there: {gib(logits)} of reference logits, ~{gib(reference)} of reference model and the quantized "
+                f"models; each KLD job reads its model and the logits from it over the network, and {messages}"]
+    used = min(nodes, len(weights))
+    lines = [f"ray, node-local on {nodes} nodes: {len(weights)} weights quants on {used} of them, each one's "
+             "jobs (quantize, KLD, bench) on one node, in its own folder"]
+    if used > 1:
+        lines.append(f"  the reference model and the {len(bases)} reference-logits job(s) run on each of those "
+                     f"{used} nodes ({used - 1} more time(s) than on one box): each holds {gib(logits)} of logits "
+                     f"and ~{gib(reference)} of reference model")
+    lines.append(f"  crossing the network: no artifact; {messages}")
+    return lines
 
 
 def status_lines(path: Path) -> list[str]:

@@ -41,7 +41,7 @@ def _preview(p, statuses: dict, store, found, parallel: int = 1):
 
 
 def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: str | None = None,
-         parallel: int = 1) -> None:
+         parallel: int = 1, ray: str | None = None, ray_shared: Path | None = None) -> None:
     r = recipemod.load(recipe_path)  # a bad recipe stops here, before anything is touched
     prepare.check_local_files(r, recipe_path)
     ws = Workspace(workspace)
@@ -66,8 +66,14 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
             for j in p.jobs]
     free = shutil.disk_usage(ws.root if ws.root.exists() else Path.cwd()).free
     need = sum(j.params["logits_bytes"] for j in p.of_kind("base") if statuses.get(j.key) != "done")
+    placement = []
+    if ray is not None:  # where the data would be on that cluster (nothing is started on it)
+        from . import cluster
+
+        cluster.connect(ray)
+        placement = cluster.placement_lines(p, cluster.alive_nodes(), ray_shared)
     if as_json:
-        out(json.dumps({"recipe": r.name, "cells": [c.id for c in p.cells], "jobs": rows,
+        out(json.dumps({"recipe": r.name, "cells": [c.id for c in p.cells], "jobs": rows, "ray": placement,
                         "logits_bytes": p.logits_bytes(), "logits_bytes_to_write": need, "free_bytes": free,
                         "predicted_wall_s": round(sched.makespan, 1), "timings_guessed_for": guessed}, indent=2))
         return
@@ -106,6 +112,8 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
         cpu_jobs = sum(1 for s in sched.slots.values() if s.device is None)
         if cpu_jobs:
             out(f"  host CPU: {cpu_jobs} quantize jobs on its cores")
+    for line in placement:
+        out(line)
 
 
 RERUNNABLE = ("bench",)

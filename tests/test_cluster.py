@@ -60,3 +60,19 @@ def test_on_a_node_without_gpus_each_job_has_the_node_s_cores_as_its_tool_uses_t
     for s in (spec("kld", where="device", device_bytes=GiB), spec("quantize", where="cpu", threads=8)):
         opts = r._options(s, NODE)
         assert opts["num_cpus"] == 16 and opts["num_gpus"] == 0
+
+
+def test_the_plan_says_where_the_data_is_and_what_crosses_the_network(tmp_path):
+    from orchestrator.cluster import placement_lines
+
+    from .test_plan import build
+
+    p = build(tmp_path, weights="[Q8_0, Q4_K_M, Q2_K]")
+    local = placement_lines(p, 2, None)
+    assert local[0].startswith("ray, node-local on 2 nodes: 3 weights quants on 2 of them")
+    assert "run on each of those 2 nodes (1 more time(s) than on one box)" in local[1]
+    assert "crossing the network: no artifact; the job specs and results" in local[2]
+    one = placement_lines(p, 1, None)
+    assert len(one) == 2 and "no artifact" in one[1]
+    shared = placement_lines(p, 4, tmp_path / "nfs")
+    assert f"shared {tmp_path / 'nfs'}" in shared[0] and "every artifact is made once" in shared[0]

@@ -77,6 +77,10 @@ def test_a_sweep_on_three_nodes_equals_a_local_run_and_a_rerun_runs_nothing(clus
     assert main(["status", "-w", str(ws)]) == 0
     out = capsys.readouterr().out
     assert "rayed: finished (node-local)" in out and out.count("done, 0 failed; weights") == 3
+    assert main(["plan", str(recipe), "-w", str(ws), "--ray", c.address]) == 0
+    out = capsys.readouterr().out
+    assert "ray, node-local on 3 nodes: 3 weights quants on 3 of them" in out
+    assert "crossing the network: no artifact" in out
 
 
 def test_a_node_lost_mid_sweep_loses_nothing(cluster, demo_model, tmp_path):
