@@ -429,8 +429,9 @@ class ClusterRunner(Runner):
             if not self.nodes:
                 raise RuntimeError("every node of the cluster was lost") from exc
             self._place_groups([j for j in self.plan.jobs if j.cell is not None and j.cell.weights in moved])
-            self._uncount(key, node, progress, f"    node {lost.host} ({node[:8]}) lost: {', '.join(moved) or 'nothing'}"
-                          " moved to " + ", ".join(sorted({self._where(self.assign[g]) for g in moved})))
+            to = ", ".join(sorted({self._where(self.assign[g]) for g in moved}))
+            self._uncount(key, node, progress,
+                          f"    node {lost.host} ({node[:8]}) lost: {', '.join(moved) or 'nothing'} moved to {to}")
             return None
         tries[(key, node)] = tries.get((key, node), 0) + 1
         if tries[(key, node)] <= NODE_RETRIES:
@@ -466,7 +467,8 @@ class ClusterRunner(Runner):
         done = len(self.recorded)
         elapsed = time.monotonic() - getattr(self, "_started", time.monotonic())
         eta = elapsed / done * (total - done) if done and not finished else None
-        state = {"recipe": self.inp.recipe.name, "address": self.address, "state": "finished" if finished else "running",
+        state = {"recipe": self.inp.recipe.name, "address": self.address,
+                 "state": "finished" if finished else "running",
                  "mode": "shared " + str(self.shared) if self.shared else "node-local", "total": total, "done": done,
                  "failed": len(self.failed), "eta_s": eta, "updated": time.time(),
                  "nodes": [{"node": n.id, "host": n.host, "gpus": [g["name"] for g in n.gpus],
