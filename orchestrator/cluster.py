@@ -112,8 +112,8 @@ def _probe(base: str | None, shared: str | None, commit: str, version: str, inpu
     have = [k for k, ref in artifacts.items() if env.artifact(jobspec.Ref(**ref)).is_file()]
     gpus = [{"id": f.device.id, "name": f.device.name, "total": f.device.total}
             for f in devices.find(backends) if f.device.kind != "cpu"]
-    return {"node": node, "host": socket.gethostname(), "root": root, "have": have, "gpus": gpus,
-            "problems": problems}
+    return {"node": node, "host": socket.gethostname(), "cpu": toolchain._cpu_model(), "root": root, "have": have,
+            "gpus": gpus, "problems": problems}
 
 
 def _execute(spec: dict, root: str, inputs: dict[str, str], node: str) -> dict:
@@ -129,7 +129,8 @@ def _execute(spec: dict, root: str, inputs: dict[str, str], node: str) -> dict:
     gpus = ray.get_gpu_ids()
     where = f"{node[:8]}" + (f" gpu {','.join(map(str, gpus))}" if gpus else "")
     out = worker.run(jobspec.JobSpec(**spec), env, device=where)
-    return {**out.model_dump(), "node": ray.get_runtime_context().get_node_id(), "task_s": time.monotonic() - t0}
+    return {**out.model_dump(), "node": ray.get_runtime_context().get_node_id(), "gpu_ids": list(map(str, gpus)),
+            "task_s": time.monotonic() - t0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,6 +144,7 @@ class Node:
     root: str
     gpus: list = field(default_factory=list)
     cpus: float = 1.0
+    cpu: str = ""
     running: dict = field(default_factory=dict)  # key -> label
     done: int = 0
     failed: int = 0
@@ -285,7 +287,7 @@ class ClusterRunner(Runner):
                 problems.append(f"node {info['host']} ({info['node'][:8]}): {'; '.join(info['problems'])}")
                 continue
             self.nodes[info["node"]] = Node(info["node"], info["host"], info["root"], info["gpus"],
-                                            cpus.get(info["node"], 1))
+                                            cpus.get(info["node"], 1), info["cpu"])
             for k in info["have"]:
                 self.on.add((k, SHARED if self.shared is not None else info["node"]))
         if problems:
@@ -376,8 +378,13 @@ class ClusterRunner(Runner):
             if got is None:
                 return  # made again: on another node, or on this one once more
         self._count(job.kind, "back", len(json.dumps(got)))
-        ran_on, task_s = got.pop("node", node), got.pop("task_s", None)
+        ran_on, task_s, gpu_ids = got.pop("node", node), got.pop("task_s", None), got.pop("gpu_ids", [])
         out = jobspec.Outcome(**got)
+        if out.ok and ran_on in self.nodes:  # the results' provenance: the node's machine, not this one's
+            n = self.nodes[ran_on]
+            gpu = "; ".join(g["name"] for i, g in enumerate(n.gpus) if str(i) in gpu_ids or g["id"] in gpu_ids)
+            out = out.model_copy(update={"result": {**out.result, "ran_on": {
+                "node": ran_on, "host": n.host, "cpu": n.cpu, "gpu": gpu}}})
         if task_s is not None:  # Ray's part: dispatch (with any wait for resources) and the way back
             self.overhead.append(time.monotonic() - sent - task_s)
         if not out.ok and out.out_of_memory and key not in self.exclusive:

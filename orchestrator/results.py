@@ -90,14 +90,18 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
             continue  # not reached (interrupted): nothing to say yet
         meta = {"log_dir": rec["log_dir"], "argv": rec["argv"], "tool_wall_s": rec["wall_s"],
                 "created_at": rec["finished_at"]}
+        result = dict(rec["result"] or {})
+        ran = result.pop("ran_on", None)
+        if ran:  # run on a node of a Ray cluster: that machine is the provenance, not the coordinator's
+            meta.update(host_cpu=ran["cpu"], host_gpu=ran["gpu"], node=f"{ran['host']} ({ran['node'][:12]})")
         if job.kind == "kld":  # the exact chunk count: from the reference logits file's header
             meta["n_chunks"] = (store.job(job.params["base"]) or {}).get("result", {}).get("n_chunks")
         if rec["status"] == "failed":
             rows.append({**base, **meta, "test": "", "status": "failed", "reason": rec["reason"],
                          "stderr_tail": rec["stderr_tail"]})
         elif job.kind == "kld":
-            rows.append({**base, **meta, **rec["result"], "test": "", "status": "ok"})
+            rows.append({**base, **meta, **result, "test": "", "status": "ok"})
         else:
-            for t in rec["result"]["tests"]:
+            for t in result["tests"]:
                 rows.append({**base, **meta, **t, "status": "ok"})
     return rows

@@ -70,6 +70,12 @@ def test_a_sweep_on_three_nodes_equals_a_local_run_and_a_rerun_runs_nothing(clus
     local = tmp_path / "local"
     assert main(["run", str(recipe), "-w", str(local), "-q"]) == 0
     assert _rows(ws, "rayed") == _rows(local, "rayed")  # the same numbers, to every digit llama.cpp printed
+    # each row names the node that measured it (its machine is the provenance); a local row names none
+    nodes_of = {json.loads(x).get("node") for x in Store(ws / "store.sqlite").results("rayed").extra_json}
+    assert len(nodes_of) == 3 and all(n and n.endswith(")") for n in nodes_of)
+    assert {json.loads(x if isinstance(x, str) else "{}").get("node")
+            for x in Store(local / "store.sqlite").results("rayed").extra_json} \
+        == {None}
 
     capsys.readouterr()
     assert _run(recipe, ws, c, nodes) == 0
