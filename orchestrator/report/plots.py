@@ -285,15 +285,10 @@ class Drawing:
                 self.pool.shutdown(cancel_futures=True)
 
 
-def start(k: pd.DataFrame, arch: memory.Architecture | None, out: Path) -> Drawing:
-    """Begin drawing every figure the cells (`analysis.cells`) can support."""
-    return Drawing(k, arch, out)
-
-
 def write_all(df: pd.DataFrame, out: Path) -> list[Path]:
     """Every figure the store can support; [] when nothing was measured."""
     try:
         arch = analysis.architecture(df)
     except memory.MemoryModelError:
         arch = None
-    return start(analysis.cells(df), arch, out).wait()
+    return Drawing(analysis.cells(df), arch, out).wait()

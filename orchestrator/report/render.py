@@ -113,18 +113,18 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     except memory.MemoryModelError:
         arch = None
     k = analysis.cells(df)
-    figures = plots.start(k, arch, out)  # drawn meanwhile, in other processes where there are CPUs for them
+    figures = plots.Drawing(k, arch, out)  # drawn meanwhile, in other processes where there are CPUs for them
     kld, sp = df[df.measurement == "kld"], tables.speed(df)  # each taken once from the whole store
     part, note = plots.readable(k) if not k.empty else (k, "")
     if note:  # a large store's full statistics table is only a file (the documents show the part the
-        figures.also(_table_files, out, "stats", tables.stats_table, kld, sp)  # figures name): a worker's
+        figures.also(_stats_files, out, kld, sp)  # figures name): a worker's
     kv = tables.kv_table(kld, arch.kv_bytes if arch else None, sp)
     stats = None if note else tables.stats_table(kld, sp)
     fails, prov = tables.failures(df), tables.provenance(df)
     written = []
     for stem, t in (("kv_table", kv), ("stats", stats), ("failures", fails), ("cells", numeric_cells(k, arch))):
         if t is not None:
-            written += _table_files(out, stem, lambda t: t, t)
+            written += _table_files(out, stem, t)
     written += figures.wait()
     shown = [(stem, title) for stem, title in PLOTS if (out / f"{stem}.png").exists()]
 
@@ -143,9 +143,12 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     return [readme, card, page, *written]
 
 
-def _table_files(out: Path, stem: str, make, *args) -> list[Path]:
-    """make(*args) as `stem`.csv and .parquet ([] and neither file when the table is empty)."""
-    t = make(*args)
+def _stats_files(out: Path, kld: pd.DataFrame, sp: pd.DataFrame) -> list[Path]:
+    return _table_files(out, "stats", tables.stats_table(kld, sp))
+
+
+def _table_files(out: Path, stem: str, t: pd.DataFrame) -> list[Path]:
+    """`t` as `stem`.csv and .parquet ([] and neither file when the table is empty)."""
     csv, parquet = out / f"{stem}.csv", out / f"{stem}.parquet"
     if t.empty:
         csv.unlink(missing_ok=True)

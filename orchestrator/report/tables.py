@@ -24,15 +24,11 @@ def _missing(v) -> bool:
 
 def pm(v, e, digits: int, suffix: str = "") -> str:
     """A value with its ± as the tools print it; '—' where nothing was measured."""
-    if _missing(v):
-        return "—"
-    if _missing(e):
-        return f"{v:.{digits}f}{suffix}"
-    return f"{v:.{digits}f} ± {e:.{digits}f}{suffix}"
+    return _pms([v], [e], digits, suffix)[0]
 
 
 def num(v, digits: int, suffix: str = "") -> str:
-    return "—" if _missing(v) else f"{v:.{digits}f}{suffix}"
+    return _nums([v], digits, suffix)[0]
 
 
 def mix(type_bytes, top: int = 3) -> dict[str, float]:
@@ -127,7 +123,7 @@ def kv_table(df: pd.DataFrame, kv_bytes=None, sp: pd.DataFrame | None = None) ->
 
 
 def _pms(values, errors, digits: int, suffix: str = "") -> list[str]:
-    """pm over two columns, without a call per value (v != v is NaN)."""
+    """pm over two columns at a time: a 10,000-cell table formats without a call per value (v != v: NaN)."""
     one = f"{{:.{digits}f}}{suffix}".format
     two = f"{{:.{digits}f}} ± {{:.{digits}f}}{suffix}".format
     return ["—" if v is None or v != v else one(v) if e is None or e != e else two(v, e)
