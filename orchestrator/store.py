@@ -141,7 +141,8 @@ class Store:
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite has already rolled back after some errors (SQLITE_FULL):
+                self.db.execute("ROLLBACK")  # a ROLLBACK then would hide the error under its own
             raise
         self.db.execute("COMMIT")
 

@@ -47,3 +47,34 @@ def test_a_store_that_is_not_ours_is_named_and_left_untouched(tmp_path, capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(store) in err[0] and says in err[0]
     assert _digest(store) == before and not (ws / "store.sqlite-wal").exists()
+
+
+FULL_STORE = """
+import resource, signal, sys
+from pathlib import Path
+from orchestrator.store import Store
+store = Store(Path(sys.argv[1]))
+row = {"recipe": "r", "cell_id": "c0", "measurement": "kld", "status": "ok", "kld_mean": 0.01}
+store.put_results([row])
+store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+limit = Path(sys.argv[1]).stat().st_size + 8192  # the disk is full: the next write of any size fails
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+# more rows than the page cache holds: pages are written (and fail) before the COMMIT
+store.put_results([{**row, "cell_id": f"c{i}", "reason": "x" * 4000} for i in range(1, 1000)])
+"""
+
+
+def test_a_full_store_says_so_and_keeps_what_it_held(tmp_path):
+    """A write the disk cannot hold: SQLite rolls the transaction back itself, and the error the user sees
+    must be its own, not a failed ROLLBACK's "no transaction is active"; the rows before stay."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "store.sqlite"
+    proc = subprocess.run([sys.executable, "-c", FULL_STORE, str(path)], capture_output=True, text=True)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and last.startswith("sqlite3.OperationalError: disk I/O error"), proc.stderr
+    store = Store(path)
+    assert store.db.execute("SELECT cell_id FROM results").fetchall() == [("c0",)]
+    assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
