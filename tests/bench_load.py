@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from orchestrator import commands, plan as planmod, prepare, toolchain
 from orchestrator.store import Store
 from orchestrator.workspace import Workspace
+
+sys.path.insert(0, str(Path(__file__).parent))
+import scratch  # noqa: E402
 
 REPO = Path(__file__).parents[1]
 CELLS = 10_000
@@ -45,7 +47,7 @@ def timed(label: str, fn) -> float:
 
 
 def main() -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="qs-load-"))
+    tmp = scratch.folder("qs-load-")
     ws = tmp / "ws"
     t0 = time.perf_counter()
     n = big_store(ws)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from integration.conftest import small_recipe  # noqa: E402
+import scratch  # noqa: E402
 
 from orchestrator import commands, hub, recipe  # noqa: E402
 
@@ -32,7 +32,7 @@ def main() -> int:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
     model = hub.fetch_model(recipe.load(REPO / "recipes" / "demo.yaml").model, REPO)
-    tmp = Path(tempfile.mkdtemp(prefix="qs-bench-ray-"))
+    tmp = scratch.folder("qs-bench-ray-")
     path = small_recipe(tmp, model, name="bench", ctx=128, chunks=4, weights=("Q8_0", "Q4_K_M", "Q2_K"),
                         pairs=(("f16", "f16"), ("q8_0", "q8_0")))
     quiet = lambda *_: None  # noqa: E731

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-import tempfile
 from pathlib import Path
 
 from orchestrator import jobspec, plan as planmod, prepare, simulate, toolchain
@@ -22,6 +21,8 @@ from orchestrator.workspace import Workspace
 
 REPO = Path(__file__).parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
+import scratch  # noqa: E402
+
 GIB = 2**30
 
 
@@ -39,7 +40,7 @@ def _isolated(spec: jobspec.JobSpec, isolation: str) -> jobspec.JobSpec:
 
 def main() -> int:
     tc = toolchain.find()
-    ws = Workspace(Path(tempfile.mkdtemp(prefix="qs-sched-")))
+    ws = Workspace(scratch.folder("qs-sched-"))
     p = planmod.build(prepare.inputs(REPO / "recipes" / "gpu.yaml", ws, tc, fetch=True))
     secs = h100_timings()
     jobs = list(p.jobs)
@@ -79,7 +80,7 @@ def doubles_table(jobs, secs: dict[str, float], scale: float = 0.1) -> None:
           f"{'GPU busy':>8} {'most/GPU':>8} {'bench∥quantize':>14}")
     base = None
     for n in (1, 2, 4, 8):
-        sweep = doubles.Sweep(REPO / "recipes" / "gpu.yaml", Path(tempfile.mkdtemp(prefix="qs-doubles-")), n,
+        sweep = doubles.Sweep(REPO / "recipes" / "gpu.yaml", scratch.folder("qs-doubles-"), n,
                               {k: v * scale for k, v in secs.items()})
         summary = sweep.run()
         assert summary.jobs_run == len(jobs) and not summary.failed, summary.failed

@@ -28,13 +28,13 @@ import resource
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from integration.conftest import small_recipe  # noqa: E402
+import scratch  # noqa: E402
 from integration.test_sweep import _tools_alive  # noqa: E402
 
 from orchestrator import hub, recipe  # noqa: E402
@@ -271,7 +271,7 @@ def _jobs(ws: Path):
 
 def main() -> int:
     model = hub.fetch_model(recipe.load(REPO / "recipes" / "demo.yaml").model, REPO)
-    tmp = Path(tempfile.mkdtemp(prefix="qs-chaos-"))
+    tmp = scratch.folder("qs-chaos-")
     classes = {"kill9": kill9, "disk": disk, "corrupt": corrupt, "network": network}
     chosen = sys.argv[1:] or list(classes)
     lines = [classes[c](model, tmp / c) for c in chosen]
