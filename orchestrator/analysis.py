@@ -59,7 +59,8 @@ def cells(df: pd.DataFrame) -> pd.DataFrame:
     k = df[(df.measurement == "kld") & (df.status == "ok")].copy()
     if k.empty:
         return k
-    b = df[(df.measurement == "bench") & (df.status == "ok")]
+    b = df.loc[(df.measurement == "bench") & (df.status == "ok"),  # only what is read: a bench row has ~100
+               ["weights", "type_k", "type_v", "n_gen", "n_prompt", "n_depth", "test", "ts_mean", "ts_std"]]
     for prefix, col in (("tg", "n_gen"), ("pp", "n_prompt")):
         t = b[(b[col] > 0) & (b.n_depth.fillna(0) == 0) & b.test.str.startswith(prefix)]
         t = t.groupby(["weights", "type_k", "type_v"]).agg(**{f"{prefix}_ts": ("ts_mean", "first"),

@@ -104,10 +104,20 @@ def test_export_csv_comes_from_the_copy_and_keeps_every_row(ws, tmp_path):
 
 
 def test_figures_drawn_in_worker_processes_equal_those_drawn_here(ws, tmp_path, monkeypatch):
+    from concurrent.futures import ProcessPoolExecutor
+
     assert main(["report", "demo", "--workspace", str(ws), "--out", str(tmp_path / "forked")]) == 0
+
+    def no_process(*_, **__):
+        raise OSError(11, "Resource temporarily unavailable")  # what fork says at a process limit
+
+    with monkeypatch.context() as m:
+        m.setattr(ProcessPoolExecutor, "submit", no_process)
+        assert main(["report", "demo", "--workspace", str(ws), "--out", str(tmp_path / "refused")]) == 0
     monkeypatch.setattr(plots, "_cpus", lambda: 1)
     assert main(["report", "demo", "--workspace", str(ws), "--out", str(tmp_path / "here")]) == 0
-    svgs = sorted(p.name for p in (tmp_path / "here").glob("*.svg"))
-    assert len(svgs) == 4
-    for name in svgs:
-        assert (tmp_path / "forked" / name).read_bytes() == (tmp_path / "here" / name).read_bytes(), name
+    figures = sorted(p.name for p in (tmp_path / "here").iterdir() if p.suffix in (".svg", ".png"))
+    assert len(figures) == 8
+    for name in figures:
+        for other in ("forked", "refused"):
+            assert (tmp_path / other / name).read_bytes() == (tmp_path / "here" / name).read_bytes(), (other, name)

@@ -113,11 +113,11 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     except memory.MemoryModelError:
         arch = None
     k = analysis.cells(df)
-    figures = plots.Drawing(k, arch, out)  # drawn meanwhile, in other processes where there are CPUs for them
     kld, sp = df[df.measurement == "kld"], tables.speed(df)  # each taken once from the whole store
     part, note = plots.readable(k) if not k.empty else (k, "")
-    if note:  # a large store's full statistics table is only a file (the documents show the part the
-        figures.also(_stats_files, out, kld, sp)  # figures name): a worker's
+    # a large store's full statistics table is only a file (the documents show the part the figures name):
+    # a worker writes it, as it draws the figures, in other processes where there are CPUs for them
+    figures = plots.Drawing(k, arch, out, also=[(_stats_files, (out, kld, sp))] if note else [])
     kv = tables.kv_table(kld, arch.kv_bytes if arch else None, sp)
     stats = None if note else tables.stats_table(kld, sp)
     fails, prov = tables.failures(df), tables.provenance(df)

@@ -66,7 +66,8 @@ def _order(df: pd.DataFrame) -> pd.DataFrame:
 
 def speed(df: pd.DataFrame) -> pd.DataFrame:
     """Bench rows pivoted to one row per (weights, K, V): '<test> t/s' columns, mean ± std."""
-    b = df[(df.measurement == "bench") & (df.status == "ok")]
+    b = df.loc[(df.measurement == "bench") & (df.status == "ok"),
+               ["weights", "type_k", "type_v", "test", "ts_mean", "ts_std"]]
     if b.empty:
         return pd.DataFrame(columns=["weights", "type_k", "type_v"])
     from ..analysis import BENCH_CV_MAX
