@@ -146,7 +146,8 @@ def disk(model: Path, tmp: Path) -> str:
     _, err = proc.communicate()
     after = Store(ws / "store.sqlite").db.execute("PRAGMA integrity_check").fetchone()[0]
     line = err.decode().strip().splitlines()[-1] if err else ""
-    good = proc.returncode == 1 and "store could not be written" in line and after == "ok"
+    good = (proc.returncode == 1 and "store could not be written" in line and "(disk full or file-size limit)" in line
+            and after == "ok")
     cases, ok = cases + 1, ok + good
     detail.append(f"store:       {line} ({before} jobs recorded before)")
     return (f"disk full   {cases:>3} injections (reference model, base logits, store write): {ok} named the disk "

@@ -278,13 +278,16 @@ class Drawing:
         if len(work) > 1 and _cpus() > 1 and "fork" in multiprocessing.get_all_start_methods():
             _FORKED[id(self)] = work  # before the first submit, which forks every worker
             self.pool = ProcessPoolExecutor(min(_cpus(), 4, len(work)), mp_context=multiprocessing.get_context("fork"))
-            gc.freeze()  # the workers' collector then leaves the parent's objects (and their pages) alone
+            mine = gc.get_freeze_count() == 0  # (a caller's own freeze is left as it is)
+            if mine:
+                gc.freeze()  # the workers' collector then leaves the parent's objects (and their pages) alone
             try:
                 self.pending = [self.pool.submit(_inherited, id(self), i) for i in range(len(work))]
             except OSError:  # no process to be had (a process limit): all of it here, as on one CPU
                 self._close()
             finally:
-                gc.unfreeze()
+                if mine:
+                    gc.unfreeze()
 
     def wait(self) -> list[Path]:
         try:
