@@ -46,8 +46,8 @@ chaos: setup
 # The CPU variant of the image, built here without a registry: a Debian base from debootstrap (root, a
 # running Docker daemon; see docker/README.md). The host's CA bundle is used for the build only.
 image-cpu:
-	docker image inspect qs-debian >/dev/null 2>&1 || { rm -rf build/rootfs && \
-	  debootstrap --variant=minbase bookworm build/rootfs >/dev/null && \
+	docker image inspect qs-debian >/dev/null 2>&1 || { rm -rf build/rootfs && mkdir -p build && \
+	  debootstrap --variant=minbase bookworm $(CURDIR)/build/rootfs >/dev/null && \
 	  tar -C build/rootfs -c . | docker import - qs-debian && rm -rf build/rootfs; }
 	cp /etc/ssl/certs/ca-certificates.crt docker/certs/ca.pem
 	DOCKER_BUILDKIT=0 docker build --network host -f docker/Dockerfile --build-arg BACKEND=cpu \
