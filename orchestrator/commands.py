@@ -161,7 +161,7 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
         summary = runner.run()
         from . import snapshot
 
-        snapshot.table(store, inp.recipe.name)  # the columnar copy of the new results: `report` reads it at once
+        snapshot.table(store)  # the columnar copy of the new results: report, export… read it at once
     out(f"{inp.recipe.name}: {summary.cells} cells; {summary.jobs_run} jobs run, {summary.jobs_cached} cached; "
         f"{len(summary.failed)} failed; wall {summary.wall_s:.1f}s, tools {summary.tool_wall_s:.1f}s")
     for label, reason in summary.failed:

@@ -3,7 +3,8 @@ parquet file in milliseconds instead of turning 50,000 SQLite rows into columns,
 
 The copy is named by the store's results token, which triggers change at every change of the results
 (store.py, migration 4): a copy is never stale, it is simply not found, and the next read makes the one
-for the new token, from one read transaction. It lives in the cache (`QUANTSWEEP_CACHE/snapshots`), not
+for the new token, from one read transaction. It holds every recipe's rows, so the copy `run` makes at
+its end serves each reading command, for one recipe (filtered, in milliseconds) or all (`export`). It lives in the cache (`QUANTSWEEP_CACHE/snapshots`), not
 in the workspace, so a read-only store (another workspace's, in `compare`) gets one too; the
 `KEEP` most recently used are kept. The store stays the only source of truth: deleting the folder
 loses nothing.
@@ -24,36 +25,43 @@ def folder() -> Path:
     return cache_root() / "snapshots"
 
 
-def _path(token: str, recipe: str | None) -> Path:
-    which = hashlib.sha256((recipe if recipe is not None else "\0all").encode()).hexdigest()[:16]
-    return folder() / f"{token}-{which}.parquet"
+def _path(token: str) -> Path:
+    return folder() / f"{token}.parquet"
 
 
 def table(store, recipe: str | None = None, leave_out=()):
     """The results of `recipe` (all when None) as an Arrow table without the columns `leave_out`;
-    None when the store cannot have a copy (older than version 4 and read-only, or no rows): the
-    caller then reads SQLite itself."""
+    None when the store cannot have a copy (older than version 4 and read-only) or holds no such rows:
+    the caller then reads SQLite itself."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    t = None
     with store.reading():
         token = store.results_token()
         if token is None:
             return None
-        path = _path(token, recipe)
+        path = _path(token)
         if path.is_file():
             try:
                 pf = pq.ParquetFile(path)
-                got = pf.read(columns=[c for c in pf.schema_arrow.names if c not in leave_out])
+                t = pf.read(columns=[c for c in pf.schema_arrow.names if c not in leave_out or c == "recipe"])
                 os.utime(path)
-                return got
             except (OSError, pa.ArrowException):  # damaged: made again below
                 path.unlink(missing_ok=True)
-        names, rows = store.fetch(recipe)
-    if not rows:
+        if t is None:
+            names, rows = store.fetch()
+            if not rows:
+                return None
+            t = pa.table([_column(col) for col in zip(*rows)], names=names)
+            _write(t, path)
+    if recipe is not None:
+        mine = pc.equal(t["recipe"], recipe)
+        if pc.sum(mine).as_py() != t.num_rows:  # (a store of one recipe is not copied again)
+            t = t.filter(mine)
+    if not t.num_rows:
         return None
-    t = pa.table([_column(col) for col in zip(*rows)], names=names)
-    _write(t, path)
     return t.drop_columns([c for c in leave_out if c in t.column_names])
 
 

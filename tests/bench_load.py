@@ -60,9 +60,9 @@ def main() -> int:
 
     store = Store(ws / "store.sqlite")
     t0 = time.perf_counter()
-    snapshot.table(store, "h100")  # what `run` does once it has written its results
+    snapshot.table(store)  # what `run` does once it has written its results
     copy = time.perf_counter() - t0
-    copies = list(snapshot.folder().glob(f"{store.results_token()}-*.parquet"))
+    copies = list(snapshot.folder().glob(f"{store.results_token()}.parquet"))
     print(f"columnar copy of the results, made by the run that wrote them: {copy:.2f} s "
           f"({sum(p.stat().st_size for p in copies) / 2**20:.1f} MiB)")
     store.close()

@@ -46,6 +46,28 @@ def test_a_read_makes_one_copy_and_the_next_read_uses_it(ws):
     assert again.kld_mean.sum() == pytest.approx(2 * first.kld_mean.sum())
 
 
+def test_one_copy_serves_every_recipe_and_the_whole_store(ws, tmp_path):
+    """The copy a run makes at its end (of its recipe's read) is the one `export` of the whole store and
+    a read of another recipe use: filtered, never a second copy."""
+    import pandas as pd
+
+    store = Store(ws / "store.sqlite")
+    demo = store.results("demo")
+    other = demo.drop(columns=["id"]).assign(recipe="other", kld_mean=demo.kld_mean * 3)
+    store.put_results(other.to_dict("records"))
+    before = set(_copies())
+    assert store.results("demo").kld_mean.sum() == pytest.approx(demo.kld_mean.sum())
+    made = set(_copies()) - before
+    assert len(made) == 1
+    got = store.results("other")
+    assert len(got) == 54 and set(got.recipe) == {"other"}
+    assert got.kld_mean.sum() == pytest.approx(3 * demo.kld_mean.sum())
+    assert store.results("nothing-of-that-name").empty
+    assert main(["export", "--workspace", str(ws), "--format", "csv", "-o", str(tmp_path / "all.csv")]) == 0
+    assert pd.read_csv(tmp_path / "all.csv").recipe.value_counts().to_dict() == {"demo": 54, "other": 54}
+    assert set(_copies()) - before == made
+
+
 def test_any_change_of_the_results_gives_a_new_copy_never_the_stale_one(ws):
     store = Store(ws / "store.sqlite")
     old = store.results("demo")
