@@ -4,15 +4,14 @@ parquet file in milliseconds instead of turning 50,000 SQLite rows into columns,
 The copy is named by the store's results token, which triggers change at every change of the results
 (store.py, migration 4): a copy is never stale, it is simply not found, and the next read makes the one
 for the new token, from one read transaction. It holds every recipe's rows, so the copy `run` makes at
-its end serves each reading command, for one recipe (filtered, in milliseconds) or all (`export`). It lives in the cache (`QUANTSWEEP_CACHE/snapshots`), not
-in the workspace, so a read-only store (another workspace's, in `compare`) gets one too; the
-`KEEP` most recently used are kept. The store stays the only source of truth: deleting the folder
-loses nothing.
+its end serves each reading command, for one recipe (filtered, in milliseconds) or all (`export`). It
+lives in the cache (`QUANTSWEEP_CACHE/snapshots`), not in the workspace, so a read-only store (another
+workspace's, in `compare`) gets one too; the `KEEP` most recently used are kept. The store stays the only
+source of truth: deleting the folder loses nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -37,7 +36,7 @@ def table(store, recipe: str | None = None, leave_out=()):
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    t = None
+    t, rows = None, None
     with store.reading():
         token = store.results_token()
         if token is None:
@@ -52,10 +51,11 @@ def table(store, recipe: str | None = None, leave_out=()):
                 path.unlink(missing_ok=True)
         if t is None:
             names, rows = store.fetch()
-            if not rows:
-                return None
-            t = pa.table([_column(col) for col in zip(*rows)], names=names)
-            _write(t, path)
+    if t is None:
+        if not rows:
+            return None
+        t = pa.table([_column(col) for col in zip(*rows)], names=names)
+        _write(t, path)
     if recipe is not None:
         mine = pc.equal(t["recipe"], recipe)
         if pc.sum(mine).as_py() != t.num_rows:  # (a store of one recipe is not copied again)
