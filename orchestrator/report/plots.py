@@ -70,9 +70,10 @@ def readable(k: pd.DataFrame, most: int = SHOWN_MAX) -> tuple[pd.DataFrame, str]
     labels = list(dict.fromkeys(k.weights))
     if len(labels) <= most:
         return k, ""
-    sized = k.dropna(subset=["file_bytes"])
-    front = sized[analysis.pareto(list(sized.file_bytes), list(sized.kld_mean))].sort_values("file_bytes")
-    pick = list(dict.fromkeys(front.weights)) or labels
+    sized = k.file_bytes.notna().to_numpy()  # three columns, not copies of the whole frame
+    weights, size, kld = (k[c].to_numpy()[sized] for c in ("weights", "file_bytes", "kld_mean"))
+    front = sorted((i for i, on in enumerate(analysis.pareto(list(size), list(kld))) if on), key=lambda i: size[i])
+    pick = list(dict.fromkeys(weights[i] for i in front)) or labels
     if len(pick) > most:
         pick = [pick[round(i * (len(pick) - 1) / (most - 1))] for i in range(most)]
     return (k[k.weights.isin(pick)],
@@ -85,9 +86,9 @@ def weights_labels(k: pd.DataFrame) -> dict[str, str]:
     from .tables import _missing, mix
 
     out = {}
-    for w, g in k.groupby("weights", sort=False):
-        r = g.iloc[0]
-        n, shares = r.get("fallback_tensors"), mix(r.get("tensor_mix_json"), top=1)
+    first = k.drop_duplicates("weights")  # each label's first row, as records (not a Series of ~100 columns)
+    for r in analysis.records(first, ["weights", "fallback_tensors", "tensor_mix_json"]):
+        w, n, shares = r.weights, r.get("fallback_tensors"), mix(r.get("tensor_mix_json"), top=1)
         if shares and not _missing(n) and int(n) > 0:
             t, f = next(iter(shares.items()))
             out[w] = f"{w} ({100 * f:.0f} % {t}, {int(n)} fallbacks)"
