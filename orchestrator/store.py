@@ -276,7 +276,7 @@ class Store:
             self.db.execute("COMMIT")
 
     def rows(self, recipe: str | None = None, columns: str = "*"):
-        """(column names, a cursor over the rows in insertion order): exports stream it without a frame."""
+        """(column names, a cursor over the rows in insertion order): `fetch`, and `pull` merging another store."""
         q, args = f"SELECT {columns} FROM results", ()
         if recipe is not None:
             q, args = q + " WHERE recipe = ?", (recipe,)
