@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -12,7 +14,7 @@ import typer
 from typer._click.exceptions import ClickException  # typer vendors its own click (pinned in pyproject)
 
 from . import __version__
-from .errors import QuantsweepError
+from .errors import PipeClosed, QuantsweepError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sweep llama.cpp weight quants × K/V cache types: KLD, PPL, speed, tables.")
@@ -27,7 +29,10 @@ DEVICES = typer.Option(None, "--devices", help="only these GPUs: indices or UUID
 
 
 def _out(line: str = "") -> None:
-    print(line, flush=True)
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:  # typer would turn it into exit 1: the reader (`| head`) has what it wanted
+        raise PipeClosed() from None
 
 
 @app.command()
@@ -243,9 +248,63 @@ def _root(version: bool = typer.Option(False, "--version", help="print the versi
 
 
 INTERRUPTED = "quantsweep: interrupted; the next `run` resumes where this one stopped"
+EXIT_ENVIRONMENT = 3
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for an OSError: what failed, on which file, and for a full disk which disk."""
+    import errno
+
+    from .files import disk_of
+
+    name = exc.filename or ""
+    text = f"{exc.strerror or exc}" + (f": {name}" if name else "")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) and name:
+        return f"disk full: {disk_of(Path(name))}; nothing half-written was kept ({text})"
+    return text
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe, Python would print an error while flushing stdout at exit: point it nowhere."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
+    with _signals_interrupt() as got:
+        rv = _main(argv)
+    return 128 + got[0] if got and rv == 130 else rv
+
+
+@contextmanager
+def _signals_interrupt():
+    """SIGTERM and SIGHUP (a closed terminal, `kill`) end a command as Ctrl-C does: the tools in flight
+    die with it and the run is recorded as interrupted, not left `running`. Yields the signal received."""
+    import signal
+
+    got: list[int] = []
+
+    def handler(signum, frame):
+        got.append(signum)
+        raise KeyboardInterrupt
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield got
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         rv = app(args=argv, prog_name="quantsweep", standalone_mode=False)
     except QuantsweepError as exc:
@@ -261,7 +320,13 @@ def main(argv: list[str] | None = None) -> int:
         why = " (disk full or file-size limit)" if "full" in str(exc) or "disk I/O" in str(exc) else ""
         print(f"quantsweep: error: the store could not be written: {exc}{why}; what was recorded before is "
               "intact, the next `run` resumes from it", file=sys.stderr)
-        return 1
+        return EXIT_ENVIRONMENT
+    except PipeClosed:  # `quantsweep … | head`: the reader has what it wanted, as with any Unix tool
+        _quiet_stdout()
+        return 0
+    except OSError as exc:  # the machine, not the input: a full disk, a read-only or vanished folder
+        print(f"quantsweep: error: {_os_error(exc)}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except typer.Exit as exc:
         rv = exc.exit_code
     rv = rv if isinstance(rv, int) else 0

@@ -405,7 +405,7 @@ class ClusterRunner(Runner):
         open_keys.discard(key)
         self.recorded.add(key)
         place = scheduler.Placement(key, self._where(ran_on), self._node_spec(job, node))
-        self._record(job, place, out, {}, summary, progress, [self.jobs[k] for k in open_keys])
+        self._record(job, place, out, None, summary, progress, [self.jobs[k] for k in open_keys])
 
     def _uncount(self, key: str, node: str, progress, msg: str) -> None:
         if (key, node) in self._counted:  # started again later: counted once

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from . import advice, plan as planmod, prepare, recipe as recipemod, toolchain
@@ -188,10 +189,24 @@ def results(name: str, workspace, read_only: bool = False):
 def report(name: str, workspace, out_dir, out) -> None:
     from .report import render
 
+    recipemod.check_name(name, "NAME")
     df = results(name, workspace)
     folder = Path(out_dir) if out_dir else Path("reports") / name
-    for path in render.write(df, folder, name):
-        out(str(path))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # the whole report is written beside the folder first, then each file renamed into it: a report that
+    # fails half-way (a full disk) leaves the last complete one as it was, never a mix of old and new
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        made = render.write(df, tmp, name)
+        folder.mkdir(exist_ok=True)
+        for path in sorted(tmp.iterdir()):
+            os.replace(path, folder / path.name)
+        for stale in render.owned_files(folder) - {p.name for p in made}:  # a table or plot no longer made
+            (folder / stale).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for path in made:
+        out(str(folder / path.name))
 
 
 def export(workspace, fmt: str, output, name, out) -> None:
@@ -203,6 +218,8 @@ def export(workspace, fmt: str, output, name, out) -> None:
     store = Store(ws.store_path)
     if fmt not in ("jsonl", "csv", "parquet"):
         raise UsageError(f"--format {fmt!r}: allowed jsonl, csv, parquet")
+    if name is not None and name not in (known := store.recipes()):
+        raise UsageError(f"--name {name!r}: no such run in {ws.root}; known: {', '.join(known) or 'none'}")
     from . import snapshot
 
     t = snapshot.table(store, name)  # the columnar copy: 10,000 cells are written in a fraction of a second
@@ -213,20 +230,29 @@ def export(workspace, fmt: str, output, name, out) -> None:
     if fmt == "jsonl":
         text = t.to_pandas().to_json(orient="records", lines=True, force_ascii=False)
         if output is None:
-            sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+            _stdout(lambda: sys.stdout.write(text if text.endswith("\n") or not text else text + "\n"))
         else:
             from .files import write_text_atomic
 
             write_text_atomic(Path(output), text)
         return
     if output is None:
-        _write_table(t, fmt, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
+        _stdout(lambda: (_write_table(t, fmt, sys.stdout.buffer), sys.stdout.buffer.flush()))
         return
     from .files import atomic_path
 
     with atomic_path(Path(output)) as tmp:
         _write_table(t, fmt, tmp)
+
+
+def _stdout(write) -> None:
+    from .errors import PipeClosed
+
+    try:
+        write()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise PipeClosed() from None
 
 
 def _write_table(t, fmt: str, sink) -> None:
@@ -244,6 +270,7 @@ def _write_table(t, fmt: str, sink) -> None:
 def import_logs(files, workspace, name, weights, cache_k, cache_v, out) -> None:
     from .importer import rows_from_file
 
+    recipemod.check_name(name, "--name")
     for f in files:
         if not Path(f).is_file():
             raise UsageError(f"{f}: no such file")

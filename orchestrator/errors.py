@@ -26,11 +26,18 @@ class UsageError(QuantsweepError):
     exit_code = 2
 
 
-class ToolchainError(QuantsweepError):
+class EnvironmentProblem(QuantsweepError):
+    """Not the recipe and not a cell: the machine or the workspace (busy, read-only, a full disk, a
+    download that failed, tools that do not build). Exit code 3."""
+
+    exit_code = 3
+
+
+class ToolchainError(EnvironmentProblem):
     """The llama.cpp tools cannot be found, built or identified."""
 
 
-class FetchError(QuantsweepError):
+class FetchError(EnvironmentProblem):
     """A model or corpus could not be obtained (a download, a package)."""
 
 
@@ -41,17 +48,27 @@ class InputFileError(QuantsweepError):
     exit_code = 2
 
 
-class DiskSpaceError(QuantsweepError):
-    """A run would not fit on the disk."""
+class DiskSpaceError(EnvironmentProblem):
+    """A run would not fit on the disk, or a write found it full."""
 
 
-class WorkspaceBusy(QuantsweepError):
+class WorkspaceBusy(EnvironmentProblem):
     """Another quantsweep process holds the workspace lock."""
+
+
+class WorkspaceError(EnvironmentProblem):
+    """The workspace cannot be used: read-only, not writable."""
 
 
 class ToolFailed(QuantsweepError):
     """A llama.cpp tool ran but did not produce a valid result (judged from its output)."""
 
-    def __init__(self, reason: str, *, stderr_tail: str = "", log_dir: str = ""):
+    def __init__(self, reason: str, *, stderr_tail: str = "", log_dir: str = "", machine: bool = False,
+                 bad_input: str = ""):
         self.reason, self.stderr_tail, self.log_dir = reason, stderr_tail, log_dir
+        self.machine, self.bad_input = machine, bad_input  # see jobspec.Outcome
         super().__init__(reason)
+
+
+class PipeClosed(Exception):
+    """The reader of our standard output went away (`quantsweep … | head`): not an error."""

@@ -31,11 +31,60 @@ def sha256_file(path: Path, memo_path: Path | None = None) -> str:
             h.update(chunk)
     digest = h.hexdigest()
     if memo_path is not None:
-        with _memo_lock:  # workers hash their artifacts in their own threads
-            memo = _read_memo(memo_path)
-            memo[str(path)] = [stamp, digest]
-            write_text_atomic(memo_path, json.dumps(memo, indent=0, sort_keys=True))
+        remember_sha256(path, digest, memo_path, stamp)
     return digest
+
+
+def remember_sha256(path: Path, digest: str, memo_path: Path, stamp: str | None = None) -> None:
+    """Note a file's sha256 against its size and mtime (a file just made and hashed under another name
+    keeps both across its rename)."""
+    path = Path(path).resolve()
+    if stamp is None:
+        st = path.stat()
+        stamp = f"{st.st_size}:{st.st_mtime_ns}"
+    with _memo_lock:  # workers hash their artifacts in their own threads
+        memo = _read_memo(memo_path)
+        memo[str(path)] = [stamp, digest]
+        write_memo(memo_path, json.dumps(memo, indent=0, sort_keys=True))
+
+
+def write_memo(path: Path, text: str) -> None:
+    """A memo only saves work: one that cannot be written (a full or read-only cache) is skipped."""
+    try:
+        write_text_atomic(path, text)
+    except OSError:
+        pass
+
+
+def disk_of(path: Path) -> str:
+    """The disk a path is on, as a user would name it: its mount point, file system and size, e.g.
+    "/mnt/scratch (tmpfs, 60 MiB, 0 MiB free)"."""
+    import shutil
+
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    real = os.path.realpath(path)
+    mount, fstype = "/", "?"
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2:
+                    point = parts[1].replace("\\040", " ")
+                    if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(mount):
+                        mount, fstype = point, parts[2]
+    except OSError:
+        pass
+    try:
+        du = shutil.disk_usage(path)
+    except OSError:
+        return f"{mount} ({fstype})"
+    return f"{mount} ({fstype}, {_mib(du.total)} MiB, {_mib(du.free)} MiB free)"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f}"
 
 
 def known_sha256(path: Path, memo_path: Path) -> str | None:

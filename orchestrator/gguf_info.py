@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import InputFileError
-from .files import write_text_atomic
+from .files import write_memo
 
 MEMO_VERSION = "v3"  # bump when GGUFInfo gains a field
 OLDER_MEMOS = ("v2",)  # still read for what they hold (the architecture), never written
@@ -115,7 +115,7 @@ def read(path: Path, memo_dir: Path | None = None, sha256: str | None = None) ->
         return known
     info = _read(Path(path))
     if memo is not None:
-        write_text_atomic(memo, json.dumps(asdict(info)))
+        write_memo(memo, json.dumps(asdict(info)))
     return info
 
 

@@ -289,7 +289,7 @@ def _find_wheel(directory: Path, name: str, version: str) -> Path | None:
 
 def corpus_text(spec: CorpusSpec, recipe_dir: Path, local_only: bool = False) -> str:
     if spec.path is not None:
-        path = local_file((recipe_dir / Path(spec.path).expanduser()).resolve(), "corpus")
+        path = text_file((recipe_dir / Path(spec.path).expanduser()).resolve(), "corpus")
         return path.read_text(encoding="utf-8", errors="replace")
     if spec.name == "python-docs":
         return python_docs_text()
@@ -302,8 +302,29 @@ def local_file(path: Path, role: str) -> Path:
     """A file the recipe names on this machine: it must exist and be a file (InputFileError, exit 2)."""
     if path.is_dir():
         raise InputFileError(f"{path}: is a directory, not a file (the {role})")
-    if not path.is_file():
+    if not path.exists():
         raise InputFileError(f"{path}: no such file (the {role})")
+    if not path.is_file():
+        import stat
+
+        mode = path.stat().st_mode
+        what = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise InputFileError(f"{path}: {what}, not a file (the {role} must be a regular file)")
+    return path
+
+
+def text_file(path: Path, role: str) -> Path:
+    """A corpus: a regular file of UTF-8 text. A binary file (a GGUF, an archive) is refused, naming what
+    it looks like: llama-perplexity would tokenize the bytes and report numbers of nothing."""
+    from .gguf_info import describe_bytes
+
+    local_file(path, role)
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    # NUL bytes, or more than 1 % of what is read that is not UTF-8 (a few stray bytes are tolerated)
+    if b"\0" in head or head.decode("utf-8", errors="replace").count("\ufffd") > max(8, len(head) // 100):
+        raise InputFileError(f"{path}: not text ({describe_bytes(head)}); the {role} must be UTF-8 text")
     return path
 
 

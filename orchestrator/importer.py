@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import ToolFailed, UsageError
 from .files import sha256_text
 from .tools import bench as tb, perplexity as tp
 
@@ -38,8 +39,11 @@ def rows_from_file(path: Path, name: str, weights: str | None = None, cache_k: s
     records = tb.parse_records(text)
     if records and "samples_ns" in records[0]:
         rows = []
-        for rec in records:
-            s = tb.summarize(rec)
+        for i, rec in enumerate(records, 1):
+            try:
+                s = tb.summarize(rec)
+            except ToolFailed as exc:
+                raise UsageError(f"{path}: record {i}: {exc.reason}; nothing imported") from None
             label = weights or Path(rec.get("model_filename") or path.stem).stem
             k, v = rec.get("type_k", "f16"), rec.get("type_v", "f16")
             rows.append({**common, **s, "measurement": "bench", "weights": label, "type_k": k, "type_v": v,
@@ -60,8 +64,14 @@ def rows_from_file(path: Path, name: str, weights: str | None = None, cache_k: s
     stats = tp.parse_kld(text)
     if "kld_mean" in stats:
         stats.pop("unparsed", None)
+        problem = tp.stats_problem(stats)
+        if problem:  # a log cut short, or a run that printed nan: never stored as a measurement
+            raise UsageError(f"{path}: {problem}; a complete llama-perplexity --kl-divergence log ends with "
+                             "'Same top p: X ± Y %'; nothing imported")
         return [{**ident, **stats, "measurement": "kld"}]
     final = tp.parse_final(text)
+    if final is not None and not all(map(math.isfinite, final)):
+        raise UsageError(f"{path}: a non-finite PPL ({final[0]} ± {final[1]}); nothing imported")
     if final is not None:
         return [{**ident, "measurement": "ppl", "ppl_q": final[0], "ppl_q_err": final[1]}]
     reason = tp.failure_reason(text)

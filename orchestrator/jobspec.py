@@ -31,7 +31,7 @@ class Ref(Strict):
 
     ref: Literal["tool", "input", "model", "imatrix", "logits", "output"]
     key: str = ""
-    label: str = ""  # a model artifact's file name holds its weights label
+    label: str = ""  # a model artifact's file name begins with its type (reference-F16, Q4_K_M)
 
 
 Arg = Union[str, Ref]
@@ -45,6 +45,14 @@ class Judge(Strict):
     base_ppl: float | None = None       # a KLD run must report the reference run's PPL
     n_tests: int | None = None          # a bench must produce every test it was asked for
     overrides: list[str] = Field(default_factory=list)  # tensor_types patterns: llama-quantize must apply one
+
+
+class Expect(Strict):
+    """An artifact a job reads, as it was when it was made: the worker checks it before the tool runs."""
+
+    ref: Ref
+    bytes: int
+    sha256: str
 
 
 class Resources(Strict):
@@ -70,6 +78,7 @@ class JobSpec(Strict):
     judge: Judge = Field(default_factory=Judge)
     timeout_s: float
     resources: Resources
+    expect: list[Expect] = Field(default_factory=list)
 
 
 class Outcome(Strict):
@@ -86,6 +95,9 @@ class Outcome(Strict):
     log_dir: str = ""
     out_of_memory: bool = False
     device: str = ""
+    machine: bool = False       # failed because of the machine (disk, signal, memory, a damaged input):
+                                # the next plain `run` tries it again
+    bad_input: str = ""         # the key of an artifact found damaged before the tool ran
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,7 +107,7 @@ class Outcome(Strict):
 def model_ref(plan: Plan, key: str) -> Ref:
     if key.startswith("source-"):
         return Ref(ref="input", key=key)
-    return Ref(ref="model", key=key, label=plan.artifact_labels.get(key, ""))
+    return Ref(ref="model", key=key, label=plan.artifact_stems.get(key, ""))
 
 
 @dataclass(frozen=True)
@@ -109,16 +121,35 @@ class Threads:
     device_hold: int = 1
 
 
+def output_ref(job: Job) -> Ref | None:
+    """Where a job's artifact goes (by reference; the worker resolves it), or None for a measurement."""
+    if job.kind in ("reference", "quantize"):
+        return Ref(ref="model", key=job.key, label=job.params["stem"])
+    return {"imatrix": Ref(ref="imatrix", key=job.key), "base": Ref(ref="logits", key=job.key)}.get(job.kind)
+
+
+def _expect(plan: Plan, upstream: dict[str, dict], job: Job) -> list[Expect]:
+    """The artifacts of other jobs this job reads, with the size and sha256 recorded when they were made
+    (none for a result of an earlier version that did not record them)."""
+    by_key = {j.key: j for j in plan.jobs}
+    out = []
+    for dep in job.deps:
+        made = upstream.get(dep) or {}
+        ref = output_ref(by_key[dep]) if dep in by_key else None
+        if ref is not None and made.get("sha256") and made.get("file_bytes") is not None:
+            out.append(Expect(ref=ref, bytes=made["file_bytes"], sha256=made["sha256"]))
+    return out
+
+
 def build(job: Job, plan: Plan, upstream: dict[str, dict], policy: Threads = Threads()) -> JobSpec:
     """The spec of `job`; `upstream` holds the results of the done jobs it depends on."""
     threads, hold, device_hold = policy.device, policy.cpu_hold, policy.device_hold
     r, p = plan.inputs.recipe, job.params
     ev, b, q = r.evaluation, r.bench, r.quantize
     tool = Ref(ref="tool", key=TOOLS[job.kind])
-    out = None
     judge = Judge()
+    out = output_ref(job)
     if job.kind in ("reference", "quantize"):
-        out = Ref(ref="model", key=job.key, label=p["label"])
         im = p.get("imatrix")
         imatrix = None if not im else Ref(ref="input", key=im) if im.startswith("imatrixfile-") else \
             Ref(ref="imatrix", key=im)
@@ -128,12 +159,10 @@ def build(job: Job, plan: Plan, upstream: dict[str, dict], policy: Threads = Thr
         judge = Judge(overrides=list(p.get("tensor_types") or {}))
         timeout, res = q.timeout_minutes, Resources(where="cpu", threads=q.threads or hold)
     elif job.kind == "imatrix":
-        out = Ref(ref="imatrix", key=job.key)
         argv = ti.argv(tool, model_ref(plan, p["model"]), Ref(ref="input", key=p["corpus_key"]), Ref(ref="output"),
                        ctx=p["ctx"], chunks=p["chunks"], gpu_layers=ev.gpu_layers, threads=ev.threads or threads)
         timeout, res = ev.timeout_minutes, _device(plan, upstream, p["model"], "f16", "f16", p["ctx"], ev, device_hold)
     elif job.kind == "base":
-        out = Ref(ref="logits", key=job.key)
         argv = tp.base_argv(tool, model_ref(plan, p["model"]), Ref(ref="input", key=plan.inputs.corpus.sha256),
                             Ref(ref="output"), ctx=p["ctx"], chunks=p["chunks"], batch=ev.batch, ubatch=ev.ubatch,
                             flash_attn=ev.flash_attn, gpu_layers=ev.gpu_layers, threads=ev.threads or threads,
@@ -160,7 +189,8 @@ def build(job: Job, plan: Plan, upstream: dict[str, dict], policy: Threads = Thr
         res = Resources(where="device", threads=b.threads or device_hold, exclusive=True,
                         quiet_host=b.isolation == "host")
     return JobSpec(key=job.key, kind=job.kind, label=job.label, deps=job.deps, tool=TOOLS[job.kind], argv=argv,
-                   output=out, judge=judge, timeout_s=timeout * 60, resources=res)
+                   output=out, judge=judge, timeout_s=timeout * 60, resources=res,
+                   expect=_expect(plan, upstream, job))
 
 
 def _device(plan: Plan, upstream: dict, model_key: str, type_k: str, type_v: str, ctx: int, ev,

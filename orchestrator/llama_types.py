@@ -25,6 +25,20 @@ FILE_TYPES = {
 }
 
 
+def nominal_bpw(type_name: str) -> float:
+    """Bits per weight a type stands for (its number, plus the block scales): Q4_K_M 5, IQ3_XXS 3.5,
+    Q8_0 8.5, F16 16. For estimates only; a real file's mix is read from it."""
+    import re
+
+    t = type_name.upper()
+    if t in ("F32", "COPY"):
+        return 32.0
+    if t in ("F16", "BF16"):
+        return 16.0
+    m = re.search(r"(\d+)", t)
+    return float(m.group(1)) + (0.5 if t.endswith("_0") or t.startswith(("IQ", "TQ")) else 1.0) if m else 8.5
+
+
 def file_type_name(file_type) -> str | None:
     """The name of a GGUF's `general.file_type`, or None when absent or unknown to this build."""
     try:

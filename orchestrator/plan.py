@@ -74,13 +74,20 @@ class Plan:
     jobs: tuple[Job, ...]
     cells: tuple[Cell, ...]
     model_keys: dict  # weight label -> model artifact key ("source-<sha>" for the source itself)
-    artifact_labels: dict = field(default_factory=dict)  # model artifact key -> the label in its file name
+    artifact_stems: dict = field(default_factory=dict)  # model artifact key -> its file name's stem (its type)
+    measured: tuple[Job, ...] = ()  # every cell's kld and bench job: cells of equal weights share one key
 
     def of_kind(self, kind: str) -> list[Job]:
         return [j for j in self.jobs if j.kind == kind]
 
     def logits_bytes(self) -> int:
         return sum(j.params["logits_bytes"] for j in self.of_kind("base"))
+
+    def disk_bytes(self, keys) -> int:
+        """What the jobs `keys` write to the workspace: models (estimated from their type), importance
+        matrices and reference logits (exact)."""
+        by_key = {j.key: j for j in self.jobs}
+        return sum(by_key[k].params.get("logits_bytes", by_key[k].params.get("out_bytes", 0)) for k in keys)
 
 
 def source_key(sha: str) -> str:
@@ -95,13 +102,12 @@ def build(inp: PlanInputs) -> Plan:
 
     # the reference model: the source as is, or converted to a float / Q8_0 type
     if r.reference.type == "source":
-        ref_key, ref_quantized = src, inp.source_info.is_quantized
+        ref_key = src
     else:
         ref_key = content_key("reference", input=src, type=r.reference.type, toolchain=tc)
-        ref_quantized = r.reference.type not in lt.FLOAT_TYPES
         jobs.append(Job(ref_key, "reference", f"reference model {r.reference.type}", (), {
             "input": src, "type": r.reference.type, "allow_requantize": inp.source_info.is_quantized,
-            "label": f"reference-{r.reference.type}"}))
+            "stem": f"reference-{r.reference.type}", "out_bytes": model_bytes(inp, r.reference.type)}))
     # quantize from the reference when it is a float type (more precise than the source), else the source
     if r.reference.type in lt.FLOAT_TYPES:
         quant_input, input_quantized = ref_key, False
@@ -121,8 +127,7 @@ def build(inp: PlanInputs) -> Plan:
                                gpu_layers=ev.gpu_layers, extra=ev.extra_args, toolchain=tc)
         jobs.append(Job(base_key, "base", f"reference logits c={ctx}", _real((ref_key,)), {
             "model": ref_key, "ctx": ctx, "chunks": chunks, "n_vocab": inp.source_info.n_vocab,
-            "logits_bytes": logits_size(ctx, inp.source_info.n_vocab, n_chunk), "n_chunk": n_chunk,
-            "reference_quantized": ref_quantized}))
+            "logits_bytes": logits_size(ctx, inp.source_info.n_vocab, n_chunk), "n_chunk": n_chunk}))
         for w, (k, v) in product(r.weights, r.cache.expanded()):
             cell = Cell(w.label, k, v, ctx)
             cells.append(cell)
@@ -144,8 +149,12 @@ def build(inp: PlanInputs) -> Plan:
             jobs.append(Job(bench_key, "bench", f"bench {w.label} K={k} V={v}", _real((mk,)),
                             {"model": mk, "cache_k": k, "cache_v": v}, cell))
     jobs.sort(key=lambda j: KINDS.index(j.kind))  # a stable topological order: kinds only depend leftwards
-    labels = {j.key: j.params["label"] for j in jobs if j.kind in ("reference", "quantize")}
-    return Plan(inp, tuple(jobs), tuple(cells), model_keys, labels)
+    measured = tuple(j for j in jobs if j.cell is not None)
+    # weights entries with the same content under other labels share their jobs: each runs, and counts, once
+    seen: set[str] = set()
+    jobs = [j for j in jobs if not (j.key in seen or seen.add(j.key))]
+    stems = {j.key: j.params["stem"] for j in jobs if j.kind in ("reference", "quantize")}
+    return Plan(inp, tuple(jobs), tuple(cells), model_keys, stems, measured)
 
 
 def _weights_jobs(w: WeightSpec, inp: PlanInputs, quant_input: str, input_quantized: bool,
@@ -163,8 +172,8 @@ def _weights_jobs(w: WeightSpec, inp: PlanInputs, quant_input: str, input_quanti
                                       chunks=w.imatrix.chunks, toolchain=tc)
             if not any(j.key == imatrix_key for j in jobs):
                 jobs.append(Job(imatrix_key, "imatrix", f"imatrix {im.label}", _real((quant_input,)), {
-                    "model": quant_input, "corpus": str(im.path), "corpus_key": im.sha256, "ctx": w.imatrix.ctx,
-                    "chunks": w.imatrix.chunks}))
+                    "model": quant_input, "corpus_key": im.sha256, "ctx": w.imatrix.ctx, "chunks": w.imatrix.chunks,
+                    "out_bytes": inp.source_info.n_params // 64}))  # ≈ 4 bytes a column of each matrix
     key = content_key("quantize", input=quant_input, type=w.type, imatrix=imatrix_key,
                       tensor_types=w.tensor_types, extra=w.extra_args, toolchain=tc)
     if not any(j.key == key for j in jobs):
@@ -172,8 +181,14 @@ def _weights_jobs(w: WeightSpec, inp: PlanInputs, quant_input: str, input_quanti
         jobs.append(Job(key, "quantize", f"quantize {w.label}", _real((quant_input, imatrix_key)), {
             "input": quant_input, "type": w.type, "imatrix": imatrix_key, "imatrix_file": imatrix_file,
             "tensor_types": dict(w.tensor_types), "extra": list(w.extra_args),
-            "allow_requantize": input_quantized, "label": w.label}))
+            "allow_requantize": input_quantized, "stem": w.type, "out_bytes": model_bytes(inp, w.type)}))
     return key
+
+
+def model_bytes(inp: PlanInputs, type_name: str) -> int:
+    """A model's size before it is made: its parameters at the type's nominal bits per weight and a
+    margin for scales and the tensors kept at higher precision (an estimate for the disk check)."""
+    return int(inp.source_info.n_params * lt.nominal_bpw(type_name) / 8 * 1.1) + (8 << 20)
 
 
 def _real(keys) -> tuple[str, ...]:

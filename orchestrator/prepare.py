@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import gguf_info, hub, plan, procs, recipe
 from .errors import RecipeError
-from .files import sha256_file, sha256_text, write_text_atomic
+from .files import sha256_file, sha256_text, write_memo
 from .toolchain import Toolchain, cache_root, _cpu_model
 from .tools import quantize as tq
 from .workspace import Workspace
@@ -29,7 +29,7 @@ def check_toolchain_types(r: recipe.Recipe, path: Path, tc: Toolchain) -> None:
         res = procs.run([tc.exe("llama-quantize"), "--help"], timeout=60)
         known = tq.parse_help(res.stdout + res.stderr)
         if known:
-            write_text_atomic(memo, json.dumps(known))
+            write_memo(memo, json.dumps(known))
     wanted = [w.type for w in r.weights if w.type != "source"]
     if r.reference.type != "source":
         wanted.append(r.reference.type)
@@ -48,7 +48,7 @@ def check_local_files(r: recipe.Recipe, recipe_path: Path) -> None:
     corpora = [r.evaluation.corpus] + [w.imatrix.corpus for w in r.weights if w.imatrix and w.imatrix.corpus]
     for c in corpora:
         if c.path is not None:
-            hub.local_file((rdir / Path(c.path).expanduser()).resolve(), "corpus")
+            hub.text_file((rdir / Path(c.path).expanduser()).resolve(), "corpus")
     for w in r.weights:
         if w.imatrix is not None and w.imatrix.file is not None:
             f = hub.local_file((rdir / Path(w.imatrix.file).expanduser()).resolve(), f"imatrix of {w.label}")

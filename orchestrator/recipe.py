@@ -15,6 +15,16 @@ from . import llama_types as lt
 
 CORPUS_NAMES = ("wikitext-2", "python-docs", "python-source")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+NAME_RULE = "{v!r}: use letters, digits, '.', '_', '-' (at most 64, no leading punctuation)"
+
+
+def check_name(name: str, option: str) -> str:
+    """A run name given on the command line follows a recipe's rules: it names a folder under reports/."""
+    from .errors import UsageError
+
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise UsageError(f"{option} {NAME_RULE.format(v=name)}")
+    return name
 HF_REPO_PATTERN = r"^[\w.-]+/[\w.-]+$"
 PYPI_PIN_PATTERN = r"^[A-Za-z0-9._-]+==[A-Za-z0-9.+!_-]+$"
 # flags quantsweep sets itself; an extra_args copy would silently fight with the recipe
@@ -147,6 +157,39 @@ class ImatrixSpec(Strict):
         return _exactly_one(self, "file", "corpus")
 
 
+_GROUPS_OK = {":", "=", "!"}  # (?:…) (?=…) (?!…): the only (?… groups of std::regex's ECMAScript grammar
+
+
+def ecmascript_problem(pattern: str) -> str | None:
+    """What llama-quantize (std::regex, ECMAScript grammar, after splitting --tensor-type at '=') cannot
+    take of a pattern that Python's re accepts, or None."""
+    if "=" in pattern:
+        return ("contains '=', where llama-quantize ends the pattern (--tensor-type PATTERN=TYPE): "
+                "write it without '=' (no lookbehind, no '(?=…)')")
+    i, in_class = 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            if not in_class and pattern[i + 1:i + 2] in ("A", "Z", "z"):
+                return f"'\\{pattern[i + 1]}' is Python's, not ECMAScript's: use ^ and $"
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            i += 2 if pattern[i + 1:i + 2] == "]" else 1  # a leading ']' is a literal
+            continue
+        elif c == "(" and pattern[i + 1:i + 2] == "?" and pattern[i + 2:i + 3] not in _GROUPS_OK:
+            construct = pattern[i:i + 4]
+            return (f"'{construct}…' (inline flags, lookbehind, named or atomic groups) is not in the ECMAScript "
+                    "regex grammar llama-quantize uses; tensor names are lower-case, so no (?i) is needed")
+        elif c == "+" and i and pattern[i - 1] in "*+?}" and pattern[i - 2:i] != "\\" + pattern[i - 1]:
+            return "possessive quantifiers (*+, ++, ?+) are not in the ECMAScript regex grammar"
+        i += 1
+    return None
+
+
 class WeightSpec(TypeShorthand):
     type: str = Field(description="a llama-quantize type name, or 'source' for the model as is")
     name: str | None = Field(None, description="label in tables (default: the type)")
@@ -173,6 +216,9 @@ class WeightSpec(TypeShorthand):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"pattern {pattern!r} is not a valid regex ({exc})") from None
+            problem = ecmascript_problem(pattern)
+            if problem:
+                raise ValueError(f"pattern {pattern!r}: {problem}") from None
             if t not in lt.GGML_TYPES and t.lower() not in [g.lower() for g in lt.GGML_TYPES]:
                 raise ValueError(f"{pattern}: unknown ggml type {t!r}; {lt.suggest(t, lt.GGML_TYPES)}"
                                  f"allowed: {', '.join(lt.GGML_TYPES)}")
@@ -347,7 +393,7 @@ class Recipe(Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         if not re.fullmatch(NAME_PATTERN, v):
-            raise ValueError(f"{v!r}: use letters, digits, '.', '_', '-' (at most 64, no leading punctuation)")
+            raise ValueError(NAME_RULE.format(v=v))
         return v
 
     @model_validator(mode="after")

@@ -22,11 +22,41 @@ def load_recipe(path: Path) -> Recipe:
         raise _as_recipe_error(path, exc) from None
 
 
+MAX_BYTES = 1 << 20    # a recipe is a page of YAML; a megabyte is not one
+MAX_NODES = 20_000     # values after aliases are expanded: a recipe of 50 weights × 20 pairs has ~1,000
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a document whose aliases expand it beyond MAX_NODES values (an alias bomb
+    is a few hundred bytes that pydantic and any message would walk billions of times)."""
+
+    def construct_document(self, node):
+        sizes: dict[int, int] = {}
+
+        def size(n) -> int:
+            if id(n) in sizes:
+                return sizes[id(n)]
+            sizes[id(n)] = 1  # a recursive alias counts once: yaml refuses to construct it anyway
+            total = 1
+            if isinstance(n, yaml.SequenceNode):
+                total += sum(size(c) for c in n.value)
+            elif isinstance(n, yaml.MappingNode):
+                total += sum(size(k) + size(v) for k, v in n.value)
+            sizes[id(n)] = total = min(total, MAX_NODES + 1)
+            return total
+
+        if size(node) > MAX_NODES:
+            raise yaml.YAMLError(f"its aliases expand it beyond {MAX_NODES:,} values (an alias bomb?)")
+        return super().construct_document(node)
+
+
 def _load_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
     if not path.is_file():
-        raise RecipeError(str(path), "", "no such recipe file")
+        raise RecipeError(str(path), "", "no such recipe file" if not path.exists() else "not a regular file")
+    if path.stat().st_size > MAX_BYTES:
+        raise RecipeError(str(path), "", f"{path.stat().st_size:,} bytes; a recipe is at most {MAX_BYTES:,}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_BoundedLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -71,9 +101,18 @@ def _as_recipe_error(path: Path, exc: ValidationError) -> RecipeError:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] in ("literal_error", "int_parsing", "int_type", "float_parsing", "bool_parsing",
                            "greater_than_equal", "greater_than", "too_short", "list_type", "dict_type"):
-            msg += f" (got {err.get('input')!r})"
+            msg += f" (got {_short(err.get('input'))})"
     more = len({_loc(e["loc"]) for e in exc.errors()}) - 1
     return RecipeError(str(path), loc, msg + (f" (and {more} more error{'s' * (more > 1)})" if more else ""))
+
+
+def _short(value) -> str:
+    """A value as a message shows it: at most a line, whatever the recipe holds."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxdict, r.maxstring, r.maxother = 2, 4, 4, 60, 60
+    return r.repr(value)
 
 
 _TYPE_TAGS = {"int", "str", "float", "bool", "dict", "list", "tuple", "none", "is-instance"}

@@ -33,7 +33,7 @@ def _weights_info(runner, key: str) -> dict:
     if "sha256" in res:  # described by the worker that made it
         sha, mix, tensor_bytes = res["sha256"], res["type_bytes"], res["tensor_bytes"]
     else:  # a store written before workers described their models: read the file, if it is still here
-        path = Path(job["artifact"])
+        path = runner.ws.resolve(job["artifact"])
         sha = sha256_file(path, cache_root() / "file-hashes.json") if path.exists() else None
         info = gguf_info.read(path, cache_root() / "gguf-info", sha) if sha else None
         mix = info.type_bytes if info else None
@@ -69,9 +69,7 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
                for w in r.weights}
     wcache: dict[str, dict] = {}
     rows = []
-    for job in plan.jobs:
-        if job.kind not in ("kld", "bench"):
-            continue
+    for job in plan.measured:
         cell = job.cell
         mk = job.params["model"]
         if mk not in wcache:
@@ -88,7 +86,7 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
             continue
         if rec is None:
             continue  # not reached (interrupted): nothing to say yet
-        meta = {"log_dir": rec["log_dir"], "argv": rec["argv"], "tool_wall_s": rec["wall_s"],
+        meta = {"log_dir": str(runner.ws.resolve(rec["log_dir"])) if rec["log_dir"] else "", "argv": rec["argv"], "tool_wall_s": rec["wall_s"],
                 "created_at": rec["finished_at"]}
         result = dict(rec["result"] or {})
         ran = result.pop("ran_on", None)

@@ -19,7 +19,7 @@ from pathlib import Path
 from . import devices, jobspec, procs, scheduler, worker
 from .progress import Progress, make as make_progress
 from .errors import DiskSpaceError
-from .files import remove_partials
+from .files import disk_of, remove_partials
 from .plan import Job, Plan, source_key
 from .store import Store
 from .toolchain import Toolchain
@@ -64,6 +64,8 @@ class Runner:
         self.failed: dict[str, str] = {}  # key -> reason, this run
         self._specs: dict[str, jobspec.JobSpec] = {}
         self._results: dict[str, dict] = {}
+        self.remade: dict[str, str] = {}         # artifacts made again before the sweep: key -> why
+        self._remade_now: set[str] = set()       # artifacts made again during it (once each)
         found = found if found is not None else devices.find(tuple(tc.backends) if tc else ("CPU",))
         self._found = {f.device.id: f for f in found}
         self.inventory = devices.inventory(found)
@@ -73,19 +75,52 @@ class Runner:
 
     def to_run(self) -> list[Job]:
         status = self.store.job_statuses(self.jobs)
+        machine = self.store.machine_failures(self.jobs)  # a full disk, a signal: tried again by a plain run
         need = {k for k, s in ((k, status.get(k)) for k in self.jobs)
-                if s is None or (s == "failed" and self.retry_failed) or self.jobs[k].kind in self.rerun}
-        # a done job whose artifact was deleted must run again if something that runs needs it
+                if s is None or (s == "failed" and (self.retry_failed or k in machine))
+                or self.jobs[k].kind in self.rerun}
+        # a done job whose artifact is missing or is not the file it made runs again if something that runs
+        # needs it: a KLD is never measured on a damaged model or logits file
+        self.remade: dict[str, str] = {}
         changed = True
         while changed:
             changed = False
             for key in list(need):
                 for dep in self.jobs[key].deps:
-                    if (dep not in need and status.get(dep) == "done" and self.jobs[dep].kind in ARTIFACT_KINDS
-                            and not self._artifact_ok(dep)):
+                    if dep in need or dep in self.remade or status.get(dep) != "done" \
+                            or self.jobs[dep].kind not in ARTIFACT_KINDS:
+                        continue
+                    problem = self._artifact_problem(dep)
+                    if problem:
+                        self.remade[dep] = problem
                         need.add(dep)
                         changed = True
         return [j for j in self.plan.jobs if j.key in need]
+
+    def artifact_path(self, key: str) -> Path:
+        """Where the artifact of job `key` is in this workspace (from the plan, not from the store: the
+        workspace may have been moved or copied since it was recorded)."""
+        return self._env().artifact(jobspec.output_ref(self.jobs[key]))
+
+    def _artifact_problem(self, key: str) -> str | None:
+        """Why the artifact of the done job `key` cannot be used as it is, or None."""
+        from .files import sha256_file
+        from .tools.perplexity import logits_problem
+
+        path, job = self.artifact_path(key), self.jobs[key]
+        if not path.is_file():
+            return f"{self.ws.relative(path)} is missing"
+        made = self.store.job(key)["result"]
+        if job.kind == "base":
+            problem = logits_problem(path, job.params["n_vocab"], job.params["ctx"])
+            if problem and not problem.startswith("truncated"):
+                return None  # not a file of ours at all: _check_logits refuses it, naming it, untouched
+        size, recorded = path.stat().st_size, made.get("file_bytes", made.get("logits_bytes"))
+        if recorded is not None and size != recorded:
+            return f"{self.ws.relative(path)} has {size} bytes, {recorded} when it was made"
+        if made.get("sha256") and sha256_file(path, worker.hash_memo()) != made["sha256"]:
+            return f"{self.ws.relative(path)} is not the file that was made (its sha256 differs)"
+        return None
 
     def _check_logits(self, todo: list[Job]) -> None:
         """Reference logits kept from an earlier run are checked before a KLD run reads them; a damaged or
@@ -95,18 +130,14 @@ class Runner:
 
         for key in {d for j in todo if j.kind == "kld" for d in j.deps if self.jobs[d].kind == "base"}:
             rec = self.store.job(key)
-            if rec is None or rec["status"] != "done" or not rec["artifact"] or key in {j.key for j in todo}:
+            if rec is None or rec["status"] != "done" or key in {j.key for j in todo}:
                 continue
-            path, params = Path(rec["artifact"]), self.jobs[key].params
+            path, params = self.artifact_path(key), self.jobs[key].params
             if path.exists():
                 problem = logits_problem(path, params["n_vocab"], params["ctx"])
                 if problem:
                     raise InputFileError(f"{path}: {problem}; not used. Delete it and run again to compute "
                                          "it anew")
-
-    def _artifact_ok(self, key: str) -> bool:
-        job = self.store.job(key)
-        return bool(job and job["status"] == "done" and job["artifact"] and Path(job["artifact"]).exists())
 
     # -- running ---------------------------------------------------------------------------
 
@@ -124,6 +155,8 @@ class Runner:
                 self.failed[key] = self.store.job(key)["reason"]
         progress = make_progress(len(todo), quiet=self.quiet,
                                  prior={k: w for k, (w, _) in self.store.kind_timings().items()})
+        for key, problem in self.remade.items():
+            progress.say(f"{self.jobs[key].label}: {problem}; made again")
         if not todo:
             progress.say(f"all {len(self.plan.jobs)} jobs cached; nothing to run")
         run_id = self.store.start_run(self.inp.recipe.name, self.inp.recipe.canonical_hash(),
@@ -144,9 +177,9 @@ class Runner:
     def _loop(self, todo: list[Job], summary: Summary, progress: Progress, run_id: int) -> None:
         pending = {j.key: j for j in todo}
         written = time.monotonic()
-        order = {j.key: i for i, j in enumerate(todo)}
+        order = {j.key: i for i, j in enumerate(self.plan.jobs)}  # a job made again joins in plan order
         running: dict[Future, scheduler.Placement] = {}
-        env = worker.WorkerEnv(tool=self.tc.exe, ws=self.ws, inputs=self._inputs())
+        env = self._env()
         pool = ThreadPoolExecutor(max_workers=max(2, len(todo)), thread_name_prefix="quantsweep-job")
         try:
             while pending or running:
@@ -187,11 +220,14 @@ class Runner:
             raise
         pool.shutdown(wait=True)
 
-    def _record(self, job: Job, place: scheduler.Placement, out: jobspec.Outcome, pending: dict, summary: Summary,
-                progress: Progress, remaining: list[Job]) -> None:
+    def _record(self, job: Job, place: scheduler.Placement, out: jobspec.Outcome, pending: dict | None,
+                summary: Summary, progress: Progress, remaining: list[Job]) -> None:
+        """Record what a job's worker returned. `pending` (None where the back-end re-queues on its own):
+        the jobs not started yet, where a job to be run again is put back."""
         summary.jobs_run += 1
         summary.tool_wall_s += out.wall_s
-        if not out.ok and out.out_of_memory and not place.spec.resources.exclusive and place.device != "cpu":
+        if (not out.ok and out.out_of_memory and not place.spec.resources.exclusive and place.device != "cpu"
+                and pending is not None):
             # another job on the device may have taken the memory: once more, with the device alone
             res = place.spec.resources.model_copy(update={"exclusive": True})
             self._specs[job.key] = place.spec.model_copy(update={"resources": res})
@@ -199,14 +235,26 @@ class Runner:
             progress.requeue(job, f"    out of memory on {place.device}: {job.label} re-queued with the device "
                                   "to itself")
             return
+        bad = out.bad_input
+        if not out.ok and bad in self.jobs and bad not in self._remade_now and pending is not None:
+            # an artifact it reads was damaged (and removed) since the run began: made again, then this job
+            self._remade_now.add(bad)
+            for key in (bad, job.key, *(k for k in pending if bad in self.jobs[k].deps)):
+                self._specs.pop(key, None)  # built with the damaged file's record: built again
+            pending[bad], pending[job.key] = self.jobs[bad], job
+            progress.total += 1
+            progress.requeue(job, f"    {job.label}: {out.reason}; {self.jobs[bad].label} runs again first")
+            return
         if out.ok:
-            self.store.record_job(job.key, job.kind, "done", result=out.result, artifact=out.artifact,
-                                  log_dir=out.log_dir, wall_s=out.wall_s, argv=out.argv)
+            self.store.record_job(job.key, job.kind, "done", result=out.result, artifact=self.ws.relative(
+                out.artifact) if out.artifact else "", log_dir=self.ws.relative(out.log_dir), wall_s=out.wall_s,
+                argv=out.argv)
             self._results[job.key] = out.result
         else:
             self.failed[job.key] = out.reason
-            self.store.record_job(job.key, job.kind, "failed", log_dir=out.log_dir, reason=out.reason,
-                                  stderr_tail=out.stderr_tail, wall_s=out.wall_s, argv=out.argv)
+            self.store.record_job(job.key, job.kind, "failed", log_dir=self.ws.relative(out.log_dir),
+                                  reason=out.reason, stderr_tail=out.stderr_tail, wall_s=out.wall_s, argv=out.argv,
+                                  result={"machine": True} if out.machine else None)
         progress.end(job, out.wall_s, out.ok, remaining, "" if out.ok else f": {out.reason}")
 
     def _spec(self, job: Job) -> jobspec.JobSpec:
@@ -221,6 +269,9 @@ class Runner:
             self._results[key] = rec["result"] if rec else {}
         return self._results[key]
 
+    def _env(self) -> worker.WorkerEnv:
+        return worker.WorkerEnv(tool=self.tc.exe, ws=self.ws, inputs=self._inputs())
+
     def _inputs(self) -> dict[str, Path]:
         """The files a spec refers to by key: the source model, corpora, given imatrix files."""
         inp = self.inp
@@ -233,14 +284,18 @@ class Runner:
         return out
 
     def _check_disk(self, todo: list[Job]) -> None:
-        need = sum(j.params["logits_bytes"] for j in todo if j.kind == "base")
+        """The models, importance matrices and reference logits this run writes must fit the workspace's
+        disk (models estimated from their type, logits exact), with 5 % to spare."""
+        need = self.plan.disk_bytes(j.key for j in todo)
         if not need:
             return
         self.ws.root.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.ws.root).free
         if need * 1.05 > free:
-            raise DiskSpaceError(f"the reference logits need {need / 2**30:.2f} GiB but {self.ws.root} has "
-                                 f"{free / 2**30:.2f} GiB free: lower evaluation.chunks or free space")
+            logits = sum(j.params["logits_bytes"] for j in todo if j.kind == "base")
+            raise DiskSpaceError(f"this run writes about {need / 2**20:,.0f} MiB (models "
+                                 f"{(need - logits) / 2**20:,.0f} MiB, reference logits {logits / 2**20:,.0f} MiB) "
+                                 f"but {disk_of(self.ws.root)}: free space, or lower evaluation.chunks")
 
     # -- results rows ----------------------------------------------------------------------
 

@@ -171,6 +171,18 @@ class Store:
             out.update(dict(self.db.execute(q, chunk).fetchall()))
         return out
 
+    def machine_failures(self, keys) -> set[str]:
+        """The failed jobs among `keys` whose failure was the machine's (disk, signal, memory, a damaged
+        input): a plain `run` tries them again."""
+        keys = list(keys)
+        out: set[str] = set()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            q = (f"SELECT key FROM jobs WHERE status = 'failed' AND json_extract(result_json, '$.machine') "
+                 f"AND key IN ({','.join('?' * len(chunk))})")
+            out.update(k for (k,) in self.db.execute(q, chunk))
+        return out
+
     def record_job(self, key: str, kind: str, status: str, *, result: dict | None = None, artifact: str = "",
                    log_dir: str = "", reason: str = "", stderr_tail: str = "", wall_s: float = 0.0,
                    argv: str = "") -> None:

@@ -13,7 +13,7 @@ from typing import Callable
 
 from . import gguf_info, procs
 from .errors import ToolFailed
-from .files import atomic_path, sha256_file
+from .files import atomic_path, disk_of, remember_sha256, sha256_file
 from .toolchain import cache_root
 from .jobspec import JobSpec, Outcome, Ref
 from .tools import bench as tb, imatrix as ti, perplexity as tp, quantize as tq
@@ -50,27 +50,59 @@ class WorkerEnv:
 
 def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = None, device: str = "") -> Outcome:
     log_dir = env.ws.log_dir(spec.key)
-    if log_dir.exists():
-        shutil.rmtree(log_dir)
     final = env.artifact(spec.output) if spec.output is not None else None
     argv_text = ""
     try:
         try:
+            if log_dir.exists():
+                shutil.rmtree(log_dir)
+            check_inputs(spec, env)
             if final is None:
                 res, argv_text, result = _run_judged(spec, env, None, log_dir, device_env)
             else:
                 with atomic_path(final) as tmp:
                     res, argv_text, result = _run_judged(spec, env, tmp, log_dir, device_env)
-                    if spec.kind in ("reference", "quantize"):  # before it gets its name: a model we
-                        result.update(describe_model(tmp))    # cannot read is never published
+                    # before it gets its name: a model we cannot read is never published, and what it is
+                    # (size, sha256) is recorded, for every job that reads it to check
+                    result.update(describe_model(tmp) if spec.kind in ("reference", "quantize") else
+                                  {"file_bytes": tmp.stat().st_size, "sha256": sha256_file(tmp)})
+                remember_sha256(final, result["sha256"], hash_memo())
         except OSError as exc:  # a tool that cannot start, a full disk: this job fails, the sweep goes on
-            raise ToolFailed(f"{type(exc).__name__}: {exc}") from exc
+            where = Path(exc.filename) if exc.filename else final.parent if final is not None else env.ws.root
+            raise ToolFailed(_disk_full(where) or f"{type(exc).__name__}: {exc}", machine=True) from exc
     except ToolFailed as exc:
+        oom = "out of memory" in exc.reason
         return Outcome(key=spec.key, ok=False, reason=exc.reason, stderr_tail=exc.stderr_tail,
                        wall_s=getattr(exc, "wall_s", 0.0), argv=getattr(exc, "argv", argv_text),
-                       log_dir=str(log_dir), out_of_memory="out of memory" in exc.reason, device=device)
+                       log_dir=str(log_dir), out_of_memory=oom, device=device, machine=exc.machine or oom,
+                       bad_input=exc.bad_input)
     return Outcome(key=spec.key, ok=True, result=result, artifact=str(final or ""), wall_s=res.wall_s,
                    argv=argv_text, log_dir=str(log_dir), device=device)
+
+
+def hash_memo() -> Path:
+    return cache_root() / "file-hashes.json"
+
+
+def check_inputs(spec: JobSpec, env: WorkerEnv) -> None:
+    """Every artifact the job reads is the file that was made: its size (free) and its sha256 (memoized by
+    size and mtime, so read once) equal what was recorded then. A damaged one is removed, so the next
+    `run` makes it again, and this job fails naming it (the coordinator may make it again at once)."""
+    for e in spec.expect:
+        path = env.artifact(e.ref)
+        if not path.is_file():
+            raise ToolFailed(f"input missing: {path.name} ({e.ref.ref} made by an earlier job) is not in "
+                             f"{path.parent}", machine=True, bad_input=e.ref.key)
+        size = path.stat().st_size
+        if size != e.bytes:
+            problem = f"{size} bytes, {e.bytes} when it was made"
+        elif sha256_file(path, hash_memo()) != e.sha256:
+            problem = "its sha256 differs from the one recorded when it was made"
+        else:
+            continue
+        path.unlink(missing_ok=True)
+        raise ToolFailed(f"input damaged: {path}: {problem}; removed, to be made again", machine=True,
+                         bad_input=e.ref.key)
 
 
 def describe_model(path: Path) -> dict:
@@ -97,15 +129,35 @@ def _run_judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, log_dir: Path, 
             raise ToolFailed(f"timed out after {spec.timeout_s / 60:g} min", stderr_tail=res.tail())
         disk = _disk_failure(res, tmp, env.ws.root)
         if disk:
-            raise ToolFailed(disk, stderr_tail=res.tail())
+            raise ToolFailed(disk, stderr_tail=res.tail(), machine=True)
         if res.rc < 0:
             raise ToolFailed(f"killed by {signal.Signals(-res.rc).name}" + (" (the host's out-of-memory killer?)"
-                             if res.rc == -signal.SIGKILL else ""), stderr_tail=res.tail())
-        result = _judge(spec, res, tmp)
+                             if res.rc == -signal.SIGKILL else ""), stderr_tail=res.tail(), machine=True)
+        try:
+            result = _judge(spec, res, tmp)
+        except ToolFailed as exc:
+            # tools report a full disk in their own words ("basic_ios::clear: iostream error", a logits file
+            # cut short after exit 0): a failed job that wrote output looks at the disk it wrote to
+            full = _disk_full(tmp.parent) if tmp is not None else None
+            if full:
+                raise ToolFailed(f"{full} ({exc.reason})", stderr_tail=exc.stderr_tail, machine=True) from None
+            raise
     except ToolFailed as exc:
         exc.wall_s, exc.argv = res.wall_s, text
         raise
     return res, text, result
+
+
+FULL_BYTES = 4 << 20  # free space under which a disk that a failed write went to counts as full
+
+
+def _disk_full(where: Path) -> str | None:
+    """'disk full: …' naming the disk, when the one `where` is on has (almost) nothing left, else None."""
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return None
+    return f"disk full: {disk_of(where)}; nothing of the output is kept" if free < FULL_BYTES else None
 
 
 def _disk_failure(res: procs.ProcResult, out: Path | None, root: Path) -> str | None:
@@ -117,8 +169,7 @@ def _disk_failure(res: procs.ProcResult, out: Path | None, root: Path) -> str | 
         return (f"disk: writing {name} stopped at {size / 2**20:.0f} MiB, the file-size limit (ulimit -f); "
                 "nothing of it is kept")
     if "No space left on device" in res.stderr or "No space left on device" in res.stdout:
-        free = shutil.disk_usage(where).free
-        return f"disk full: {where} has {free / 2**20:.0f} MiB free; nothing of the output is kept"
+        return f"disk full: {disk_of(where)}; nothing of the output is kept"
     return None
 
 

@@ -17,10 +17,12 @@ def test_refuses_a_reference_run_that_cannot_fit(tmp_path, monkeypatch):
     p = build(tmp_path)
     ws = Workspace(tmp_path / "ws")
     r = Runner(p, ws, Store(ws.store_path), tc=None, quiet=True)
-    need = p.logits_bytes()
+    need = p.disk_bytes(j.key for j in p.jobs)  # the models count, not only the logits
+    assert need > p.logits_bytes() + sum(j.params["out_bytes"] for j in p.of_kind("quantize")) * 0.99
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(runner_mod.shutil, "disk_usage", lambda _: usage(10 * need, 9 * need, need // 2))
-    with pytest.raises(DiskSpaceError, match="reference logits need"):
+    monkeypatch.setattr(runner_mod.shutil, "disk_usage", lambda _: usage(10 * need, 9 * need, need * 0.9))
+    with pytest.raises(DiskSpaceError, match=r"this run writes about [\d,]+ MiB \(models [\d,]+ MiB, reference "
+                                             r"logits [\d,]+ MiB\)"):
         r._check_disk(list(p.jobs))
     monkeypatch.setattr(runner_mod.shutil, "disk_usage", lambda _: usage(10 * need, 0, 2 * need))
     r._check_disk(list(p.jobs))  # fits: no error

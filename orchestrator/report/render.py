@@ -106,6 +106,17 @@ def numeric_cells(k: pd.DataFrame, arch: memory.Architecture | None) -> pd.DataF
     return k[[c for c in keep if c in k]]
 
 
+TABLES = ("kv_table", "stats", "failures", "cells")
+
+
+def owned_files(folder: Path) -> set[str]:
+    """The files of `folder` that a report writes (others there are left alone)."""
+    names = {"README.md", "model-card.md", "report.html"}
+    names |= {f"{t}.{ext}" for t in TABLES for ext in ("csv", "parquet")}
+    names |= {f"{stem}.{ext}" for stem, _ in PLOTS for ext in ("png", "svg")}
+    return {n for n in names if (folder / n).exists()}
+
+
 def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     try:

@@ -69,9 +69,13 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
 
 
 def summarize(rec: dict) -> dict:
-    """One store row from one result; statistics recomputed from samples_ns (stddev_ns overflows)."""
-    n_p, n_g, n_d = int(rec.get("n_prompt", 0)), int(rec.get("n_gen", 0)), int(rec.get("n_depth", 0))
-    samples = [int(s) for s in rec.get("samples_ns") or []]
+    """One store row from one result; statistics recomputed from samples_ns (stddev_ns overflows). A record
+    whose counts or samples are not finite numbers (NaN in a hand-edited file) is a ToolFailed."""
+    try:
+        n_p, n_g, n_d = int(rec.get("n_prompt", 0)), int(rec.get("n_gen", 0)), int(rec.get("n_depth", 0))
+        samples = [int(s) for s in rec.get("samples_ns") or []]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ToolFailed(f"a llama-bench record with a value that is not a finite number ({exc})") from None
     ts = [1e9 * (n_p + n_g) / s for s in samples if s > 0]
     ts_mean, ts_std = _mean_std(ts)
     ns_mean, ns_std = _mean_std([float(s) for s in samples])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from pathlib import Path
@@ -126,6 +127,26 @@ def parse_kld(text: str) -> dict:
     return out
 
 
+# what a complete statistics block has: the main statistics with their ±, and "Same top p", the block's
+# last line (a log cut anywhere before its end lacks it, or its ±)
+COMPLETE = ("ppl_q", "ppl_q_err", "ppl_base", "ppl_base_err", "kld_mean", "kld_mean_err", "kld_median", "kld_max",
+            "dp_mean", "dp_mean_err", "rms_dp", "same_top", "same_top_err")
+MAY_BE_NAN = {"cor_ln_ppl"}  # a correlation over chunks: undefined for one chunk
+
+
+def stats_problem(stats: dict) -> str | None:
+    """Why a parsed statistics block cannot be stored, or None: a statistic missing (a cut output) or
+    not a finite number (llama-perplexity prints `nan` and exits 0 when a model's logits are garbage)."""
+    missing = [c for c in COMPLETE if c not in stats]
+    if missing:
+        return f"incomplete statistics block (no {', '.join(missing[:4])}{' …' if len(missing) > 4 else ''})"
+    bad = [f"{c} = {v}" for c, v in stats.items()
+           if isinstance(v, float) and not math.isfinite(v) and c.removesuffix("_err") not in MAY_BE_NAN]
+    if bad:
+        return f"non-finite statistic: {', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}"
+    return None
+
+
 def parse_final(text: str) -> tuple[float, float] | None:
     m = FINAL_RE.search(text)
     return (float(m.group(1)), float(m.group(2))) if m else None
@@ -186,6 +207,8 @@ def judge_base(rc: int, stdout: str, stderr: str, logits: Path, n_vocab: int, ct
     header = read_logits_header(logits)
     if final is None or header is None:
         raise ToolFailed(failure_reason(text) or f"no final PPL estimate (rc {rc})", stderr_tail=tail(stderr))
+    if not all(math.isfinite(x) for x in final):
+        raise ToolFailed(f"non-finite reference PPL {final[0]} ± {final[1]}", stderr_tail=tail(stderr))
     n_ctx, hv, n_chunk = header
     expected = logits_size(n_ctx, hv, n_chunk)
     actual = logits.stat().st_size
@@ -211,6 +234,9 @@ def judge_kld(rc: int, stdout: str, stderr: str, base_ppl: float) -> dict:
         raise ToolFailed(reason or f"no KL divergence statistics in the output (rc {rc})", stderr_tail=tail(text))
     if reason and ("vocabulary" in reason or "context" in reason or "truncated" in reason):
         raise ToolFailed(reason, stderr_tail=tail(stderr))
+    problem = stats_problem(stats)
+    if problem:
+        raise ToolFailed(f"{problem}: the model's output is not usable", stderr_tail=tail(text))
     # The KLD run recomputes PPL(base) from the stored 16-bit log-probs (a 16-nat window in 65535
     # steps), so it matches the base run's full-precision estimate to ~1e-4 relative, not exactly;
     # a different corpus, model or ctx moves it by far more.
