@@ -56,7 +56,8 @@ def _f(v) -> float:
 
 def cells(df: pd.DataFrame) -> pd.DataFrame:
     """One row per measured KLD cell (status ok): quality with its ±, size, speed at depth 0."""
-    k = df[(df.measurement == "kld") & (df.status == "ok")].copy()
+    k = df[(df.measurement == "kld") & (df.status == "ok") & df.kld_mean.notna()].copy()  # a cell without its
+    # number (a store of an earlier version kept `nan` as NULL) is never shown or ranked as a measurement
     if k.empty:
         return k
     b = df.loc[(df.measurement == "bench") & (df.status == "ok"),  # only what is read: a bench row has ~100

@@ -66,7 +66,9 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
                  "end_s": round(sched.slots[j.key].end, 1)} if j.key in sched.slots else {})}
             for j in p.jobs]
     free = shutil.disk_usage(ws.root if ws.root.exists() else Path.cwd()).free
-    need = sum(j.params["logits_bytes"] for j in p.of_kind("base") if statuses.get(j.key) != "done")
+    to_write = [j.key for j in p.jobs if statuses.get(j.key) != "done"]
+    need = p.disk_bytes(to_write)
+    logits_need = sum(j.params["logits_bytes"] for j in p.of_kind("base") if statuses.get(j.key) != "done")
     placement = []
     if ray is not None:  # where the data would be on that cluster (nothing is started on it)
         from . import cluster
@@ -75,7 +77,8 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
         placement = cluster.placement_lines(p, cluster.alive_nodes(), ray_shared)
     if as_json:
         out(json.dumps({"recipe": r.name, "cells": [c.id for c in p.cells], "jobs": rows, "ray": placement,
-                        "logits_bytes": p.logits_bytes(), "logits_bytes_to_write": need, "free_bytes": free,
+                        "logits_bytes": p.logits_bytes(), "logits_bytes_to_write": logits_need,
+                        "disk_bytes_to_write": need, "free_bytes": free,
                         "predicted_wall_s": round(sched.makespan, 1), "timings_guessed_for": guessed}, indent=2))
         return
     out(f"recipe {r.name}: {len(r.weights)} weights × {len(r.cache.expanded())} K/V pairs × "
@@ -99,7 +102,8 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
         out(f"  {j.label}: ~{j.params['n_chunk']} chunks, {_gib(j.params['logits_bytes'])}"
             f" [{statuses.get(j.key, 'to run')}]")
     verdict = "fits" if need * 1.05 <= free else "DOES NOT FIT: lower evaluation.chunks"
-    out(f"disk: {_gib(need)} of reference logits to write, {_gib(free)} free — {verdict}")
+    out(f"disk: {_gib(need)} to write (models ≈{_gib(need - logits_need)}, reference logits {_gib(logits_need)}), "
+        f"{_gib(free)} free — {verdict}")
     if sched.slots:
         basis = ", ".join(f"{k} {seen[k][0]:.1f}s (mean of {seen[k][1]})" for k in sorted(seen)
                           if any(j.kind == k for j in p.jobs if j.key in sched.slots))
@@ -197,7 +201,11 @@ def report(name: str, workspace, out_dir, out) -> None:
     # fails half-way (a full disk) leaves the last complete one as it was, never a mix of old and new
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
     try:
-        made = render.write(df, tmp, name)
+        try:
+            made = render.write(df, tmp, name)
+        except OSError as exc:
+            _raise_if_full(exc, folder, f"the last complete report in {folder} is as it was")
+            raise
         folder.mkdir(exist_ok=True)
         for path in sorted(tmp.iterdir()):
             os.replace(path, folder / path.name)
@@ -234,15 +242,31 @@ def export(workspace, fmt: str, output, name, out) -> None:
         else:
             from .files import write_text_atomic
 
-            write_text_atomic(Path(output), text)
+            try:
+                write_text_atomic(Path(output), text)
+            except OSError as exc:
+                _raise_if_full(exc, Path(output).parent, f"nothing was written to {output}")
+                raise
         return
     if output is None:
         _stdout(lambda: (_write_table(t, fmt, sys.stdout.buffer), sys.stdout.buffer.flush()))
         return
     from .files import atomic_path
 
-    with atomic_path(Path(output)) as tmp:
-        _write_table(t, fmt, tmp)
+    try:
+        with atomic_path(Path(output)) as tmp:
+            _write_table(t, fmt, tmp)
+    except OSError as exc:
+        _raise_if_full(exc, Path(output).parent, f"nothing was written to {output}")
+        raise
+
+
+def _raise_if_full(exc: OSError, where: Path, kept: str) -> None:
+    from .errors import DiskSpaceError
+    from .files import disk_full, disk_of
+
+    if disk_full(exc):
+        raise DiskSpaceError(f"disk full: {disk_of(where)}; {kept}") from None
 
 
 def _stdout(write) -> None:
@@ -271,11 +295,11 @@ def import_logs(files, workspace, name, weights, cache_k, cache_v, out) -> None:
     from .importer import rows_from_file
 
     recipemod.check_name(name, "--name")
+    ws = Workspace(workspace)
     for f in files:
         if not Path(f).is_file():
             raise UsageError(f"{f}: no such file")
     rows = [r for f in files for r in rows_from_file(Path(f), name, weights, cache_k, cache_v)]
-    ws = Workspace(workspace)
     with ws.lock():
         Store(ws.store_path).put_results(rows)
     out(f"imported {len(rows)} rows into {name!r} ({ws.store_path})")

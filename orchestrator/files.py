@@ -56,6 +56,14 @@ def write_memo(path: Path, text: str) -> None:
         pass
 
 
+def disk_full(exc: BaseException) -> bool:
+    """Whether an error is a full disk (Python's OSError, or pyarrow's, which names errno 28 in its text)."""
+    import errno
+
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "[errno 28]" in str(exc) \
+        or "No space left on device" in str(exc)
+
+
 def disk_of(path: Path) -> str:
     """The disk a path is on, as a user would name it: its mount point, file system and size, e.g.
     "/mnt/scratch (tmpfs, 60 MiB, 0 MiB free)"."""
@@ -85,6 +93,11 @@ def disk_of(path: Path) -> str:
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:,.0f}"
+
+
+def human(n: float) -> str:
+    """A size as people read it: GiB with two decimals from 1 GiB up, MiB below."""
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def known_sha256(path: Path, memo_path: Path) -> str | None:

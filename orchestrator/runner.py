@@ -19,7 +19,7 @@ from pathlib import Path
 from . import devices, jobspec, procs, scheduler, worker
 from .progress import Progress, make as make_progress
 from .errors import DiskSpaceError
-from .files import disk_of, remove_partials
+from .files import disk_of, human, remove_partials
 from .plan import Job, Plan, source_key
 from .store import Store
 from .toolchain import Toolchain
@@ -293,9 +293,9 @@ class Runner:
         free = shutil.disk_usage(self.ws.root).free
         if need * 1.05 > free:
             logits = sum(j.params["logits_bytes"] for j in todo if j.kind == "base")
-            raise DiskSpaceError(f"this run writes about {need / 2**20:,.0f} MiB (models "
-                                 f"{(need - logits) / 2**20:,.0f} MiB, reference logits {logits / 2**20:,.0f} MiB) "
-                                 f"but {disk_of(self.ws.root)}: free space, or lower evaluation.chunks")
+            raise DiskSpaceError(f"this run writes about {human(need)} (models {human(need - logits)}, reference "
+                                 f"logits {human(logits)}) but {self.ws.root} has {human(free)} free, on "
+                                 f"{disk_of(self.ws.root)}: free space, or lower evaluation.chunks")
 
     # -- results rows ----------------------------------------------------------------------
 

@@ -84,7 +84,8 @@ class Workspace:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             if not os.access(self.root, os.W_OK):
-                raise OSError(errno.EROFS if _read_only_fs(self.root) else errno.EACCES, "cannot write there")
+                code = errno.EROFS if _read_only_fs(self.root) else errno.EACCES
+                raise OSError(code, os.strerror(code))
             fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
             raise WorkspaceError(f"the workspace {self.root} cannot be written: {exc.strerror}") from None

@@ -82,12 +82,13 @@ def test_plan_prints_the_logits_size_and_run_refuses_when_the_disk_cannot_hold_i
     out = capsys.readouterr().out
     assert f"n_vocab {N_VOCAB}" in out
     assert f"reference logits c={CTX}: ~{n_chunk} chunks, {size / 2**30:.2f} GiB" in out
-    assert f"disk: {size / 2**30:.2f} GiB of reference logits to write, 50.00 GiB free — DOES NOT FIT" in out
+    assert (f"disk: {size / 2**30:.2f} GiB to write (models ≈0.0 MiB, reference logits {size / 2**30:.2f} GiB), "
+            "50.00 GiB free — DOES NOT FIT") in out
 
-    assert main(["run", str(big), "--workspace", str(ws), "-q"]) == 1
+    assert main(["run", str(big), "--workspace", str(ws), "-q"]) == 3  # the machine, not the recipe
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"quantsweep: error: the reference logits need {size / 2**30:.2f} GiB but {ws} has "
-                       f"50.00 GiB free: lower evaluation.chunks or free space")
+    assert err[-1].startswith(f"quantsweep: error: this run writes about {size / 2**30:.2f} GiB (models 0 MiB, "
+                              f"reference logits {size / 2**30:.2f} GiB) but {ws} has 50.00 GiB free, on ")
     assert not [p for p in ws.rglob("*") if p.is_file() and p.suffix in (".gguf", ".kld", ".log", ".partial")]
     assert Store.read_only(ws / "store.sqlite").db.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
 
