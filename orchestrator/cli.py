@@ -17,7 +17,9 @@ from . import __version__
 from .errors import PipeClosed, QuantsweepError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Sweep llama.cpp weight quants × K/V cache types: KLD, PPL, speed, tables.")
+                  help="Sweep llama.cpp weight quants × K/V cache types: KLD, PPL, speed, tables.\n\n"
+                  "Exit codes: 0 done; 1 cells failed (recorded); 2 bad input (nothing written); 3 the machine "
+                  "or the workspace (busy, read-only, disk full, a failed download); 130 interrupted.")
 toolchain_app = typer.Typer(no_args_is_help=True, help="The llama.cpp tools quantsweep drives.")
 app.add_typer(toolchain_app, name="toolchain")
 

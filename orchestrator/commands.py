@@ -230,11 +230,17 @@ def export(workspace, fmt: str, output, name, out) -> None:
         raise UsageError(f"--name {name!r}: no such run in {ws.root}; known: {', '.join(known) or 'none'}")
     from . import snapshot
 
+    import pyarrow as pa
+
     t = snapshot.table(store, name)  # the columnar copy: 10,000 cells are written in a fraction of a second
     if t is None:  # nothing stored, or a store this version only reads: through pandas
-        import pyarrow as pa
-
         t = pa.Table.from_pandas(store.results(name), preserve_index=False)
+    from .store import INT_COLUMNS
+
+    for col in INT_COLUMNS:  # integers stay integers (a column with a missing value reads as float)
+        i = t.schema.get_field_index(col)
+        if i >= 0 and pa.types.is_floating(t.schema.field(i).type):
+            t = t.set_column(i, col, t.column(i).cast(pa.int64()))
     if fmt == "jsonl":
         text = t.to_pandas().to_json(orient="records", lines=True, force_ascii=False)
         if output is None:

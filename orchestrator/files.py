@@ -95,11 +95,6 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:,.0f}"
 
 
-def human(n: float) -> str:
-    """A size as people read it: GiB with two decimals from 1 GiB up, MiB below."""
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
 def known_sha256(path: Path, memo_path: Path) -> str | None:
     """The memoized sha256 of a file unchanged since it was hashed (same size and mtime), else None."""
     path = Path(path).resolve()

@@ -192,13 +192,14 @@ def max_ctx(arch: Architecture, weights_bytes: int, type_k: str, type_v: str, bu
     return lo * PAD
 
 
-SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(b|kb|kib|mb|mib|gb|gib|tb|tib)?\s*$", re.I)
+SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(b|kb|kib|mb|mib|gb|gib|tb|tib|k|m|g|t)?\s*$", re.I)
+# a bare letter (24G) is binary, as a card sold as "24 GB" has 24 GiB; "GB" is SI, as written
 UNITS = {"b": 1, "kb": 10**3, "kib": 2**10, "mb": 10**6, "mib": 2**20, "gb": 10**9, "gib": 2**30,
-         "tb": 10**12, "tib": 2**40}
+         "tb": 10**12, "tib": 2**40, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
 def parse_size(text: str, what: str = "--vram") -> int:
-    """'24GiB', '24 GB', '16000MiB' → bytes; a bare number is GiB."""
+    """'24GiB', '24G', '24 GB' (SI), '16000MiB' → bytes; a bare number is GiB."""
     m = SIZE_RE.match(str(text))
     if not m:
         raise UsageError(f"{what} {text!r}: give a size such as 24GiB, 23.5GiB, 16000MiB or 24GB")

@@ -19,7 +19,8 @@ from pathlib import Path
 from . import devices, jobspec, procs, scheduler, worker
 from .progress import Progress, make as make_progress
 from .errors import DiskSpaceError
-from .files import disk_of, human, remove_partials
+from .files import disk_of, remove_partials
+from .memory import gib as human
 from .plan import Job, Plan, source_key
 from .store import Store
 from .toolchain import Toolchain

@@ -12,6 +12,13 @@ each class are (tests/test_faults.py, tests/integration/test_sweep.py).
 - corrupt: a truncated GGUF, a file that is not one, an imatrix of another model, base logits
   truncated / of another vocabulary / with a foreign header, and a store that is not SQLite, another
   program's or a newer quantsweep's: each refused before a tool runs, one line naming it, exit 2.
+- tampered: models and reference logits we made, damaged after they were made (bits flipped at the same
+  size, 64 KiB overwritten, truncated), then read by new cells: each is made again byte-identical first,
+  and no wrong number is stored.
+- full_disk: the workspace on a real 60 MiB tmpfs (root only): every failure names the disk, nothing partial
+  is kept, and once the disk is larger a plain `run` ends with the clean run's numbers.
+- moved: a copied workspace (a model deleted in the copy) and a moved one: each works as it is, the copy
+  never reads the original's files, the moved one runs only its new cells.
 - network: the demo model served by a stand-in Hugging Face Hub on 127.0.0.1 (tests/hf_standin.py)
   that answers 500, 503, 429 with Retry-After, drops connections, stalls, cuts bodies short and
   damages one byte; the real huggingface_hub client and our retry policy must bring the model whole
@@ -262,6 +269,131 @@ def network(model: Path, tmp: Path) -> str:
             f"            dead Hub: {last[-1][:150] if last else 'nothing said'}")
 
 
+def _cells(ws: Path) -> dict:
+    df = Store(ws / "store.sqlite").results()
+    df = df[df.measurement == "kld"]
+    return {(r.weights, r.type_k, r.type_v): (r.status, r.kld_mean, r.kld_mean_err, r.same_top) for r in df.itertuples()}
+
+
+def _wrong(cells: dict, truth: dict) -> int:
+    """Cells stored `ok` whose numbers are not the clean run's, or not finite."""
+    import math
+
+    return sum(1 for k, v in cells.items() if v[0] == "ok" and (k in truth and v != truth[k] or not all(
+        isinstance(x, float) and math.isfinite(x) for x in v[1:])))
+
+
+def _two_runs(model: Path, tmp: Path, name: str):
+    """A clean 2-weights × 3-pairs run in its own workspace, and a recipe path that adds nothing."""
+    path = small_recipe(tmp, model, name=name, weights=("Q8_0", "Q4_K_M"), bench=False, chunks=2,
+                        pairs=(("f16", "f16"), ("q8_0", "q8_0"), ("q4_0", "q4_0")))
+    truth_ws = tmp / "truth"
+    assert _run(path, truth_ws).wait() == 0
+    return path, truth_ws, _cells(truth_ws)
+
+
+def tampered(model: Path, tmp: Path) -> str:
+    """Artifacts we made, damaged after they were made (same size, bits flipped; overwritten; truncated),
+    then a new cell reads them: each is made again (or the run refuses), never measured."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    path, truth_ws, truth = _two_runs(model, tmp, "tamper")
+    first = small_recipe(tmp, model, name="tamper", weights=("Q8_0", "Q4_K_M"), bench=False, chunks=2,
+                         pairs=(("f16", "f16"),))
+
+    def flip(p: Path):
+        with open(p, "r+b") as f:
+            f.seek(p.stat().st_size // 2)
+            f.write(bytes(b ^ 0x40 for b in f.read(200)))
+
+    def overwrite(p: Path):
+        with open(p, "r+b") as f:
+            f.seek(p.stat().st_size // 2)
+            f.write(b"\xff" * 65536)
+
+    def truncate(p: Path):
+        os.truncate(p, p.stat().st_size // 2)
+
+    cases = wrong = remade = 0
+    for how in (flip, overwrite, truncate):
+        for pattern in ("models/Q8_0-*.gguf", "models/Q4_K_M-*.gguf", "logits/*.kld"):  # what the new cells read
+            ws = tmp / f"{how.__name__}-{pattern.split('/')[1][:4]}"
+            assert _run(first, ws).wait() == 0
+            (victim,) = (ws / "artifacts").glob(pattern)
+            before = hashlib.sha256(victim.read_bytes()).hexdigest()
+            how(victim)
+            rc = _run(path, ws).wait()
+            cases += 1
+            if rc == 0:
+                remade += hashlib.sha256(victim.read_bytes()).hexdigest() == before
+                wrong += _wrong(_cells(ws), truth)
+            else:  # refused, naming the file (a logits file whose header is not ours)
+                wrong += _wrong(_cells(ws), truth)
+    ok = wrong == 0 and remade == cases
+    return (f"tampered    {cases:>3} damaged artifacts (bits flipped, 64 KiB overwritten, truncated; models and "
+            f"logits): {remade} made again byte-identical, {wrong} wrong numbers stored  {'OK' if ok else 'FAIL'}")
+
+
+def full_disk(model: Path, tmp: Path) -> str:
+    """The workspace on a real 60 MiB tmpfs (root), filled during the run: the failure names the disk, and
+    after the disk grows a plain `run` completes with the clean numbers."""
+    import subprocess
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    path, truth_ws, truth = _two_runs(model, tmp, "full")
+    disk = tmp / "disk"
+    disk.mkdir(exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60m", "tmpfs", str(disk)],
+                      capture_output=True).returncode:
+        return "full disk     0 cases: cannot mount a tmpfs here (not root); `disk` covers ulimit -f  OK"
+    try:
+        ws = disk / "ws"
+        code = ("import sys; from orchestrator import cli; from orchestrator.runner import Runner; "
+                "Runner._check_disk = lambda self, todo: None; sys.exit(cli.main(sys.argv[1:]))")
+        rc = subprocess.run([sys.executable, "-c", code, "run", str(path), "--workspace", str(ws), "-q"], cwd=REPO,
+                            capture_output=True).returncode
+        reasons = [r for (r,) in Store(ws / "store.sqlite").db.execute("SELECT reason FROM jobs WHERE status='failed'")]
+        named = sum(r.startswith(f"disk full: {disk} (tmpfs") for r in reasons)
+        partial = len(list((ws / "artifacts").rglob("*.partial")))
+        subprocess.run(["mount", "-o", "remount,size=2g", str(disk)], check=True)
+        rc2 = _run(path, ws).wait()
+        wrong = _wrong(_cells(ws), truth)
+        same = _cells(ws) == truth
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+    ok = rc == 1 and reasons and named == len(reasons) and partial == 0 and rc2 == 0 and same and wrong == 0
+    return (f"full disk   {len(reasons):>3} failures on a 60 MiB tmpfs: {named} named the disk, {partial} partial "
+            f"files; after it grew a plain run {'completed' if rc2 == 0 else 'FAILED'} with "
+            f"{'the clean numbers' if same else 'OTHER numbers'}; {wrong} wrong numbers stored  {'OK' if ok else 'FAIL'}")
+
+
+def moved(model: Path, tmp: Path) -> str:
+    """A workspace copied (a model deleted in the copy) and one moved, each given a new pair: the copy
+    makes its own model and never reads the original's; the moved one runs only the new cells."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    path, truth_ws, truth = _two_runs(model, tmp, "moved")
+    first = small_recipe(tmp, model, name="moved", weights=("Q8_0", "Q4_K_M"), bench=False, chunks=2,
+                         pairs=(("f16", "f16"), ("q8_0", "q8_0")))
+    ws = tmp / "ws"
+    assert _run(first, ws).wait() == 0
+    import shutil
+
+    copy = tmp / "ws-copy"
+    shutil.copytree(ws, copy)
+    (victim,) = (copy / "artifacts" / "models").glob("Q8_0-*.gguf")
+    victim.unlink()
+    rc_copy = _run(path, copy).wait()
+    gone = tmp / "ws-moved"
+    ws.rename(gone)
+    jobs = _jobs(gone)[0]
+    rc_moved = _run(path, gone).wait()
+    ran = _jobs(gone)[0] - jobs
+    wrong = _wrong(_cells(copy), truth) + _wrong(_cells(gone), truth)
+    ok = rc_copy == 0 and rc_moved == 0 and ran == 2 and victim.exists() and wrong == 0
+    return (f"moved       2 workspaces (a copy missing a model, a moved one): copy exit {rc_copy}, its model made "
+            f"{'again there' if victim.exists() else 'NOWHERE'}; moved exit {rc_moved}, {ran} jobs run for 2 new "
+            f"cells; {wrong} wrong numbers stored  {'OK' if ok else 'FAIL'}")
+
+
 def _jobs(ws: Path):
     """The jobs a workspace has recorded, or None when it has no store we can read."""
     try:
@@ -273,7 +405,8 @@ def _jobs(ws: Path):
 def main() -> int:
     model = hub.fetch_model(recipe.load(REPO / "recipes" / "demo.yaml").model, REPO)
     tmp = scratch.folder("qs-chaos-")
-    classes = {"kill9": kill9, "disk": disk, "corrupt": corrupt, "network": network}
+    classes = {"kill9": kill9, "disk": disk, "corrupt": corrupt, "network": network, "tampered": tampered,
+               "full_disk": full_disk, "moved": moved}
     chosen = sys.argv[1:] or list(classes)
     lines = [classes[c](model, tmp / c) for c in chosen]
     print("\n".join(lines))

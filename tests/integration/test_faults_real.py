@@ -55,7 +55,7 @@ def test_two_runs_at_once_and_a_report_while_one_writes(tmp_path, tools, demo_mo
         assert first.poll() is None, "the first run ended before the test could race it"
         second = subprocess.run([*cmd, "run", str(path), "--workspace", str(ws)], cwd=REPO,
                                 capture_output=True, text=True)
-        assert second.returncode == 1, second.stderr
+        assert second.returncode == 3, second.stderr  # the workspace, not the recipe or a cell
         assert second.stderr.strip().splitlines() == [f"quantsweep: error: {ws} is in use by another quantsweep run"]
         report = subprocess.run([*cmd, "report", "busy", "--workspace", str(ws), "--out", str(tmp_path / "r")],
                                 cwd=REPO, capture_output=True, text=True)
@@ -74,8 +74,25 @@ def test_two_runs_at_once_and_a_report_while_one_writes(tmp_path, tools, demo_mo
     assert Store(ws / "store.sqlite").db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_truncated_reference_logits_are_made_again_before_a_kld_reads_them(tmp_path, tools, demo_model, capsys):
+    from orchestrator.cli import main
+
+    path = small_recipe(tmp_path, demo_model, name="logits", weights=("Q8_0",), bench=False,
+                        pairs=(("f16", "f16"),), chunks=2)
+    ws = tmp_path / "ws"
+    assert main(["run", str(path), "--workspace", str(ws), "-q"]) == 0
+    (logits,) = (ws / "artifacts" / "logits").glob("*.kld")
+    whole = logits.read_bytes()
+    logits.write_bytes(whole[: len(whole) // 2])
+    small_recipe(tmp_path, demo_model, name="logits", weights=("Q8_0",), bench=False,
+                 pairs=(("f16", "f16"), ("q8_0", "q8_0")), chunks=2)
+    capsys.readouterr()
+    assert main(["run", str(path), "--workspace", str(ws)]) == 0
+    assert f"has {len(whole) // 2} bytes, {len(whole)} when it was made; made again" in capsys.readouterr().err
+    assert logits.read_bytes() == whole
+
+
 @pytest.mark.parametrize("damage, says", [
-    (lambda b: b[: len(b) // 2], "truncated or damaged: "),
     (lambda b: b"_logits_" + (128).to_bytes(4, "little") + (32000).to_bytes(4, "little") + b[16:],
      "written for a vocabulary of 32000 tokens; this model has 49152 (another model's logits)"),
     (lambda b: b"GGUF" + b[4:], "not a base-logits file"),
