@@ -452,6 +452,9 @@ class ClusterRunner(Runner):
         upstream = {d: self.results_on.get((d, node)) or self._result(d)
                     for d in job.params.values() if isinstance(d, str) and d in self.jobs}
         spec = jobspec.build(job, self.plan, upstream, self.threads)
+        if node != SHARED:  # a node's own copy (its GPU's logits) is checked against what it made, no other's
+            mine = [e for e in spec.expect if (e.ref.key, node) in self.results_on]
+            spec = spec.model_copy(update={"expect": mine})
         if job.key in self.exclusive:
             spec = spec.model_copy(update={"resources": spec.resources.model_copy(update={"exclusive": True})})
         return spec
