@@ -86,7 +86,8 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
             continue
         if rec is None:
             continue  # not reached (interrupted): nothing to say yet
-        meta = {"log_dir": str(runner.ws.resolve(rec["log_dir"])) if rec["log_dir"] else "", "argv": rec["argv"], "tool_wall_s": rec["wall_s"],
+        meta = {"log_dir": str(runner.ws.resolve(rec["log_dir"])) if rec["log_dir"] else "", "argv": rec["argv"],
+                "tool_wall_s": rec["wall_s"],
                 "created_at": rec["finished_at"]}
         result = dict(rec["result"] or {})
         ran = result.pop("ran_on", None)

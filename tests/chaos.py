@@ -272,7 +272,8 @@ def network(model: Path, tmp: Path) -> str:
 def _cells(ws: Path) -> dict:
     df = Store(ws / "store.sqlite").results()
     df = df[df.measurement == "kld"]
-    return {(r.weights, r.type_k, r.type_v): (r.status, r.kld_mean, r.kld_mean_err, r.same_top) for r in df.itertuples()}
+    return {(r.weights, r.type_k, r.type_v): (r.status, r.kld_mean, r.kld_mean_err, r.same_top)
+            for r in df.itertuples()}
 
 
 def _wrong(cells: dict, truth: dict) -> int:

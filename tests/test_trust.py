@@ -56,9 +56,10 @@ def test_a_cell_without_a_number_is_never_ranked():
 
 # -- 7. import takes the complete statistics block only -------------------------------------------
 
-@pytest.mark.parametrize("cut_after, says", [("Median  KLD:", "incomplete statistics block (no "),
-                                             ("Same top p: 88.889 ±", "incomplete statistics block (no same_top_err"),
-                                             ("Mean    KLD:   0.053440 ±", "incomplete statistics block (no kld_mean_err")])
+@pytest.mark.parametrize("cut_after, says", [
+    ("Median  KLD:", "incomplete statistics block (no "),
+    ("Same top p: 88.889 ±", "incomplete statistics block (no same_top_err"),
+    ("Mean    KLD:   0.053440 ±", "incomplete statistics block (no kld_mean_err")])
 def test_import_refuses_a_log_cut_short(tmp_path, fixture_text, capsys, cut_after, says):
     text = fixture_text("ppl_kld.stderr") + fixture_text("ppl_kld.stdout")
     log = tmp_path / "cut.log"

@@ -60,7 +60,7 @@ def test_sweep_numbers_rerun_and_report(tmp_path, tools, demo_model, capsys):
     assert "kld                 4 jobs: 4 cached, 0 failed (recorded), 0 to run" in plan_out
     # one name for the reference logits job, in plan as in run
     assert "reference logits    1 jobs: 1 cached" in plan_out and "  base " not in plan_out
-    assert "0.0 MiB of reference logits to write" in plan_out
+    assert "disk: 0.0 MiB to write (models ≈0.0 MiB, reference logits 0.0 MiB)" in plan_out
     # tables from the store alone
     out = tmp_path / "report"
     assert main(["report", "itest", "--workspace", str(ws), "--out", str(out)]) == 0
