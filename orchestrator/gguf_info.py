@@ -1,4 +1,5 @@
-"""What quantsweep needs from a GGUF's metadata, read with the `gguf` package (llama.cpp's reader)."""
+"""What quantsweep needs from a GGUF's metadata: its keys and tensor table, read without the tensors' data or
+the tokenizer's long arrays (the `gguf` package gives the type names and block sizes)."""
 
 from __future__ import annotations
 
@@ -81,13 +82,117 @@ def check_readable(path: Path) -> Path:
     return path
 
 
-def _reader(path: Path):
-    from gguf import GGUFReader
-
+def _reader(path: Path) -> Gguf:
     try:
-        return GGUFReader(path)
-    except (ValueError, IndexError, OSError, struct.error) as exc:
+        return Gguf(path)
+    except (ValueError, KeyError, IndexError, OSError, struct.error, UnicodeDecodeError) as exc:
         raise InputFileError(f"{path}: not a readable GGUF (truncated or damaged: {exc})") from None
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    shape: tuple[int, ...]  # ne[0] first, as GGUF stores it
+    type_name: str
+    n_elements: int
+    n_bytes: int
+
+
+class LongArray(int):
+    """An array value too long to be worth reading (a tokenizer's vocabulary, its merges): its length."""
+
+
+class Gguf:
+    """A GGUF's metadata and tensor table, and nothing else: what a description needs. gguf-py's reader
+    builds an object for every element of every array, seconds for a 262k vocabulary; this one skips an
+    array of more than `keep` elements by its length (a string array by the string lengths alone), and
+    checks that every tensor's data lies inside the file, as a truncated file's would not."""
+
+    _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
+                12: "<d"}
+    STRING, ARRAY = 8, 9
+
+    def __init__(self, path: Path, keep: int = 4096):
+        import mmap
+
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+        self.keep = keep
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            self._buf, self._at = buf, 0
+            if bytes(buf[:4]) != b"GGUF":
+                raise ValueError("GGUF magic invalid")
+            self._at = 4
+            version = self._unpack("<I")
+            if version not in (2, 3):
+                raise ValueError(f"GGUF version {version}, not one this reader knows (2, 3)")
+            n_tensors, n_kv = self._unpack("<Q"), self._unpack("<Q")
+            self.fields: dict = {}
+            for _ in range(n_kv):
+                key = self._string()
+                if key in self.fields:
+                    raise ValueError(f"duplicate key {key}")
+                self.fields[key] = self._value(self._unpack("<I"))
+            infos = []
+            for _ in range(n_tensors):
+                name = self._string()
+                shape = tuple(self._unpack("<Q") for _ in range(self._unpack("<I")))
+                infos.append((name, shape, self._unpack("<I"), self._unpack("<Q")))
+            align = self.fields.get("general.alignment", 32)
+            if not isinstance(align, int) or align <= 0 or align & (align - 1):
+                raise ValueError(f"general.alignment {align!r} is not a power of two")
+            data = -(-self._at // align) * align
+            size = len(buf)
+            self._buf = None
+        self.tensors: list[Tensor] = []
+        for name, shape, raw_type, offset in infos:
+            qtype = GGMLQuantizationType(raw_type)
+            block, type_size = GGML_QUANT_SIZES[qtype]
+            n = 1
+            for d in shape:
+                n *= d
+            n_bytes = n * type_size // block
+            if data + offset + n_bytes > size:
+                raise ValueError(f"tensor {name}'s data ends at byte {data + offset + n_bytes}, "
+                                 f"past the end of the file ({size} bytes)")
+            self.tensors.append(Tensor(name, shape, qtype.name, n, n_bytes))
+
+    def _unpack(self, fmt: str):
+        (v,) = struct.unpack_from(fmt, self._buf, self._at)
+        self._at += struct.calcsize(fmt)
+        return v
+
+    def _string(self) -> str:
+        n = self._unpack("<Q")
+        if self._at + n > len(self._buf):
+            raise ValueError("a string runs past the end of the file")
+        s = bytes(self._buf[self._at:self._at + n]).decode("utf-8")
+        self._at += n
+        return s
+
+    def _value(self, kind: int):
+        if kind == self.STRING:
+            return self._string()
+        if kind in self._SCALARS:
+            return self._unpack(self._SCALARS[kind])
+        if kind != self.ARRAY:
+            raise ValueError(f"unknown value type {kind}")
+        item, n = self._unpack("<I"), self._unpack("<Q")
+        if n <= self.keep:
+            return [self._value(item) for _ in range(n)]
+        if item in self._SCALARS:
+            self._at += n * struct.calcsize(self._SCALARS[item])
+        elif item == self.STRING:
+            unpack, buf, at = struct.unpack_from, self._buf, self._at
+            for _ in range(n):
+                at += 8 + unpack("<Q", buf, at)[0]
+            self._at = at
+        else:
+            for _ in range(n):
+                self._value(item)
+        if self._at > len(self._buf):
+            raise ValueError("an array runs past the end of the file")
+        return LongArray(n)
 
 
 def describe_bytes(head: bytes) -> str:
@@ -133,29 +238,29 @@ def memoized(memo_dir: Path, sha256: str, older: bool = False) -> GGUFInfo | Non
 
 def _read(path: Path) -> GGUFInfo:
     reader = _reader(path)
-
-    def value(key, default=None):
-        f = reader.fields.get(key)
-        return f.contents() if f is not None else default
-
-    arch = value("general.architecture", "unknown")
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    n_vocab = value(f"{arch}.vocab_size") or (len(tokens.data) if tokens is not None else 0)
+    fields = reader.fields
+    arch = fields.get("general.architecture", "unknown")
+    n_vocab = fields.get(f"{arch}.vocab_size") or len_of(fields.get("tokenizer.ggml.tokens"))
     types: dict[str, int] = {}
     type_bytes: dict[str, int] = {}
     n_bytes = n_params = 0
     for shard in _shards(path):
         r = reader if shard == path else _reader(check_file(shard, "model's shard"))
         for t in r.tensors:
-            types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
-            type_bytes[t.tensor_type.name] = type_bytes.get(t.tensor_type.name, 0) + int(t.n_bytes)
-            n_bytes += int(t.n_bytes)
-            n_params += int(t.n_elements)
-    hparams = {k[len(arch) + 1:]: value(k) for k in reader.fields if k.startswith(f"{arch}.")}
-    return GGUFInfo(architecture=arch, name=value("general.name", "") or "", n_vocab=int(n_vocab),
-                    file_type=value("general.file_type"), tensor_bytes=n_bytes, n_params=n_params,
-                    tensor_types=types, type_bytes=type_bytes, context_length=value(f"{arch}.context_length"),
-                    hparams={k: v for k, v in hparams.items() if not isinstance(v, list) or len(v) <= 4096})
+            types[t.type_name] = types.get(t.type_name, 0) + 1
+            type_bytes[t.type_name] = type_bytes.get(t.type_name, 0) + t.n_bytes
+            n_bytes += t.n_bytes
+            n_params += t.n_elements
+    hparams = {k[len(arch) + 1:]: v for k, v in fields.items()
+               if k.startswith(f"{arch}.") and not isinstance(v, LongArray)}
+    return GGUFInfo(architecture=arch, name=fields.get("general.name", "") or "", n_vocab=int(n_vocab),
+                    file_type=fields.get("general.file_type"), tensor_bytes=n_bytes, n_params=n_params,
+                    tensor_types=types, type_bytes=type_bytes,
+                    context_length=fields.get(f"{arch}.context_length"), hparams=hparams)
+
+
+def len_of(value) -> int:
+    return int(value) if isinstance(value, LongArray) else len(value) if isinstance(value, list) else 0
 
 
 def _shards(first: Path) -> list[Path]:

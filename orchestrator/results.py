@@ -86,10 +86,9 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
             continue
         if rec is None:
             continue  # not reached (interrupted): nothing to say yet
-        meta = {"log_dir": str(runner.ws.resolve(rec["log_dir"])) if rec["log_dir"] else "", "argv": rec["argv"],
-                "tool_wall_s": rec["wall_s"],
-                "created_at": rec["finished_at"]}
         result = dict(rec["result"] or {})
+        meta = {"log_dir": str(runner.ws.resolve(rec["log_dir"])) if rec["log_dir"] else "", "argv": rec["argv"],
+                "tool_wall_s": result.pop("tool_s", rec["wall_s"]), "created_at": rec["finished_at"]}
         ran = result.pop("ran_on", None)
         if ran:  # run on a node of a Ray cluster: that machine is the provenance, not the coordinator's
             meta.update(host_cpu=ran["cpu"], host_gpu=ran["gpu"], node=f"{ran['host']} ({ran['node'][:12]})")

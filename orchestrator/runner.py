@@ -226,7 +226,7 @@ class Runner:
         """Record what a job's worker returned. `pending` (None where the back-end re-queues on its own):
         the jobs not started yet, where a job to be run again is put back."""
         summary.jobs_run += 1
-        summary.tool_wall_s += out.wall_s
+        summary.tool_wall_s += out.result.get("tool_s", out.wall_s) if out.ok else out.wall_s
         if (not out.ok and out.out_of_memory and not place.spec.resources.exclusive and place.device != "cpu"
                 and pending is not None):
             # another job on the device may have taken the memory: once more, with the device alone

@@ -52,6 +52,7 @@ def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = No
     log_dir = env.ws.log_dir(spec.key)
     final = env.artifact(spec.output) if spec.output is not None else None
     argv_text = ""
+    t0 = time.monotonic()  # the job's time is all of it: checking inputs, the tool, describing the output
     try:
         try:
             if log_dir.exists():
@@ -76,7 +77,8 @@ def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = No
                        wall_s=getattr(exc, "wall_s", 0.0), argv=getattr(exc, "argv", argv_text),
                        log_dir=str(log_dir), out_of_memory=oom, device=device, machine=exc.machine or oom,
                        bad_input=exc.bad_input)
-    return Outcome(key=spec.key, ok=True, result=result, artifact=str(final or ""), wall_s=res.wall_s,
+    result["tool_s"] = round(res.wall_s, 4)
+    return Outcome(key=spec.key, ok=True, result=result, artifact=str(final or ""), wall_s=time.monotonic() - t0,
                    argv=argv_text, log_dir=str(log_dir), device=device)
 
 

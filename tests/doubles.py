@@ -61,6 +61,35 @@ def tiny_gguf(path: Path) -> Path:
     return path
 
 
+def big_vocab_gguf(path, n_vocab=262_144):
+    """A GGUF the size of Gemma 3's tokenizer (262k tokens, scores, types, merges) with quantized and
+    plain tensors: what a description must read quickly."""
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), "gemma3")
+    w.add_name("big vocab")
+    w.add_file_type(15)
+    w.add_context_length(32768)
+    w.add_block_count(2)
+    w.add_sliding_window(512)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([f"tok{i}" for i in range(n_vocab)])
+    w.add_token_scores([float(i) for i in range(n_vocab)])
+    w.add_token_types([1] * n_vocab)
+    w.add_token_merges([f"t {i}" for i in range(n_vocab // 2)])
+    w.add_array("gemma3.attention.sliding_window_pattern", [True, False, True])
+    w.add_tensor("token_embd.weight", np.zeros((64, 256), dtype=np.float16))
+    q = gguf.quants.quantize(np.ones((32, 256), dtype=np.float32), gguf.GGMLQuantizationType.Q8_0)
+    w.add_tensor("blk.0.attn_q.weight", q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    w.add_tensor("output_norm.weight", np.ones(256, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
 def _opt(argv: list[str], name: str, default: str | None = None) -> str | None:
     return argv[argv.index(name) + 1] if name in argv else default
 

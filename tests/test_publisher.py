@@ -6,6 +6,7 @@ import pytest
 
 from orchestrator import memory
 from orchestrator.cli import main
+from tests.doubles import big_vocab_gguf
 
 
 def _imported(tmp_path, fixture_text):
@@ -49,3 +50,39 @@ def test_a_busy_workspace_exits_3(tmp_path, fixture_text, capsys):
     with Workspace(ws).lock():
         assert main(["import", str(tmp_path / "kld.log"), "--workspace", str(ws)]) == 3
     assert "is in use by another quantsweep run" in capsys.readouterr().err
+
+
+def test_a_description_reads_the_tensor_table_not_the_tokenizer(tmp_path):
+    """What describes a model equals what gguf-py's full reader gives, on a 262k vocabulary; the long
+    arrays are skipped by their lengths (make bench prints the time against gguf-py's)."""
+    from gguf import GGUFReader
+
+    from orchestrator import gguf_info
+
+    path = big_vocab_gguf(tmp_path / "big.gguf")
+    lean, full = gguf_info.Gguf(path), GGUFReader(path)
+    assert [(t.name, t.shape, t.type_name, t.n_elements, t.n_bytes) for t in lean.tensors] == \
+        [(t.name, tuple(int(d) for d in t.shape), t.tensor_type.name, int(t.n_elements), int(t.n_bytes))
+         for t in full.tensors]
+    assert isinstance(lean.fields["tokenizer.ggml.tokens"], gguf_info.LongArray)
+    assert lean.fields["gemma3.attention.sliding_window_pattern"] == [True, False, True]
+    for key, field in full.fields.items():
+        if not key.startswith(("GGUF.", "tokenizer.ggml.")):
+            assert lean.fields[key] == field.contents(), key
+    info = gguf_info._read(path)
+    assert info.n_vocab == 262_144 and info.context_length == 32768 and info.file_type == 15
+    assert info.tensor_types == {"F16": 1, "Q8_0": 1, "F32": 1}
+    assert info.n_params == 64 * 256 + 32 * 256 + 256
+    assert info.hparams["attention.sliding_window"] == 512 and info.hparams["block_count"] == 2
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.999])
+def test_a_truncated_model_is_named_not_described(tmp_path, cut):
+    from orchestrator import gguf_info
+    from orchestrator.errors import InputFileError
+
+    path = big_vocab_gguf(tmp_path / "big.gguf", n_vocab=1000)
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * cut)])
+    with pytest.raises(InputFileError, match="not a readable GGUF .truncated or damaged"):
+        gguf_info._read(path)
