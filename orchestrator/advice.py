@@ -3,6 +3,8 @@ Nothing here stops a sweep; each line says what is odd and what to do instead.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .plan import PlanInputs
 
 # llama-quantize passes the importance matrix to these types' quantizers, which ignore it
@@ -10,6 +12,25 @@ IMATRIX_UNUSED = ("Q8_0", "F16", "BF16", "F32", "COPY", "TQ1_0", "TQ2_0", "MXFP4
 # formats for weights trained to take them (BitNet b1.58 and its kind); any other model is destroyed
 TRAINED_FOR = {"TQ1_0": "ternary", "TQ2_0": "ternary", "Q1_0": "1-bit"}
 TRAINED_ARCHITECTURES = ("bitnet",)
+
+
+EVALUATED_TEXT = "calibrated on the evaluated text"
+
+
+def imatrix_text(w, inp: PlanInputs) -> str | None:
+    """How a weights entry's importance matrix was made, as the reports show it beside every cell built
+    with it: its calibration text, context and chunks, and whether that text is the evaluated one (which
+    flatters its KLD); or the file given, by name and hash."""
+    if w.imatrix is None:
+        return None
+    im = inp.imatrix_inputs.get(w.label)
+    if w.imatrix.file is not None:
+        sha = im[1] if isinstance(im, tuple) else ""
+        return f"file {Path(w.imatrix.file).name}" + (f" (sha256 {sha[:12]}…)" if sha else "")
+    chunks = f"{w.imatrix.chunks} chunks" if w.imatrix.chunks else "all chunks"
+    text = f"{w.imatrix.corpus.label}, ctx {w.imatrix.ctx}, {chunks}"
+    same = getattr(im, "sha256", None) == inp.corpus.sha256
+    return text + (f"; {EVALUATED_TEXT}" if same else "")
 
 
 def warnings(inp: PlanInputs) -> list[str]:
@@ -22,7 +43,7 @@ def warnings(inp: PlanInputs) -> list[str]:
             out.append(f"{where}: {w.type} uses no importance matrix; the imatrix changes nothing (drop it)")
         im = inp.imatrix_inputs.get(w.label)
         if w.imatrix is not None and w.imatrix.corpus is not None and getattr(im, "sha256", None) == inp.corpus.sha256:
-            out.append(f"{where}: the imatrix calibrates on the text that is evaluated ({inp.corpus.label}): its KLD "
+            out.append(f"{where}: the imatrix is {EVALUATED_TEXT} ({inp.corpus.label}): its KLD "
                        "flatters it; calibrate on other text")
         if w.type == "MXFP4_MOE" and not experts:
             out.append(f"{where}: MXFP4_MOE quantizes the experts of a mixture-of-experts model; {info.architecture} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import gguf_info
+from . import advice, gguf_info
 from .files import sha256_file
 from .toolchain import cache_root
 
@@ -65,8 +65,7 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
     else:
         common["reference_sha256"] = inp.source_sha
     weights_type = {w.label: w.type for w in r.weights}
-    imatrix = {w.label: (w.imatrix.file or f"computed:{w.imatrix.corpus.label}") if w.imatrix else None
-               for w in r.weights}
+    imatrix = {w.label: advice.imatrix_text(w, inp) for w in r.weights}
     wcache: dict[str, dict] = {}
     rows = []
     for job in plan.measured:

@@ -80,7 +80,7 @@ def _inputs(tmp_path, weights: str, imatrix_corpus=None):
 ADVICE = [  # (weights, imatrix corpus same as evaluated, fragment of the one warning, or None for none)
     ("[Q4_K_M, Q8_0]", False, None),
     ("[{type: Q8_0, imatrix: {corpus: wikitext-2}}]", False, "Q8_0 uses no importance matrix"),
-    ("[{type: Q4_K_M, imatrix: {corpus: python-docs}}]", True, "calibrates on the text that is evaluated"),
+    ("[{type: Q4_K_M, imatrix: {corpus: python-docs}}]", True, "calibrated on the evaluated text"),
     ("[{type: Q4_K_M, imatrix: {corpus: wikitext-2}}]", False, None),
     ("[MXFP4_MOE]", False, "llama has none"),
     ("[TQ1_0]", False, "TQ1_0 is a ternary format for models trained for it"),

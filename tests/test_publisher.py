@@ -86,3 +86,147 @@ def test_a_truncated_model_is_named_not_described(tmp_path, cut):
     path.write_bytes(data[:int(len(data) * cut)])
     with pytest.raises(InputFileError, match="not a readable GGUF .truncated or damaged"):
         gguf_info._read(path)
+
+
+def _demo_cells(twin: bool = True):
+    """The demo store's cells, with a same-size twin of Q4_K_M (as an imatrix variant would be)."""
+    import pandas as pd
+
+    from orchestrator import analysis
+    from orchestrator.store import Store
+    from tests.conftest import FIXTURES
+
+    df = Store.read_only(FIXTURES / "stores" / "demo-v3.sqlite").results()
+    if twin:
+        t = df[df.weights == "Q4_K_M"].copy()
+        t["weights"] = "Q4_K_M-imat"
+        t["kld_mean"] = t.kld_mean * 0.97
+        t["job_key"] = t.job_key + "-imat"
+        t["cell_id"] = t.cell_id + "-imat"
+        df = pd.concat([df, t], ignore_index=True)
+    return analysis.cells(df)
+
+
+def test_every_figure_shows_all_its_legends_and_labels(tmp_path, monkeypatch):
+    """The saved image is the frame of every legend and label; the speed plot's second legend (added with
+    ax.add_artist) lies outside matplotlib's own tight box, which is what cut it."""
+    from PIL import Image
+
+    from orchestrator import analysis
+    from orchestrator.report import plots
+
+    seen = {}
+    save = plots._save
+
+    def checked(fig, out, stem):
+        box = plots.frame(fig)
+        seen[stem] = (plots.outside(fig, box), bool(plots.outside(fig, fig.get_tightbbox())), box)
+        return save(fig, out, stem)
+
+    monkeypatch.setattr(plots, "_save", checked)
+    k, plt = _demo_cells(), plots._plt()
+    for name, fn in plots.FIGURES.items():
+        args = (k, analysis.architecture(k), 256) if name == "kld_vs_kv_memory" else (k,)
+        paths = fn(*args, tmp_path, plt)
+        cut, _, box = seen[name]
+        assert cut == [], f"{name}: {[str(a) for a in cut]} outside the saved image"
+        with Image.open(paths[0]) as im:  # the PNG is that frame, at 150 dpi
+            assert abs(im.size[0] - box.width * 150) <= 2 and abs(im.size[1] - box.height * 150) <= 2
+    assert seen["kld_vs_speed"][1], "the tight box alone must have cut the speed plot's K/V legend"
+
+
+def test_same_size_variants_are_apart_and_each_named(tmp_path, monkeypatch):
+    from orchestrator.report import plots
+
+    notes = {}
+    unstack = plots.unstack
+
+    def spy(fig, annotations, **kw):
+        unstack(fig, annotations, **kw)
+        r = fig.canvas.get_renderer()
+        notes["texts"] = [a.get_text() for a in annotations]
+        notes["boxes"] = [a.get_window_extent(r) for a in annotations]
+        notes["x"] = {line.get_label(): list(line.get_xdata()) for line in fig.axes[0].lines}
+
+    monkeypatch.setattr(plots, "unstack", spy)
+    plots.kld_vs_size(_demo_cells(), tmp_path, plots._plt())
+    assert any(t.startswith("Q4_K_M-imat") for t in notes["texts"])
+    assert any(t.split()[0] == "Q4_K_M" for t in notes["texts"]), "the twin off the frontier is named too"
+    boxes = notes["boxes"]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[:i])
+    apart = plots._apart(_demo_cells())
+    assert apart["Q4_K_M"] == 1 and apart["Q4_K_M-imat"] > 1.01
+
+
+def _imatrix_report(tmp_path):
+    """The demo's report with a Q4_K_M twin whose importance matrix was calibrated on the evaluated text."""
+    import pandas as pd
+
+    from orchestrator.report import render
+    from orchestrator.store import Store
+    from tests.conftest import FIXTURES
+
+    df = Store.read_only(FIXTURES / "stores" / "demo-v3.sqlite").results()
+    t = df[df.weights == "Q4_K_M"].copy()
+    t["weights"], t["job_key"] = "Q4_K_M-imat", t.job_key + "-imat"
+    t["imatrix"] = "python-docs, ctx 512, all chunks; calibrated on the evaluated text"
+    out = tmp_path / "report"
+    render.write(pd.concat([df, t], ignore_index=True), out, "demo")
+    return out
+
+
+def test_every_report_says_how_the_importance_matrix_was_made(tmp_path):
+    out = _imatrix_report(tmp_path)
+    how = "python-docs, ctx 512, all chunks; calibrated on the evaluated text"
+    caveat = "Caveat: the importance matrix of Q4_K_M-imat was calibrated on the evaluated text"
+    for name in ("README.md", "model-card.md", "report.html"):
+        text = (out / name).read_text()
+        assert how in text and caveat in text, name
+    readme = (out / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| =") and "Q4_K_M-imat" in line)
+    assert how in row  # the main table says it beside the cell
+    assert f"**Importance matrices**: Q4_K_M-imat: {how}" in readme
+    stats = (out / "stats.csv").read_text()
+    assert "Importance matrix" in stats and how in stats
+
+
+def test_the_imatrix_description_names_corpus_chunks_and_the_evaluated_text(tmp_path):
+    from orchestrator import advice
+    from tests.test_plan import _inputs
+
+    inp = _inputs(tmp_path, "[{type: Q4_K_M, imatrix: {corpus: python-docs, chunks: 8}}, Q8_0]")
+    w = inp.recipe.weights
+    assert advice.imatrix_text(w[0], inp) == "python-docs, ctx 512, 8 chunks"
+    assert advice.imatrix_text(w[1], inp) is None
+    inp.imatrix_inputs[w[0].label] = inp.corpus  # the evaluated text itself
+    assert advice.imatrix_text(w[0], inp).endswith("; calibrated on the evaluated text")
+
+
+CHECK = """<script>window.addEventListener("load", () => {
+  const p = document.createElement("pre"); p.id = "qs-check";
+  p.textContent = JSON.stringify({width: window.innerWidth, scroll: document.documentElement.scrollWidth,
+    images: [...document.images].map(i => i.complete && i.naturalWidth > 0)});
+  document.body.appendChild(p); });</script>"""
+
+
+def test_the_html_report_fits_a_1280px_window_in_a_real_browser(tmp_path):
+    """report.html in headless Chromium (Debian's package, which .ci/run installs): no horizontal
+    overflow at 1280 px, every image loads."""
+    import re
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no Chromium here (Debian's chromium package; .ci/run installs it as root)")
+    out = _imatrix_report(tmp_path)
+    page = out / "probe.html"
+    page.write_text((out / "report.html").read_text().replace("</body>", CHECK + "</body>"))
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
+                          "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'<pre id="qs-check">(.*?)</pre>', dom)
+    assert found, f"the page did not load: {dom[:200]!r}"
+    check = json.loads(found.group(1))
+    assert check["width"] == 1280 and check["scroll"] <= 1280, check
+    assert len(check["images"]) == 4 and all(check["images"]), check

@@ -35,13 +35,49 @@ def _plt():
     return plt
 
 
+def frame(fig):
+    """The box (inches) a figure is saved in: the tight box of everything drawn, and every legend and
+    label, which the tight box alone leaves out when a second legend was added with `ax.add_artist`."""
+    from matplotlib.transforms import Bbox
+
+    renderer = fig.canvas.get_renderer()
+    inches = fig.dpi_scale_trans.inverted()
+    boxes = [fig.get_tightbbox(renderer)]
+    boxes += [a.get_window_extent(renderer).transformed(inches) for a in labels(fig)]
+    return Bbox.union(boxes).padded(matplotlib.rcParams["savefig.pad_inches"])
+
+
+def labels(fig) -> list:
+    """What a reader must see whole: every legend, title, axis label and annotation of the figure."""
+    from matplotlib.legend import Legend
+
+    out = list(fig.legends) + list(fig.texts)  # the suptitle is one of the figure's texts
+    for ax in fig.axes:
+        out += [a for a in ax.get_children() if isinstance(a, Legend)] + list(ax.texts)  # annotations
+        out += [ax.title, ax.xaxis.label, ax.yaxis.label]
+    return [a for a in out if a.get_visible() and (not hasattr(a, "get_text") or a.get_text())]
+
+
+def outside(fig, box) -> list:
+    """The labels of `fig` not wholly inside `box` (inches): what a saved image would cut."""
+    renderer = fig.canvas.get_renderer()
+    inches = fig.dpi_scale_trans.inverted()
+    eps = 1e-6
+    cut = []
+    for a in labels(fig):
+        b = a.get_window_extent(renderer).transformed(inches)
+        if b.x0 < box.x0 - eps or b.y0 < box.y0 - eps or b.x1 > box.x1 + eps or b.y1 > box.y1 + eps:
+            cut.append(a)
+    return cut
+
+
 def _save(fig, out: Path, stem: str) -> list[Path]:
-    """PNG and SVG cropped to one tight box, measured without the draw that bbox_inches="tight" makes
+    """PNG and SVG cropped to one box (`frame`), measured without the draw that bbox_inches="tight" makes
     for each format: with no layout engine, nothing a draw does moves an artist (the same bytes, a third
     fewer draws)."""
     if fig.get_layout_engine() is not None:
         fig.draw_without_rendering()
-    box = fig.get_tightbbox().padded(matplotlib.rcParams["savefig.pad_inches"])
+    box = frame(fig)
     paths = []
     # zlib level 3, not PIL's 6: the same pixels in a file ~4 % larger, written in two thirds of the time
     for ext, kw in (("png", {"dpi": 150, "pil_kwargs": {"compress_level": 3}}), ("svg", {"metadata": {"Date": None}})):
@@ -116,26 +152,66 @@ def kld_vs_size(k: pd.DataFrame, out: Path, plt) -> list[Path]:
     if note:  # every cell still drawn, as a faint cloud behind the named ones
         ax.scatter(k.file_bytes / scale, k.kld_mean, s=4, color="grey", alpha=0.3, linewidths=0,
                    rasterized=True, label=f"all {len(k)} cells")
+    apart = _apart(shown)
     for i, (tk, tv) in enumerate(pairs):
         s = shown[(shown.type_k == tk) & (shown.type_v == tv)]
         dodge = 1 + 0.003 * (i - (len(pairs) - 1) / 2)  # pairs of one weights file side by side, not on top
-        _errorbars(ax, s.file_bytes / scale * dodge, s, marker=MARKERS[i % len(MARKERS)],
+        _errorbars(ax, s.file_bytes / scale * dodge * s.weights.map(apart), s, marker=MARKERS[i % len(MARKERS)],
                    label=f"K {tk} / V {tv}")
     front = k[analysis.pareto(list(k.file_bytes), list(k.kld_mean))].sort_values("file_bytes")
-    ax.step(front.file_bytes / scale, front.kld_mean, where="post", color="black", linewidth=1, alpha=0.6,
-            label="Pareto frontier")
+    ax.step(front.file_bytes / scale * front.weights.map(apart).fillna(1), front.kld_mean, where="post",
+            color="black", linewidth=1, alpha=0.6, label="Pareto frontier")
     names = weights_labels(shown)
+    notes = []
     for r in front[front.weights.isin(names)].itertuples():
-        ax.annotate(f"{names[r.weights]} {r.type_k}/{r.type_v}", (r.file_bytes / scale, r.kld_mean),
-                    textcoords="offset points", xytext=(4, 4), fontsize=7)
+        notes.append(ax.annotate(f"{names[r.weights]} {r.type_k}/{r.type_v}",
+                                 (r.file_bytes / scale * apart.get(r.weights, 1), r.kld_mean),
+                                 textcoords="offset points", xytext=(4, 4), fontsize=7))
+    # a weights label with no cell on the frontier is named at its best cell, in grey: no point unnamed
+    off = shown[~shown.weights.isin(front.weights)].sort_values("kld_mean").drop_duplicates("weights")
+    for r in off.itertuples():
+        notes.append(ax.annotate(names[r.weights], (r.file_bytes / scale * apart[r.weights], r.kld_mean),
+                                 textcoords="offset points", xytext=(4, -10), fontsize=7, color="dimgrey"))
     ax.set_yscale("log")
     ax.set_xlabel(f"weights file size ({unit})")
     ax.set_ylabel("mean KLD (nats, log scale)")
     ax.set_title("Quality vs size\n" + _subtitle(k, note), fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    unstack(fig, notes)
     paths = _save(fig, out, "kld_vs_size")
     plt.close(fig)
     return paths
+
+
+def _apart(k: pd.DataFrame) -> dict[str, float]:
+    """A factor on each weights label's x: 1, or a step to the right for a label whose file is the size of
+    an earlier one (Q4_K_M and Q4_K_M with an imatrix), so their points do not lie on top of each other."""
+    sizes = k.groupby("weights", sort=False).file_bytes.max()
+    out, seen = {}, []
+    for w, b in sizes.items():
+        twins = sum(1 for s in seen if abs(s - b) <= 0.01 * max(s, b))
+        out[w] = 1 + 0.015 * twins
+        seen.append(b)
+    return out
+
+
+def unstack(fig, notes: list, tries: int = 12) -> None:
+    """Move each annotation whose text would overlap an earlier one down (then up) by its own height until
+    it is clear: every label readable, none on top of another."""
+    fig.draw_without_rendering()  # the axes' limits as they will be drawn
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for a in notes:
+        x, y = a.xyann
+        box = a.get_window_extent(renderer)
+        step = box.height * 72 / fig.dpi + 1  # points
+        for i in range(tries):
+            if not any(box.overlaps(p) for p in placed):
+                break
+            shift = step * (i // 2 + 1) * (-1 if i % 2 == 0 else 1)
+            a.xyann = (x, y + shift)
+            box = a.get_window_extent(renderer)
+        placed.append(box)
 
 
 def speed_xerr(means, stds) -> list[list[float]]:

@@ -132,6 +132,7 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     kv = tables.kv_table(kld, arch.kv_bytes if arch else None, sp)
     stats = None if note else tables.stats_table(kld, sp)
     fails, prov = tables.failures(df), tables.provenance(df)
+    caveat = tables.imatrix_caveat(kld)
     written = []
     for stem, t in (("kv_table", kv), ("stats", stats), ("failures", fails), ("cells", numeric_cells(k, arch))):
         if t is not None:
@@ -146,11 +147,13 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
         note = (f"{note[0].upper()}{note[1:]}, in the tables and plots below; every cell is in kv_table.csv, "
                 "stats.csv and cells.csv.")
     readme = out / "README.md"
-    write_text_atomic(readme, _readme(name, prov, kv, stats, fails, shown, note))
+    notes = [n for n in (note, caveat) if n]
+    readme = out / "README.md"
+    write_text_atomic(readme, _readme(name, prov, kv, stats, fails, shown, notes))
     card = out / "model-card.md"
-    write_text_atomic(card, _model_card(name, prov, kv, shown, note))
+    write_text_atomic(card, _model_card(name, prov, kv, shown, notes))
     page = out / "report.html"
-    write_text_atomic(page, _html(name, prov, kv, stats, fails, shown, out, note))
+    write_text_atomic(page, _html(name, prov, kv, stats, fails, shown, out, notes))
     return [readme, card, page, *written]
 
 
@@ -171,7 +174,7 @@ def _table_files(out: Path, stem: str, t: pd.DataFrame) -> list[Path]:
     return [csv, parquet]
 
 
-def _readme(name, prov, kv, stats, fails, shown, note="") -> str:
+def _readme(name, prov, kv, stats, fails, shown, notes=()) -> str:
     parts = [f"# quantsweep report: {name}", "",
              "Regenerated from the quantsweep store with `quantsweep report`; every number below comes "
              "from a llama.cpp tool run recorded there. Also here: `model-card.md` (for a Hugging Face model "
@@ -179,7 +182,9 @@ def _readme(name, prov, kv, stats, fails, shown, note="") -> str:
              "numbers, one row per cell).", "",
              "## How it was made", ""]
     parts += [f"- **{k}**: {v}" for k, v in prov.items()]
-    parts += ["", EXPLAIN, ""] + ([f"**{note}**", ""] if note else [])
+    parts += ["", EXPLAIN, ""]
+    for note in notes:
+        parts += [f"**{note}**", ""]
     if not kv.empty:
         parts += ["## Weights × K/V cache", "", markdown_table(kv), ""]
     if shown:
@@ -192,16 +197,16 @@ def _readme(name, prov, kv, stats, fails, shown, note="") -> str:
     return "\n".join(parts)
 
 
-def _model_card(name, prov, kv, shown, note="") -> str:
+def _model_card(name, prov, kv, shown, notes=()) -> str:
     keep = [c for c in ("Rank", "Weights", "cache-type-k", "cache-type-v", "ctx", "KLD", "PPL ratio", "Same top p",
-                        "File MiB", "BPW", "Tensor mix", "K/V MiB") if c in kv]
+                        "File MiB", "BPW", "Tensor mix", "imatrix", "K/V MiB") if c in kv]
     parts = ["## Quantization quality", "",
              f"How far each quant and K/V-cache type moves the model's token distributions from the "
              f"reference, measured with llama.cpp's `llama-perplexity --kl-divergence` "
              f"(quantsweep recipe `{name}`). Lower KLD is closer; "
              "± is one standard error; cells within the error of each other share a rank.", ""]
-    if note:
-        parts += [note, ""]
+    for note in notes:
+        parts += [f"**{note}**", ""]
     if not kv.empty:
         parts += [markdown_table(kv[keep]), ""]
     for stem, title in shown[:2]:
@@ -212,8 +217,10 @@ def _model_card(name, prov, kv, shown, note="") -> str:
     return "\n".join(parts)
 
 
-def _html(name, prov, kv, stats, fails, shown, out: Path, note="") -> str:
-    table = html_table
+def _html(name, prov, kv, stats, fails, shown, out: Path, notes=()) -> str:
+    def wide(df: pd.DataFrame) -> str:  # a table wider than the page scrolls inside its box, not the page
+        return f'<div class="wide">{html_table(df)}</div>'
+
     def img(stem: str, title: str) -> str:
         data = base64.b64encode((out / f"{stem}.png").read_bytes()).decode()
         return f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}"/>' \
@@ -222,21 +229,20 @@ def _html(name, prov, kv, stats, fails, shown, out: Path, note="") -> str:
     body = [f"<h1>quantsweep report: {html.escape(name)}</h1>", "<h2>How it was made</h2><ul>"]
     body += [f"<li><b>{html.escape(k)}</b>: {html.escape(str(v).strip('`'))}</li>" for k, v in prov.items()]
     body += ["</ul>", f"<p>{html.escape(EXPLAIN.replace('`', ''))}</p>"]
-    if note:
-        body += [f"<p><b>{html.escape(note)}</b></p>"]
+    body += [f"<p><b>{html.escape(note)}</b></p>" for note in notes]
     if not kv.empty:
-        body += ["<h2>Weights × K/V cache</h2>", table(kv)]
+        body += ["<h2>Weights × K/V cache</h2>", wide(kv)]
     if shown:
         body += ["<h2>Plots</h2>"] + [img(stem, title) for stem, title in shown]
     if not stats.empty:
-        body += ["<h2>Full statistics</h2>", '<div class="wide">', table(stats), "</div>"]
+        body += ["<h2>Full statistics</h2>", wide(stats)]
     if not fails.empty:
-        body += ["<h2>Failed cells</h2>", table(fails)]
+        body += ["<h2>Failed cells</h2>", wide(fails)]
     style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
              "table.t{border-collapse:collapse;font-size:12px}table.t td,table.t th{padding:2px 8px;"
              "border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}"
              "table.t td:first-child,table.t th:first-child{text-align:left}.wide{overflow-x:auto}"
-             "figure{margin:1em 0}img{max-width:100%}")
+             "li{overflow-wrap:anywhere}figure{margin:1em 0}img{max-width:100%}")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>quantsweep report: {html.escape(name)}</title><style>{style}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")

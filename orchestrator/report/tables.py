@@ -115,6 +115,7 @@ def kv_table(df: pd.DataFrame, kv_bytes=None, sp: pd.DataFrame | None = None) ->
         "File MiB": _nums([scaled(b, 2**20) for b in k.file_bytes], 1),
         "BPW": _nums(k.bpw, 2),
         "Tensor mix": [mix_text(m, f, top=2) for m, f in zip(_col(k, "tensor_mix_json"), _col(k, "fallback_tensors"))],
+        **({"imatrix": _col(k, "imatrix")} if _any(k, "imatrix") else {}),
         **({"K/V MiB": _nums([sum(kv_bytes(tk, tv, int(c))) / 2**20 for tk, tv, c in zip(k.type_k, k.type_v, k.ctx)],
                              1)} if kv_bytes else {}),
         "weights": k.weights, "type_k": k.type_k, "type_v": k.type_v,
@@ -151,6 +152,7 @@ def stats_table(df: pd.DataFrame, sp: pd.DataFrame | None = None) -> pd.DataFram
         "File size (GiB)": _nums(gib, 3),
         "BPW": _nums(k.bpw, 2),
         "Tensor mix (bytes)": [mix_text(m, f) for m, f in zip(_col(k, "tensor_mix_json"), _col(k, "fallback_tensors"))],
+        **({"Importance matrix": ["—" if _missing(v) else v for v in k.imatrix]} if _any(k, "imatrix") else {}),
         "Mean PPL(Q)": _pms(k.ppl_q, k.ppl_q_err, 4),
         "Mean PPL(base)": _pms(k.ppl_base, k.ppl_base_err, 4),
         "PPL(Q)/PPL(base)": _pms(k.ppl_ratio, k.ppl_ratio_err, 4),
@@ -186,6 +188,25 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"Weights": f.weights, "cache-type-k": f.type_k, "cache-type-v": f.type_v,
                          "measurement": f.measurement, "reason": f.reason.fillna(""),
                          "log": f.log_dir.fillna("")})
+
+
+def _any(df: pd.DataFrame, name: str) -> bool:
+    return name in df and df[name].notna().any()
+
+
+def imatrix_caveat(df: pd.DataFrame) -> str:
+    """The warning every document carries when a cell's importance matrix was calibrated on the text its
+    KLD is measured on (the plan warns of it too): such a number flatters the quant."""
+    from ..advice import EVALUATED_TEXT
+
+    k = df[(df.measurement == "kld")] if "measurement" in df else df
+    if not _any(k, "imatrix"):
+        return ""
+    labels = sorted({w for w, im in zip(k.weights, k.imatrix) if isinstance(im, str) and EVALUATED_TEXT in im})
+    if not labels:
+        return ""
+    return (f"Caveat: the importance matrix of {', '.join(labels)} was {EVALUATED_TEXT}, so its KLD and PPL "
+            "flatter it; calibrate on other text to publish a fair number.")
 
 
 def _col(df: pd.DataFrame, name: str) -> list:
@@ -226,6 +247,8 @@ def provenance(df: pd.DataFrame) -> dict:
         "Reference": _reference(first),
         "Corpus": f"{first.corpus} (sha256 {str(first.corpus_sha256)[:16]}…)",
         "Context / chunks": f"ctx {', '.join(map(str, ctxs)) or '—'}; {', '.join(map(str, chunks)) or '—'} chunks",
+        **({"Importance matrices": "; ".join(f"{w}: {im}" for w, im in dict(zip(k.weights, k.imatrix)).items()
+                                             if isinstance(im, str))} if _any(k, "imatrix") else {}),
         "llama.cpp": f"commit {first.toolchain_commit}, backends {first.toolchain_backends}",
         "Hardware": f"{first.host_cpu}" + (f"; {first.host_gpu}" if first.host_gpu else ""),
         "Recipe": f"{first.recipe} (sha256 {str(first.recipe_hash)[:16]}…)",
