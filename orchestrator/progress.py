@@ -122,7 +122,9 @@ class LiveProgress(Progress):
         self.console.print(msg, markup=False, highlight=False)
 
     def __rich__(self):
+        from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
         now = time.monotonic()
         with self._lock:
@@ -131,19 +133,23 @@ class LiveProgress(Progress):
         head = f"{done}/{self.total} done"
         head += f", {failed} failed" if failed else ""
         head += f" · {len(running)} running · ETA {eta}" if done else f" · {len(running)} running"
-        table = Table(title=head, title_justify="left", box=None, pad_edge=False, show_edge=False)
+        head = Text(head, no_wrap=True, overflow="ellipsis")  # its own line, as wide as the terminal
+        if not running:
+            return head
+        table = Table(box=None, pad_edge=False, show_edge=False)
         table.add_column("job", overflow="ellipsis", no_wrap=True)
         table.add_column("device", no_wrap=True)
         table.add_column("running", justify="right", no_wrap=True)
         table.add_column("expected", justify="right", no_wrap=True)
         for job, device, t0 in running:
             table.add_row(job.label, device or "cpu", fmt(now - t0), fmt(self.expected(job.kind)))
-        return table
+        return Group(head, table)
 
 
 def make(total: int, *, quiet: bool = False, prior: dict[str, float] | None = None, stream=None) -> Progress:
-    """The live view on a terminal, plain lines anywhere else (or when QUANTSWEEP_PLAIN is set)."""
+    """The live view on a terminal, plain lines anywhere else (or when QUANTSWEEP_PLAIN is set, or when
+    there is nothing to run: no '0/0 done' over an empty table)."""
     out = stream or sys.stderr
-    live = (not quiet and out.isatty() and os.environ.get("TERM", "") != "dumb"
+    live = (total > 0 and not quiet and out.isatty() and os.environ.get("TERM", "") != "dumb"
             and not os.environ.get("QUANTSWEEP_PLAIN") and not os.environ.get("CI"))
     return LiveProgress(total, prior=prior) if live else Progress(total, stream=stream, quiet=quiet, prior=prior)

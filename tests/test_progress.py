@@ -68,3 +68,32 @@ def test_live_only_on_a_terminal(monkeypatch):
     assert type(progress.make(1, stream=Tty(), quiet=True)) is progress.Progress
     monkeypatch.setenv("QUANTSWEEP_PLAIN", "1")
     assert type(progress.make(1, stream=Tty())) is progress.Progress
+
+
+def test_the_live_header_is_one_line_with_or_without_jobs_running():
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=100, color_system=None)
+    p = progress.LiveProgress(3, console=console, prior={"kld": 90.0})
+    p.start(BASE, "GPU-0")
+    p.end(BASE, 5.0, True, [KLD1, KLD2])  # nothing runs now
+    buf.truncate(0)
+    buf.seek(0)
+    console.print(p)
+    assert buf.getvalue().strip().splitlines() == ["1/3 done · 0 running · ETA 3m00s"]
+    p.start(KLD1, "GPU-0")
+    buf.truncate(0)
+    buf.seek(0)
+    console.print(p)
+    lines = buf.getvalue().strip().splitlines()
+    assert lines[0] == "1/3 done · 1 running · ETA 3m00s" and lines[-1].split()[:3] == ["Q8_0", "f16/f16", "GPU-0"]
+
+
+def test_nothing_to_run_gets_plain_lines_not_an_empty_live_table(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("QUANTSWEEP_PLAIN", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert type(progress.make(0, stream=Tty())) is progress.Progress
