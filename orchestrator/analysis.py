@@ -232,6 +232,11 @@ def recommend(k: pd.DataFrame, arch: memory.Architecture, budget: Budget, ctx: i
         verdict = f"Smallest configuration with KLD ≤ {max_kld}: {_label(best)} ({size}, {_kld(best)})."
         return Recommendation(fit.assign(rank=range(1, len(fit) + 1)), best, None, verdict, suggestions, notes)
     if ctx is None:  # the longest context each configuration reaches
+        capped = int((fit.ctx_reached >= arch.n_ctx_train).sum()) if arch.n_ctx_train else 0
+        if capped:
+            notes.append(f"{capped} of {len(fit)} configurations reach the model's trained context "
+                         f"({arch.n_ctx_train} tokens), where the search stops: for them the model, not the "
+                         f"memory, is the limit (ask --ctx N for a longer one)")
         fit = fit.assign(rank=tie_ranks(list(fit.kld_mean), list(fit.kld_mean_err)))
         fit = fit.sort_values(["ctx_reached", "kld_mean"], ascending=[False, True])
         longest = fit.iloc[0]

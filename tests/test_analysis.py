@@ -113,6 +113,10 @@ def test_ctx_max_ranks_by_context_reached_capped_at_the_trained_length():
     assert reached["Q8_0 q4_0"] > reached["Q8_0 q8_0"] == 5120 > reached["Q8_0 f16"] == 2816
     assert reached["Q2_K f16"] == 5120
     assert rec.verdict.startswith("Longest context on 310 MiB: Q8_0 + q4_0/q4_0 reaches 8192 tokens")
+    # and it says that the model, not the memory, stopped it there
+    assert "1 of 6 configurations reach the model's trained context (8192 tokens), where the search stops: " \
+        "for them the model, not the memory, is the limit" in " ".join(rec.notes)
+    assert not any("trained context" in n for n in recommend(rows(MATRIX), 200, None).notes)
 
 
 def test_architecture_comes_from_the_store_or_a_clear_error(tmp_path, monkeypatch):
