@@ -60,7 +60,7 @@ def run(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Optio
         devices: Optional[str] = DEVICES,
         parallel: int = typer.Option(1, "--parallel", "-j", min=1, help="on a CPU-only box: jobs at once, "
                                      "the cores split between them (a bench always runs alone)"),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines: the summary and errors only"),
         host: Optional[str] = typer.Option(None, "--host", help="run it on this box instead (anything `ssh` "
                                            "reaches: user@box, an ~/.ssh/config alias), detached from this shell"),
         remote_dir: Optional[str] = typer.Option(None, "--remote-dir", help="with --host: quantsweep's folder on "
@@ -306,9 +306,34 @@ def _signals_interrupt():
             signal.signal(sig, h)
 
 
+def _command():
+    """The click command of `app`, with the on/off flags shown as taking no value (typer labels every
+    option with a type, `--quiet <bool>`, which reads as if the flag needed one)."""
+    command = typer.main.get_command(app)
+
+    def unlabel(cmd) -> None:
+        for param in cmd.params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+        made = cmd.get_help_option  # --help itself is made per call
+
+        def help_option(ctx, made=made):
+            option = made(ctx)
+            if option is not None:
+                option.metavar = ""
+            return option
+
+        cmd.get_help_option = help_option
+        for sub in getattr(cmd, "commands", {}).values():
+            unlabel(sub)
+
+    unlabel(command)
+    return command
+
+
 def _main(argv: list[str] | None) -> int:
     try:
-        rv = app(args=argv, prog_name="quantsweep", standalone_mode=False)
+        rv = _command().main(args=argv, prog_name="quantsweep", standalone_mode=False)
     except QuantsweepError as exc:
         print(f"quantsweep: error: {exc}", file=sys.stderr)
         return exc.exit_code

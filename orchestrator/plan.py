@@ -66,6 +66,7 @@ class PlanInputs:
     toolchain: dict
     host: dict
     imatrix_inputs: dict = field(default_factory=dict)  # weight label -> Corpus or (Path, sha)
+    corpus_tokens: dict = field(default_factory=dict)  # corpus sha256 -> its tokens for this model, where counted
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,8 @@ def _real(keys) -> tuple[str, ...]:
 
 
 def _n_chunks(inp: PlanInputs, ctx: int) -> int:
-    """Chunks the base run will produce: estimated from the corpus size (≈ 4 characters a token)."""
-    est_tokens = inp.corpus.n_chars // 4
-    n = max(1, est_tokens // ctx)
+    """Chunks the base run will produce: the corpus's tokens (counted at plan time; else estimated at
+    ≈ 4 characters a token) over ctx, as llama-perplexity cuts them."""
+    tokens = inp.corpus_tokens.get(inp.corpus.sha256) or inp.corpus.n_chars // 4
+    n = max(1, tokens // ctx)
     return min(n, inp.recipe.evaluation.chunks) if inp.recipe.evaluation.chunks else n

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 from pathlib import Path
 
 from . import gguf_info, hub, plan, procs, recipe
@@ -37,6 +38,55 @@ def check_toolchain_types(r: recipe.Recipe, path: Path, tc: Toolchain) -> None:
         if known and t not in known:
             raise RecipeError(str(path), f"weights[{i}]", f"{t} is not a type of this llama-quantize "
                               f"({tc.commit}); it knows: {', '.join(known)}")
+
+
+TOKENS_RE = re.compile(r"^Total number of tokens: (\d+)\s*$", re.M)
+
+
+def corpus_tokens(tc: Toolchain, model: Path, model_sha: str, corpus: hub.Corpus) -> int | None:
+    """How many tokens the corpus is for this model, as llama-perplexity counts them (its BOS, no special
+    tokens parsed from the text), by llama-tokenize, which reads only the vocabulary; memoized by the
+    model's and the corpus's hashes. None where the toolchain has no llama-tokenize or it fails."""
+    if not tc.has("llama-tokenize"):
+        return None
+    memo = cache_root() / "token-counts" / f"{model_sha[:32]}-{corpus.sha256[:32]}.json"
+    try:
+        return int(json.loads(memo.read_text())["tokens"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    res = procs.run([tc.exe("llama-tokenize"), "-m", str(model), "-f", str(corpus.path), "--ids",
+                     "--no-parse-special", "--show-count", "--log-disable"], timeout=600)
+    found = TOKENS_RE.search(res.stdout or "")
+    if res.returncode != 0 or not found:
+        return None
+    n = int(found.group(1))
+    write_memo(memo, json.dumps({"tokens": n, "corpus": corpus.label}))
+    return n
+
+
+def check_corpus_length(inp: plan.PlanInputs, path: Path) -> None:
+    """llama-perplexity (and llama-imatrix) need at least 2·ctx tokens of text, and find out only after
+    loading the model: refused here, with the numbers, before anything runs. Counted by llama-tokenize;
+    without it, only what is certain (a token is at least one byte)."""
+    r = inp.recipe
+    checks = [("evaluation.ctx", r.evaluation.contexts, inp.corpus, inp.corpus_tokens.get(inp.corpus.sha256))]
+    for i, w in enumerate(r.weights):
+        im = inp.imatrix_inputs.get(w.label)
+        if w.imatrix is not None and w.imatrix.corpus is not None and im is not None:
+            checks.append((f"weights[{i}].imatrix.ctx", [w.imatrix.ctx], im, inp.corpus_tokens.get(im.sha256)))
+    for field, ctxs, corpus, tokens in checks:
+        need = 2 * max(ctxs)
+        if tokens is not None and tokens < need:
+            fits = [c for c in ctxs if 2 * c <= tokens]
+            what = f"use ctx ≤ {tokens // 2}" + (f" (of these, {', '.join(map(str, fits))})" if fits else "")
+            raise RecipeError(str(path), field, f"ctx {max(ctxs)} needs at least {need} tokens of text "
+                              f"(llama-perplexity evaluates 2·ctx at least); the corpus {corpus.label} is "
+                              f"{tokens} tokens for this model: {what}, or a longer corpus")
+        size = corpus.path.stat().st_size if tokens is None and corpus.path.exists() else None
+        if size is not None and size + 1 < need:
+            raise RecipeError(str(path), field, f"ctx {max(ctxs)} needs at least {need} tokens of text; the "
+                              f"corpus {corpus.label} is {size} bytes, fewer tokens than that whatever the "
+                              f"vocabulary: use ctx ≤ {(size + 1) // 2}, or a longer corpus")
 
 
 def check_local_files(r: recipe.Recipe, recipe_path: Path) -> None:
@@ -77,6 +127,10 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
             im_inputs[w.label] = (f, sha256_file(f, memo))
         else:
             im_inputs[w.label] = hub.materialize_corpus(w.imatrix.corpus, rdir, ws.corpora, local_only=not fetch)
-    return plan.PlanInputs(recipe=r, recipe_dir=rdir, source_path=src, source_sha=sha, source_info=info,
-                           corpus=corpus, toolchain=tc.identity(), host=host_info(tc),
-                           imatrix_inputs=im_inputs)
+    texts = [corpus, *(c for c in im_inputs.values() if isinstance(c, hub.Corpus))]
+    tokens = {c.sha256: n for c in texts if (n := corpus_tokens(tc, src, sha, c)) is not None}
+    inp = plan.PlanInputs(recipe=r, recipe_dir=rdir, source_path=src, source_sha=sha, source_info=info,
+                          corpus=corpus, toolchain=tc.identity(), host=host_info(tc),
+                          imatrix_inputs=im_inputs, corpus_tokens=tokens)
+    check_corpus_length(inp, path)
+    return inp

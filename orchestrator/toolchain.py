@@ -24,6 +24,9 @@ from . import procs
 from .errors import ToolchainError
 
 TOOLS = ("llama-quantize", "llama-perplexity", "llama-bench", "llama-imatrix")
+# built with them and used where present (a toolchain of the user's may lack it): counts a corpus's tokens
+# at plan time, reading only the model's vocabulary
+HELPERS = ("llama-tokenize",)
 SDIST_PACKAGE, SDIST_VERSION = "llama-cpp-python", "0.3.36"
 SDIST_SUBDIR = "vendor/llama.cpp"
 PINNED_COMMIT = "0c1e570"
@@ -54,6 +57,9 @@ class Toolchain:
 
     def exe(self, tool: str) -> str:
         return str(self.bin_dir / tool)
+
+    def has(self, tool: str) -> bool:
+        return os.access(self.bin_dir / tool, os.X_OK)
 
     def identity(self) -> dict:
         """What of the toolchain can change a number: part of every job's content key."""
@@ -237,13 +243,14 @@ def _cpu_model() -> str:
 def build_key(flags: list[str]) -> str:
     # GGML_NATIVE tunes for this CPU, so the CPU model is part of what was built
     basis = {"source": f"{SDIST_PACKAGE}=={SDIST_VERSION}", "flags": flags, "machine": platform.machine(),
+             "tools": [*TOOLS, *HELPERS],
              "cpu": _cpu_model() if "-DGGML_NATIVE=ON" in flags else "portable"}
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build(cuda: bool | None = None, jobs: int | None = None, fa_quants: str = "all",
           log=print, portable: bool = False, rocm: bool | None = None) -> Toolchain:
-    """Build the four tools once per machine (cached by source and flags) and identify them. `portable`:
+    """Build the four tools (and the helpers) once per machine (cached by source and flags) and identify them. `portable`:
     for other machines than this one (an image), not tuned to this CPU. The Dockerfile builds through
     here too: one list of flags."""
     if cuda is None:
@@ -269,13 +276,13 @@ def build(cuda: bool | None = None, jobs: int | None = None, fa_quants: str = "a
     _check(procs.run(["cmake", "-S", str(src), "-B", str(work), *flags],
                      log_dir=logs, name="configure", env=procs.child_env(_hip_env() if rocm else None)),
            "cmake configure")
-    log(f"building {', '.join(TOOLS)} with {jobs or os.cpu_count()} jobs (several minutes)")
+    log(f"building {', '.join((*TOOLS, *HELPERS))} with {jobs or os.cpu_count()} jobs (several minutes)")
     _check(procs.run(["cmake", "--build", str(work), "--config", "Release", "-j",
-                      str(jobs or os.cpu_count() or 2), "--target", *TOOLS],
+                      str(jobs or os.cpu_count() or 2), "--target", *TOOLS, *HELPERS],
                      log_dir=logs, name="build", env=procs.child_env()), "cmake build")
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=dest.parent))
     (tmp / "bin").mkdir()
-    for tool in TOOLS:
+    for tool in (*TOOLS, *HELPERS):
         shutil.copy2(work / "bin" / tool, tmp / "bin" / tool)
     tc = identify(tmp / "bin", origin="built", build_flags=tuple(flags),
                   cuda_fa_quants=fa_quants if cuda else None)

@@ -230,3 +230,15 @@ def test_the_html_report_fits_a_1280px_window_in_a_real_browser(tmp_path):
     check = json.loads(found.group(1))
     assert check["width"] == 1280 and check["scroll"] <= 1280, check
     assert len(check["images"]) == 4 and all(check["images"]), check
+
+
+@pytest.mark.parametrize("argv", [["run", "--help"], ["toolchain", "build", "--help"], ["status", "--help"]])
+def test_flags_show_no_value_in_help(argv, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "140")
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "--help" in out and "<bool>" not in out
+    if argv[0] == "run":
+        flag = next(line for line in out.splitlines() if "--retry-failed" in line)
+        assert flag.split("--retry-failed")[1].split()[:2] == ["run", "again"]  # the help, no value
+        assert "<int range>" in out  # options that take a value still say what
