@@ -57,7 +57,7 @@ def corpus_tokens(tc: Toolchain, model: Path, model_sha: str, corpus: hub.Corpus
     res = procs.run([tc.exe("llama-tokenize"), "-m", str(model), "-f", str(corpus.path), "--ids",
                      "--no-parse-special", "--show-count", "--log-disable"], timeout=600)
     found = TOKENS_RE.search(res.stdout or "")
-    if res.returncode != 0 or not found:
+    if res.rc != 0 or not found:
         return None
     n = int(found.group(1))
     write_memo(memo, json.dumps({"tokens": n, "corpus": corpus.label}))

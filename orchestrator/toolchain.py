@@ -250,9 +250,9 @@ def build_key(flags: list[str]) -> str:
 
 def build(cuda: bool | None = None, jobs: int | None = None, fa_quants: str = "all",
           log=print, portable: bool = False, rocm: bool | None = None) -> Toolchain:
-    """Build the four tools (and the helpers) once per machine (cached by source and flags) and identify them. `portable`:
-    for other machines than this one (an image), not tuned to this CPU. The Dockerfile builds through
-    here too: one list of flags."""
+    """Build the four tools and the helpers once per machine (cached by source and flags) and identify
+    them. `portable`: for other machines than this one (an image), not tuned to this CPU. The Dockerfile
+    builds through here too: one list of flags."""
     if cuda is None:
         cuda = cuda_available()
     if rocm is None:

@@ -242,3 +242,36 @@ def test_flags_show_no_value_in_help(argv, capsys, monkeypatch):
         flag = next(line for line in out.splitlines() if "--retry-failed" in line)
         assert flag.split("--retry-failed")[1].split()[:2] == ["run", "again"]  # the help, no value
         assert "<int range>" in out  # options that take a value still say what
+
+
+def test_a_corpus_too_short_for_the_context_is_refused_with_the_numbers(tmp_path):
+    """llama-perplexity needs 2·ctx tokens; the plan knows the corpus's tokens (llama-tokenize) and says so
+    before anything runs; a recipe the text suffices for passes, and its chunks are counted from tokens."""
+    from dataclasses import replace
+
+    from orchestrator import plan, prepare
+    from orchestrator.errors import RecipeError
+    from tests.test_plan import _inputs
+
+    inp = _inputs(tmp_path, "[Q8_0]")
+    text = tmp_path / "gpl.txt"
+    text.write_text("x" * 35_000)
+    corpus = replace(inp.corpus, path=text)
+    inp = replace(inp, corpus=corpus, corpus_tokens={corpus.sha256: 7_812},
+                  recipe=inp.recipe.model_copy(update={"evaluation": inp.recipe.evaluation.model_copy(
+                      update={"ctx": [512, 4096]})}))
+    with pytest.raises(RecipeError) as e:
+        prepare.check_corpus_length(inp, tmp_path / "w.yaml")
+    assert e.value.exit_code == 2 and e.value.field == "evaluation.ctx"
+    assert str(e.value).endswith("ctx 4096 needs at least 8192 tokens of text (llama-perplexity evaluates 2·ctx at "
+                                 f"least); the corpus {corpus.label} is 7812 tokens for this model: use ctx ≤ 3906 "
+                                 "(of these, 512), or a longer corpus")
+    fine = replace(inp, corpus_tokens={corpus.sha256: 9_000})
+    prepare.check_corpus_length(fine, tmp_path / "w.yaml")
+    assert plan._n_chunks(fine, 4096) == 2 and plan._n_chunks(fine, 512) == 17  # 9000 // ctx
+    # no tokenizer: only what is certain (a token is at least a byte) is refused
+    text.write_text("x" * 5_000)
+    prepare.check_corpus_length(replace(fine, corpus_tokens={}, recipe=_inputs(tmp_path, "[Q8_0]").recipe),
+                                tmp_path / "w.yaml")
+    with pytest.raises(RecipeError, match="is 5000 bytes, fewer tokens than that whatever the vocabulary: use ctx ≤ 2500"):
+        prepare.check_corpus_length(replace(fine, corpus_tokens={}), tmp_path / "w.yaml")
