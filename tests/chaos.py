@@ -293,13 +293,20 @@ def _two_runs(model: Path, tmp: Path, name: str):
     return path, truth_ws, _cells(truth_ws)
 
 
+def _first(tmp: Path, model: Path, name: str, pairs) -> Path:
+    """The same recipe with fewer pairs, in a folder of its own (one name: one recipe in the store), so
+    that running the full one afterwards adds cells that read what the first run made."""
+    (tmp / "first").mkdir(exist_ok=True)
+    return small_recipe(tmp / "first", model, name=name, weights=("Q8_0", "Q4_K_M"), bench=False, chunks=2,
+                        pairs=pairs)
+
+
 def tampered(model: Path, tmp: Path) -> str:
     """Artifacts we made, damaged after they were made (same size, bits flipped; overwritten; truncated),
     then a new cell reads them: each is made again (or the run refuses), never measured."""
     tmp.mkdir(parents=True, exist_ok=True)
     path, truth_ws, truth = _two_runs(model, tmp, "tamper")
-    first = small_recipe(tmp, model, name="tamper", weights=("Q8_0", "Q4_K_M"), bench=False, chunks=2,
-                         pairs=(("f16", "f16"),))
+    first = _first(tmp, model, "tamper", (("f16", "f16"),))
 
     def flip(p: Path):
         with open(p, "r+b") as f:
@@ -372,8 +379,7 @@ def moved(model: Path, tmp: Path) -> str:
     makes its own model and never reads the original's; the moved one runs only the new cells."""
     tmp.mkdir(parents=True, exist_ok=True)
     path, truth_ws, truth = _two_runs(model, tmp, "moved")
-    first = small_recipe(tmp, model, name="moved", weights=("Q8_0", "Q4_K_M"), bench=False, chunks=2,
-                         pairs=(("f16", "f16"), ("q8_0", "q8_0")))
+    first = _first(tmp, model, "moved", (("f16", "f16"), ("q8_0", "q8_0")))
     ws = tmp / "ws"
     assert _run(first, ws).wait() == 0
     import shutil
