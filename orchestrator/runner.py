@@ -11,6 +11,7 @@ under their final names only when complete, so Ctrl-C or kill -9 loses at most t
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -156,8 +157,9 @@ class Runner:
                 self.failed[key] = self.store.job(key)["reason"]
         progress = make_progress(len(todo), quiet=self.quiet,
                                  prior={k: w for k, (w, _) in self.store.kind_timings().items()})
-        for key, problem in self.remade.items():
-            progress.say(f"{self.jobs[key].label}: {problem}; made again")
+        for key, problem in self.remade.items():  # said even with --quiet: a file of ours was damaged
+            print(f"quantsweep: warning: {self.jobs[key].label}: {problem}; made again", file=sys.stderr,
+                  flush=True)
         if not todo:
             progress.say(f"all {len(self.plan.jobs)} jobs cached; nothing to run")
         run_id = self.store.start_run(self.inp.recipe.name, self.inp.recipe.canonical_hash(),

@@ -86,6 +86,9 @@ class Store:
         try:  # checked before anything is written to it: a file that is not ours is never changed
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.OperationalError:  # the machine, not the file: a disk I/O error, a full disk
+            self.db.close()
+            raise
         except sqlite3.DatabaseError as exc:
             self.db.close()
             raise InputFileError(f"{self.path}: not a quantsweep store ({exc}); move it aside or use another "

@@ -141,7 +141,7 @@ def disk(model: Path, tmp: Path) -> str:
             and not list((ws / "artifacts").rglob("*.partial")) and not list((ws / "artifacts").rglob("*.kld")))
     cases, ok = cases + 1, ok + good
     detail.append(f"base logits: {row[1] if row else 'no row'}")
-    # 3. a store write: the limit is the store's size now; the next write fails, the store stays readable
+    # 3. a store write: the limit is below the store's size; the next write fails, the store stays readable
     ws = tmp / "disk-store"
     proc = _run(path, ws)
     proc.wait()
@@ -149,11 +149,12 @@ def disk(model: Path, tmp: Path) -> str:
     before = store.db.execute("SELECT count(*) FROM jobs").fetchone()[0]
     store.db.execute("DELETE FROM jobs WHERE kind='kld'")
     store.db.close()
-    proc = _run(path, ws, preexec=_limit((ws / "store.sqlite").stat().st_size))
+    # 8 KiB: the KLD's logs fit, the store's next write (its -wal, -shm, a checkpoint) does not
+    proc = _run(path, ws, preexec=_limit(8192))
     _, err = proc.communicate()
     after = Store(ws / "store.sqlite").db.execute("PRAGMA integrity_check").fetchone()[0]
     line = err.decode().strip().splitlines()[-1] if err else ""
-    good = (proc.returncode == 1 and "store could not be written" in line and "(disk full or file-size limit)" in line
+    good = (proc.returncode == 3 and "store could not be written" in line and "(disk full or file-size limit)" in line
             and after == "ok")
     cases, ok = cases + 1, ok + good
     detail.append(f"store:       {line} ({before} jobs recorded before)")
@@ -164,7 +165,7 @@ def disk(model: Path, tmp: Path) -> str:
 
 def corrupt(model: Path, tmp: Path) -> str:
     """Bad inputs: each must be refused before a tool runs on it, in one line naming the file, exit 2,
-    with the file byte-identical afterwards and nothing run."""
+    with the file byte-identical afterwards and nothing run; a file of ours cut short is made again."""
     import shutil
     import sqlite3
 
@@ -195,20 +196,34 @@ def corrupt(model: Path, tmp: Path) -> str:
     rec = small_recipe(tmp, model, name="imat", weights=("{type: Q4_K_M, imatrix: {file: foreign.imatrix}}",),
                        bench=False, pairs=(("f16", "f16"),), chunks=2)
     check("imatrix of another model", rec, tmp / "ws-c", im)
-    # base logits kept from a run, then damaged; a new cell would read them
+    # base logits kept from a run, then damaged; a new cell would read them. A file of ours cut short is made
+    # again (said in one line); one that is not ours (another vocabulary, a foreign header) is refused
     ws = tmp / "ws-logits"
-    rec = small_recipe(tmp, model, name="logits", weights=("Q8_0",), bench=False, pairs=(("f16", "f16"),), chunks=2)
-    _run(rec, ws).wait()
+    (tmp / "first").mkdir(exist_ok=True)
+    first = small_recipe(tmp / "first", model, name="logits", weights=("Q8_0",), bench=False,
+                         pairs=(("f16", "f16"),), chunks=2)
+    _run(first, ws).wait()
     rec = small_recipe(tmp, model, name="logits", weights=("Q8_0",), bench=False,
                        pairs=(("f16", "f16"), ("q8_0", "q8_0")), chunks=2)
     (logits,) = (ws / "artifacts" / "logits").glob("*.kld")
     good_bytes = logits.read_bytes()
-    for what, damage in (("base logits truncated", lambda b: b[: len(b) // 3]),
-                         ("base logits of another vocabulary", lambda b: b[:12] + (32000).to_bytes(4, "little") + b[16:]),
-                         ("base logits with a foreign header", lambda b: b"GGUF" + b[4:])):
-        logits.write_bytes(damage(good_bytes))
-        check(what, rec, ws, logits)
-    logits.write_bytes(good_bytes)
+    for i, (what, damage) in enumerate((
+            ("base logits truncated", lambda b: b[: len(b) // 3]),
+            ("base logits of another vocabulary", lambda b: b[:12] + (32000).to_bytes(4, "little") + b[16:]),
+            ("base logits with a foreign header", lambda b: b"GGUF" + b[4:]))):
+        case = tmp / f"ws-logits-{i}"
+        shutil.copytree(ws, case)
+        victim = case / "artifacts" / "logits" / logits.name
+        victim.write_bytes(damage(good_bytes))
+        if what.endswith("truncated"):
+            proc = _run(rec, case)
+            _, err = proc.communicate()
+            lines = err.decode().strip().splitlines()
+            good = (proc.returncode == 0 and len(lines) == 1 and "made again" in lines[0]
+                    and victim.read_bytes() == good_bytes)
+            results.append((what, good, lines[-1] if lines else f"rc {proc.returncode}, nothing said"))
+        else:
+            check(what, rec, case, victim)
     # the store: not SQLite, another program's database, a newer quantsweep's
     for what, make in (("store that is not SQLite", lambda f: f.write_bytes(b"not a database\n" * 100)),
                        ("store of another program", lambda f: sqlite3.connect(f).execute("CREATE TABLE t (x)")),
@@ -220,8 +235,9 @@ def corrupt(model: Path, tmp: Path) -> str:
         check(what, rec, ws, ws / "store.sqlite")
     shutil.rmtree(tmp / "ws-logits", ignore_errors=True)
     ok = sum(g for _, g, _ in results)
-    return (f"corrupt    {len(results):>3} injections (model, imatrix, base logits, store): {ok} refused before any "
-            f"tool ran, one line naming the file, exit 2, file untouched; {len(results) - ok} not  "
+    return (f"corrupt    {len(results):>3} injections (model, imatrix, base logits, store): {ok} as they must be "
+            f"(refused before any tool ran, one line naming the file, exit 2, file untouched; our own logits cut "
+            f"short: made again, said in one line); {len(results) - ok} not  "
             f"{'OK' if ok == len(results) else 'FAIL'}\n"
             + "\n".join(f"            {'ok  ' if g else 'FAIL'} {w}: {line[:150]}" for w, g, line in results))
 
@@ -248,7 +264,7 @@ def network(model: Path, tmp: Path) -> str:
         met = len(faults) - len(hub.faults)
         blobs = [p for p in (tmp / "hf").rglob("blobs/*") if p.is_file()]
         sound = all(hashlib.sha256(b.read_bytes()).hexdigest() == b.name for b in blobs) and len(blobs) == 1
-        # a Hub that never recovers: one line, exit 1, nothing run
+        # a Hub that never recovers: one line, exit 3 (the environment), nothing run
         down = tmp / "net-down.yaml"
         down.write_text(remote.read_text().replace("chaos/demo-GGUF", "chaos/down-GGUF").replace("name: net", "name: down"))
         hub.inject(*[Fault("503", "/revision/")] * 10)
@@ -258,7 +274,7 @@ def network(model: Path, tmp: Path) -> str:
     same = proc.returncode == 0 and _quality(tmp / "ws-hf").drop(columns="cell_id").equals(
         _quality(tmp / "ws-local").drop(columns="cell_id"))
     last = gone_err.decode().strip().splitlines()
-    refused = (gone.returncode == 1 and len(last) >= 1 and "failed 5 times, last: HTTP 503" in last[-1]
+    refused = (gone.returncode == 3 and len(last) >= 1 and "failed 5 times, last: HTTP 503" in last[-1]
                and _jobs(tmp / "ws-down") in (None, (0, None)))
     ok = met == len(faults) and sound and same and refused
     retries = [ln for ln in err.decode().splitlines() if ln.startswith("quantsweep:") and " try " in ln]
