@@ -66,6 +66,7 @@ def test_live_only_on_a_terminal(monkeypatch):
     monkeypatch.setenv("TERM", "xterm")
     assert isinstance(progress.make(1, stream=Tty()), progress.LiveProgress)
     assert type(progress.make(1, stream=Tty(), quiet=True)) is progress.Progress
+    assert type(progress.make(0, stream=Tty())) is progress.Progress  # nothing to run: no empty live table
     monkeypatch.setenv("QUANTSWEEP_PLAIN", "1")
     assert type(progress.make(1, stream=Tty())) is progress.Progress
 
@@ -87,13 +88,3 @@ def test_the_live_header_is_one_line_with_or_without_jobs_running():
     lines = buf.getvalue().strip().splitlines()
     assert lines[0] == "1/3 done · 1 running · ETA 3m00s" and lines[-1].split()[:3] == ["Q8_0", "f16/f16", "GPU-0"]
 
-
-def test_nothing_to_run_gets_plain_lines_not_an_empty_live_table(monkeypatch):
-    class Tty(io.StringIO):
-        def isatty(self):
-            return True
-
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.delenv("QUANTSWEEP_PLAIN", raising=False)
-    monkeypatch.setenv("TERM", "xterm")
-    assert type(progress.make(0, stream=Tty())) is progress.Progress
