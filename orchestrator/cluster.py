@@ -172,9 +172,8 @@ class ClusterRunner(Runner):
 
     # which jobs are open: not done in the store (a done artifact missing on a node is handled per node)
     def to_run(self) -> list[Job]:
-        status = self.store.job_statuses(self.jobs)
-        return [j for j in self.plan.jobs if status.get(j.key) is None or (status[j.key] == "failed" and
-                self.retry_failed) or j.kind in self.rerun]
+        need, _ = self.open_jobs()
+        return [j for j in self.plan.jobs if j.key in need]
 
     def _check_logits(self, todo: list[Job]) -> None:
         pass  # the logits live on the nodes: each KLD job's judge checks what its run printed

@@ -75,12 +75,19 @@ class Runner:
 
     # -- deciding what runs ----------------------------------------------------------------
 
-    def to_run(self) -> list[Job]:
+    def open_jobs(self) -> tuple[set[str], dict[str, str]]:
+        """The keys with no result to keep: never run, failed and retried (every failure with
+        --retry-failed; one the machine caused, a full disk or a signal, by a plain run), or of a kind
+        --rerun names; and every job's recorded status."""
         status = self.store.job_statuses(self.jobs)
-        machine = self.store.machine_failures(self.jobs)  # a full disk, a signal: tried again by a plain run
+        machine = self.store.machine_failures(self.jobs)
         need = {k for k, s in ((k, status.get(k)) for k in self.jobs)
                 if s is None or (s == "failed" and (self.retry_failed or k in machine))
                 or self.jobs[k].kind in self.rerun}
+        return need, status
+
+    def to_run(self) -> list[Job]:
+        need, status = self.open_jobs()
         # a done job whose artifact is missing or is not the file it made runs again if something that runs
         # needs it: a KLD is never measured on a damaged model or logits file
         self.remade: dict[str, str] = {}

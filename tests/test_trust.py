@@ -287,8 +287,12 @@ def test_a_worker_refuses_a_damaged_input_and_removes_it(tmp_path):
     assert out.reason.startswith("input missing: Q8_0-quantize-abc.gguf") and out.machine
 
 
-def test_a_machine_failure_is_run_again_by_a_plain_run(tmp_path):
-    from orchestrator.runner import Runner
+@pytest.mark.parametrize("back_end", ["local", "ray"])
+def test_a_machine_failure_is_run_again_by_a_plain_run(tmp_path, back_end):
+    from orchestrator.cluster import ClusterRunner
+    from orchestrator.runner import Runner as Local
+
+    Runner = Local if back_end == "local" else ClusterRunner  # one rule for which jobs are open
 
     p = build(tmp_path)
     ws = Workspace(tmp_path / "ws")
