@@ -37,7 +37,9 @@ TEXT_COLUMNS_V1 = [
 TEXT_COLUMNS = TEXT_COLUMNS_V1 + ["model_arch_json",  # a new column: a new migration below
                                   "tensor_mix_json", "source_tensor_mix_json"]
 
-# each step: the SQL statements that take the schema from version N-1 to N (PRAGMA user_version)
+# each step: the SQL statements that take the schema from version N-1 to N (PRAGMA user_version). Each is
+# frozen text, never built from the column lists above: a column added later is a new step, and a store
+# made today at version 1 is the version 1 every older store is (tests/test_golden.py checks it)
 MIGRATIONS = [
     # 1: jobs cache, runs, results
     [
@@ -47,10 +49,24 @@ MIGRATIONS = [
         "CREATE TABLE runs (id INTEGER PRIMARY KEY, recipe TEXT, recipe_hash TEXT, recipe_json TEXT, "
         "toolchain_json TEXT, host_json TEXT, started_at TEXT, finished_at TEXT, status TEXT, "
         "n_jobs_run INTEGER, n_failed INTEGER, wall_s REAL, tool_wall_s REAL)",
-        "CREATE TABLE results (id INTEGER PRIMARY KEY, run_id INTEGER, "
-        + ", ".join([f"{c} TEXT" for c in TEXT_COLUMNS_V1] + [f"{c} REAL" for c in REAL_COLUMNS]
-                    + [f"{c} INTEGER" for c in INT_COLUMNS_V1 if c not in REAL_COLUMNS])
-        + ", UNIQUE (recipe, cell_id, measurement, test))",
+        "CREATE TABLE results (id INTEGER PRIMARY KEY, run_id INTEGER, recipe TEXT, recipe_hash TEXT, "
+        "cell_id TEXT, measurement TEXT, test TEXT, weights TEXT, weights_type TEXT, type_k TEXT, "
+        "type_v TEXT, status TEXT, reason TEXT, stderr_tail TEXT, log_dir TEXT, job_key TEXT, argv TEXT, "
+        "samples_ns TEXT, extra_json TEXT, model_name TEXT, source_sha256 TEXT, weights_sha256 TEXT, "
+        "reference TEXT, reference_sha256 TEXT, corpus TEXT, corpus_sha256 TEXT, imatrix TEXT, "
+        "toolchain_commit TEXT, toolchain_backends TEXT, toolchain_json TEXT, host_cpu TEXT, "
+        "host_gpu TEXT, created_at TEXT, source TEXT, source_quant TEXT, ppl_q REAL, ppl_q_err REAL, "
+        "ppl_base REAL, ppl_base_err REAL, cor_ln_ppl REAL, ln_ratio REAL, ln_ratio_err REAL, "
+        "ppl_ratio REAL, ppl_ratio_err REAL, ppl_diff REAL, ppl_diff_err REAL, kld_mean REAL, "
+        "kld_mean_err REAL, kld_max REAL, kld_p99_9 REAL, kld_p99 REAL, kld_p95 REAL, kld_p90 REAL, "
+        "kld_median REAL, kld_p10 REAL, kld_p5 REAL, kld_p1 REAL, kld_p0_1 REAL, kld_min REAL, "
+        "dp_mean REAL, dp_mean_err REAL, dp_max REAL, dp_p99_9 REAL, dp_p99 REAL, dp_p95 REAL, "
+        "dp_p90 REAL, dp_p75 REAL, dp_median REAL, dp_p25 REAL, dp_p10 REAL, dp_p5 REAL, dp_p1 REAL, "
+        "dp_p0_1 REAL, dp_min REAL, rms_dp REAL, rms_dp_err REAL, same_top REAL, same_top_err REAL, "
+        "ts_mean REAL, ts_std REAL, ns_mean REAL, ns_std REAL, bpw REAL, tool_wall_s REAL, "
+        "quantize_wall_s REAL, file_gib REAL, n_chunks INTEGER, ctx INTEGER, n_prompt INTEGER, "
+        "n_gen INTEGER, n_depth INTEGER, repetitions INTEGER, file_bytes INTEGER, tensor_bytes INTEGER, "
+        "n_params INTEGER, n_vocab INTEGER, UNIQUE (recipe, cell_id, measurement, test))",
         "CREATE INDEX results_recipe ON results (recipe)",
     ],
     # 2: the model's architecture keys, so the memory model works from the store alone

@@ -66,3 +66,25 @@ def test_a_version_1_store_is_upgraded_once(tmp_path):
         assert main(["export", "--workspace", str(ws), "--format", "csv", "-o", str(tmp_path / "c.csv")]) == 0
     df = pd.read_csv(tmp_path / "c.csv")
     assert len(df) == 54 and df.kld_mean.notna().sum() == 18
+
+
+def test_each_migration_is_frozen_text_and_the_latest_holds_every_column(tmp_path):
+    """Version 1 built from its frozen statements is the version 1 stores were written with (the committed
+    store's schema, statement for statement); every version upgrades it; the columns the code writes are
+    exactly those the migrations make, so a new column cannot come without its migration."""
+    from orchestrator.store import COLUMNS, Store
+
+    old = sqlite3.connect(STORES / "demo-v1.sqlite")
+    written = [sql for (sql,) in old.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")]
+    old.close()
+    assert written == MIGRATIONS[0]
+    db = sqlite3.connect(tmp_path / "v1.sqlite")
+    for sql in MIGRATIONS[0]:
+        db.execute(sql)
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "v1.sqlite")  # upgrades it to the latest version
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    made = [r[1] for r in store.db.execute("PRAGMA table_info(results)")]
+    assert set(made) - {"id"} == set(COLUMNS)
