@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 QS     := $(BIN)/quantsweep
 
-.PHONY: setup venv toolchain demo test test-fast bench chaos image-cpu clean
+.PHONY: setup venv toolchain demo test test-fast lint bench chaos image-cpu clean
 
 setup: venv toolchain
 
@@ -27,6 +27,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check orchestrator tests
+	$(BIN)/mypy orchestrator
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not integration"

@@ -334,7 +334,7 @@ def run_differences(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
         va, vb = values(a, col), values(b, col)
         if va and vb and va != vb:
             label = {"source_sha256": "model_name", "corpus_sha256": "corpus"}.get(col)
-            def name(df, vs):
+            def name(df, vs, label=label, short=short):
                 shown = ", ".join(v[:short] + "…" if short else v for v in vs)
                 return f"{', '.join(values(df, label))} ({shown})" if label else shown
             out.append(f"A and B differ in {what}: {name(a, va)} vs {name(b, vb)}")

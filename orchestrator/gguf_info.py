@@ -46,7 +46,7 @@ class GGUFInfo:
     def main_type(self) -> str:
         """The most common tensor type other than F32 (norms): what the file 'is'."""
         types = {t: n for t, n in self.tensor_types.items() if t != "F32"} or self.tensor_types
-        return max(types, key=types.get) if types else "?"
+        return max(types, key=lambda t: types[t]) if types else "?"
 
     @property
     def is_quantized(self) -> bool:
@@ -119,7 +119,8 @@ class Gguf:
 
         self.keep = keep
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            self._buf, self._at = buf, 0
+            self._buf = buf
+            self._at = 0
             if bytes(buf[:4]) != b"GGUF":
                 raise ValueError("GGUF magic invalid")
             self._at = 4
@@ -143,7 +144,7 @@ class Gguf:
                 raise ValueError(f"general.alignment {align!r} is not a power of two")
             data = -(-self._at // align) * align
             size = len(buf)
-            self._buf = None
+            del self._buf  # the map closes with the file
         self.tensors: list[Tensor] = []
         for name, shape, raw_type, offset in infos:
             qtype = GGMLQuantizationType(raw_type)
@@ -215,7 +216,7 @@ def describe_bytes(head: bytes) -> str:
 def read(path: Path, memo_dir: Path | None = None, sha256: str | None = None) -> GGUFInfo:
     """Metadata of a GGUF (all shards of a split model); memoized by content hash."""
     memo = memo_dir / f"{sha256}.{MEMO_VERSION}.json" if memo_dir and sha256 else None
-    known = memoized(memo_dir, sha256) if memo is not None else None
+    known = memoized(memo_dir, sha256) if memo_dir and sha256 else None
     if known is not None:
         return known
     info = _read(Path(path))

@@ -372,7 +372,7 @@ def status(workspace, host: str | None, out) -> int:
 
     ws = Workspace(workspace)
     seen: set[tuple[str, str]] = set()
-    for box, recipe, meta in _entries(ws, host, None):
+    for box, _recipe, meta in _entries(ws, host, None):
         if (box.target, meta["python"]) in seen:
             continue
         seen.add((box.target, meta["python"]))
@@ -383,7 +383,8 @@ def status(workspace, host: str | None, out) -> int:
             continue
         for run in json.loads(res.stdout or "[]"):
             total = run.get("total")
-            done = f"{run['done']}/{total} jobs done, {run['failed']} failed" if total is not None else run.get("note", "")
+            done = (f"{run['done']}/{total} jobs done, {run['failed']} failed" if total is not None
+                    else run.get("note", ""))
             eta = f", ETA {fmt(run['eta_s'])}" if run["state"] == "running" and run.get("eta_s") else ""
             ended = f" (exit {run['rc']} at {run['finished_at']})" if run["state"] == "finished" else ""
             out(f"{box.target}  {run['recipe']}: {run['state']}{ended}; {done}{eta}")
@@ -413,7 +414,8 @@ def pull(workspace, host: str | None, name: str | None, artifacts: bool, out) ->
         res = box.agent(meta["python"], meta.get("llama_cpp"), "export", box.rundir(recipe))
         info = json.loads(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else {}
         if not info.get("store"):
-            out(f"{box.target}  {recipe}: nothing to pull yet ({_last_line(res.stderr) if res.returncode else 'no store'})")
+            why = _last_line(res.stderr) if res.returncode else "no store"
+            out(f"{box.target}  {recipe}: nothing to pull yet ({why})")
             continue
         local = ws.root / "pulls" / safe(box.target) / f"{safe(recipe)}.sqlite"
         local.parent.mkdir(parents=True, exist_ok=True)

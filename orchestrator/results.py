@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from . import advice, gguf_info
 from .files import sha256_file

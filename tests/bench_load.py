@@ -66,13 +66,13 @@ def main() -> int:
     print(f"columnar copy of the results, made by the run that wrote them: {copy:.2f} s "
           f"({sum(p.stat().st_size for p in copies) / 2**20:.1f} MiB)")
     store.close()
-    worst = max(
-        timed("report (tables, plots, html)", lambda: commands.report("h100", ws, tmp / "report", quiet)),
-        timed("recommend --vram 24GiB --ctx 4096",
-              lambda: commands.recommend("h100", ws, "24GiB", "4096", None, None, quiet)),
-        timed("compare h100 h100", lambda: commands.compare("h100", "h100", ws, quiet)),
-        timed("export csv", lambda: commands.export(ws, "csv", tmp / "cells.csv", None, quiet)),
-    )
+    for name, fn in (  # each prints its own line
+            ("report (tables, plots, html)", lambda: commands.report("h100", ws, tmp / "report", quiet)),
+            ("recommend --vram 24GiB --ctx 4096",
+             lambda: commands.recommend("h100", ws, "24GiB", "4096", None, None, quiet)),
+            ("compare h100 h100", lambda: commands.compare("h100", "h100", ws, quiet)),
+            ("export csv", lambda: commands.export(ws, "csv", tmp / "cells.csv", None, quiet))):
+        timed(name, fn)
     t0 = time.perf_counter()
     commands.results("h100", ws)
     print(f"  of which reading one recipe's 10,000 cells: {time.perf_counter() - t0:.2f} s (compare reads two)")

@@ -54,9 +54,9 @@ def main() -> int:
         for n in (1, 2, 4, 8):
             inv = Inventory(tuple(Device(f"GPU-{i}", "sim", gib * GIB, gib * GIB, "cuda") for i in range(n)), 16)
             specs = {j.key: _isolated(jobspec.build(j, p, {}, thread_policy(inv)), isolation) for j in jobs}
-            sched = simulate.run(jobs, lambda j: specs[j.key], inv, lambda s: secs.get(s.kind, 1.0))
+            sched = simulate.run(jobs, lambda j, specs=specs: specs[j.key], inv, lambda s: secs.get(s.kind, 1.0))
             bound = simulate.lower_bound(jobs, lambda j: secs.get(j.kind, 1.0), n,
-                                         lambda j: specs[j.key].resources.where == "device")
+                                         lambda j, specs=specs: specs[j.key].resources.where == "device")
             base = base or sched.makespan
             ratio, speedup = sched.makespan / bound, base / sched.makespan
             worst = max(worst, ratio)
@@ -88,9 +88,10 @@ def doubles_table(jobs, secs: dict[str, float], scale: float = 0.1) -> None:
         makespan = max(e for *_, e in spans)
         inv = Inventory(tuple(f.device for f in sweep.found[:-1]), 16)
         specs = {j.key: jobspec.build(j, sweep.plan, {}, thread_policy(inv)) for j in jobs}
-        sim = simulate.run(jobs, lambda j: specs[j.key], inv, lambda sp: secs.get(sp.kind, 1.0) * scale).makespan
+        sim = simulate.run(jobs, lambda j, specs=specs: specs[j.key], inv,
+                           lambda sp: secs.get(sp.kind, 1.0) * scale).makespan
         bound = simulate.lower_bound(jobs, lambda j: secs.get(j.kind, 1.0) * scale, n,
-                                     lambda j: specs[j.key].resources.where == "device")
+                                     lambda j, specs=specs: specs[j.key].resources.where == "device")
         gpu = [sp for sp in spans if sp[1] != "cpu"]
         busy = sum(simulate.covered([(a, b) for _, d, a, b in gpu if d == dev])
                    for dev in {d for _, d, _, _ in gpu})

@@ -249,7 +249,8 @@ def network(model: Path, tmp: Path) -> str:
     name = "SmolLM2-135M-Instruct-Q4_1.gguf"
     local = small_recipe(tmp, model, name="net", weights=("Q8_0",), bench=False, pairs=(("f16", "f16"),), chunks=2)
     remote = tmp / "net-hf.yaml"
-    remote.write_text(local.read_text().replace(f"{{path: {model}}}", f"{{hf: {{repo: chaos/demo-GGUF, file: {name}}}}}"))
+    remote.write_text(local.read_text().replace(f"{{path: {model}}}",
+                                                f"{{hf: {{repo: chaos/demo-GGUF, file: {name}}}}}"))
     faults = [Fault("500", "/revision/"), Fault("429", "/revision/"), Fault("503", "/tree/"),
               Fault("500", "/resolve/", "HEAD"), Fault("503", name), Fault("drop", name), Fault("cut", name),
               Fault("stall", name), Fault("cut", name), Fault("corrupt", name), Fault("cut", name)]
@@ -266,7 +267,8 @@ def network(model: Path, tmp: Path) -> str:
         sound = all(hashlib.sha256(b.read_bytes()).hexdigest() == b.name for b in blobs) and len(blobs) == 1
         # a Hub that never recovers: one line, exit 3 (the environment), nothing run
         down = tmp / "net-down.yaml"
-        down.write_text(remote.read_text().replace("chaos/demo-GGUF", "chaos/down-GGUF").replace("name: net", "name: down"))
+        down.write_text(remote.read_text().replace("chaos/demo-GGUF", "chaos/down-GGUF")
+                        .replace("name: net", "name: down"))
         hub.inject(*[Fault("503", "/revision/")] * 10)
         gone = _run(down, tmp / "ws-down", env=env)
         _, gone_err = gone.communicate()
@@ -387,7 +389,8 @@ def full_disk(model: Path, tmp: Path) -> str:
     ok = rc == 1 and reasons and named == len(reasons) and partial == 0 and rc2 == 0 and same and wrong == 0
     return (f"full disk   {len(reasons):>3} failures on a 60 MiB tmpfs: {named} named the disk, {partial} partial "
             f"files; after it grew a plain run {'completed' if rc2 == 0 else 'FAILED'} with "
-            f"{'the clean numbers' if same else 'OTHER numbers'}; {wrong} wrong numbers stored  {'OK' if ok else 'FAIL'}")
+            f"{'the clean numbers' if same else 'OTHER numbers'}; {wrong} wrong numbers stored  "
+            f"{'OK' if ok else 'FAIL'}")
 
 
 def moved(model: Path, tmp: Path) -> str:

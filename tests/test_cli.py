@@ -34,7 +34,8 @@ def test_version(capsys):
     (["recommend", "demo", "--vram", "lots", "--ctx", "100"], "--vram 'lots'"),
     (["recommend", "demo", "--vram", "1GiB", "--ctx", "soon"], "--ctx 'soon'"),
     (["recommend", "demo", "--vram", "1GiB"], "give --ctx N (or --ctx max), --max-kld X, or both"),
-    (["recommend", "demo", "--vram", "0.4GiB", "--ctx", "100", "--reserve", "0.75GiB"], "--reserve 0.75GiB leaves nothing"),
+    (["recommend", "demo", "--vram", "0.4GiB", "--ctx", "100", "--reserve", "0.75GiB"],
+     "--reserve 0.75GiB leaves nothing"),
     (["compare", "a", "b"], "no store in"),
 ])
 def test_answer_commands_reject_bad_input(args, message, capsys):

@@ -273,5 +273,6 @@ def test_a_corpus_too_short_for_the_context_is_refused_with_the_numbers(tmp_path
     text.write_text("x" * 5_000)
     prepare.check_corpus_length(replace(fine, corpus_tokens={}, recipe=_inputs(tmp_path, "[Q8_0]").recipe),
                                 tmp_path / "w.yaml")
-    with pytest.raises(RecipeError, match="is 5000 bytes, fewer tokens than that whatever the vocabulary: use ctx ≤ 2500"):
+    with pytest.raises(RecipeError, match="is 5000 bytes, fewer tokens than that whatever the vocabulary: "
+                                          "use ctx ≤ 2500"):
         prepare.check_corpus_length(replace(fine, corpus_tokens={}), tmp_path / "w.yaml")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import jobspec, plan, recipe, worker
+from orchestrator import jobspec, recipe, worker
 from orchestrator.cli import main
 from orchestrator.errors import RecipeError, ToolFailed, WorkspaceBusy
 from orchestrator.store import Store

@@ -41,7 +41,8 @@ def recommend_lines(name: str, rec: Recommendation, budget, ctx: int | None, max
                    pm(r.same_top, r.same_top_err, 2, " %"),
                    *(num(b / scale, digits) for b in (r.mem_weights, r.mem_kv, r.mem_total))]
             row += [str(int(r.ctx_reached))] if ctx is None else []
-            row += [pm(r.get("tg_ts"), r.get("tg_ts_std"), 1) + (" (unsteady)" if flagged(r.get("tg_unsteady")) else "")]
+            unsteady = " (unsteady)" if flagged(r.get("tg_unsteady")) else ""
+            row += [pm(r.get("tg_ts"), r.get("tg_ts_std"), 1) + unsteady]
             rows.append(row)
         lines += text_table(rows, header)
         if len(t) > limit:

@@ -13,6 +13,7 @@ import base64
 import html
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import analysis, memory
@@ -29,7 +30,8 @@ EXPLAIN = ("KLD is the mean KL divergence of each variant's token distributions 
            "group's best share its rank (=N). K/V MiB is the cache at the measured context from quantsweep's "
            "memory model. File MiB is the GGUF file on disk (tensor data, metadata and vocabulary); BPW counts the "
            "tensor data only; Tensor mix is the share of tensor bytes per type, with the tensors llama-quantize gave "
-           "another type than asked because their rows do not divide into its blocks (fallbacks). Speed is `llama-bench` tokens/s, mean ± std over the repetitions (recomputed from the "
+           "another type than asked because their rows do not divide into its blocks (fallbacks). Speed is "
+           "`llama-bench` tokens/s, mean ± std over the repetitions (recomputed from the "
            f"raw samples); (unsteady) marks a spread above {analysis.BENCH_CV_MAX:.0%} of the mean, a speed taken "
            "beside other work: `quantsweep run RECIPE --rerun bench` measures it again.")
 
@@ -69,7 +71,7 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
     """A table of display strings straight from Arrow arrays, without column statistics (min/max of
     formatted text help no reader, and cost most of the time on the stats table's 10,000 columns);
     numbers as pandas writes them."""
-    if not all(dt == object for dt in df.dtypes):
+    if not all(dt == np.dtype(object) for dt in df.dtypes):
         df.to_parquet(path, index=False)
         return
     import pyarrow as pa

@@ -11,7 +11,8 @@ from ..errors import ToolFailed
 from . import first_failure, tail, threads_args
 
 FAILURES = [
-    (re.compile(r"failed to create context"), "context creation failed (quantized V without flash attention, or memory)"),
+    (re.compile(r"failed to create context"),
+     "context creation failed (quantized V without flash attention, or memory)"),
     (re.compile(r"failed to load model"), "model failed to load"),
     (re.compile(r"failed to run (?:prompt|gen)|failed to decode"), "decode failed"),
     (re.compile(r"invalid parameter for argument: (\S+)"), "invalid argument"),

@@ -34,7 +34,8 @@ def sshd(tmp_path_factory):
     """A throwaway sshd on the loopback: (target, the ssh options a user would keep in ~/.ssh/config)."""
     missing = [t for t in ("ssh", "rsync") if shutil.which(t) is None] + ([] if Path(SSHD).exists() else ["sshd"])
     if missing:
-        pytest.skip(f"needs {', '.join(missing)} (Debian: openssh-server, openssh-client, rsync; .ci/run installs them)")
+        pytest.skip(f"needs {', '.join(missing)} (Debian: openssh-server, openssh-client, rsync; "
+                    ".ci/run installs them)")
     t = tmp_path_factory.mktemp("sshd")
     for key in ("host_key", "id"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(t / key)], check=True)

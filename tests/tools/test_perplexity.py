@@ -28,7 +28,8 @@ def test_kld_block_every_statistic(fixture_text):
 
 
 def test_unknown_statistics_are_kept_not_dropped(fixture_text):
-    text = fixture_text("ppl_kld.stdout").replace("Same top p:", "Same top p:  1.0 ± 0.1 %\nTop-5 agree:  97.1%\nSame top p:")
+    text = fixture_text("ppl_kld.stdout").replace("Same top p:",
+                                                  "Same top p:  1.0 ± 0.1 %\nTop-5 agree:  97.1%\nSame top p:")
     assert tp.parse_kld(text)["unparsed"] == {"Top-5 agree": [97.1]}
 
 
