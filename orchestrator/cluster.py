@@ -112,7 +112,7 @@ def _probe(base: str | None, shared: str | None, commit: str, version: str, inpu
     have = [k for k, ref in artifacts.items() if env.artifact(jobspec.Ref(**ref)).is_file()]
     gpus = [{"id": f.device.id, "name": f.device.name, "total": f.device.total}
             for f in devices.find(backends) if f.device.kind != "cpu"]
-    return {"node": node, "host": socket.gethostname(), "cpu": toolchain._cpu_model(), "root": root, "have": have,
+    return {"node": node, "host": socket.gethostname(), "cpu": toolchain.cpu_model(), "root": root, "have": have,
             "gpus": gpus, "problems": problems}
 
 

@@ -146,7 +146,7 @@ def parse_rocm_smi(text: str) -> list[Found]:
 
 
 def _host() -> Found:
-    from .toolchain import _cpu_model
+    from .toolchain import cpu_model
 
     info = {}
     try:
@@ -156,5 +156,5 @@ def _host() -> Found:
     except OSError:
         pass
     total = info.get("MemTotal", 0)
-    return Found(Device("cpu", f"{_cpu_model()} ({os.cpu_count()} threads)", total,
+    return Found(Device("cpu", f"{cpu_model()} ({os.cpu_count()} threads)", total,
                         info.get("MemAvailable", total), "cpu"), 0, "proc")

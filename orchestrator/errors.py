@@ -63,9 +63,8 @@ class WorkspaceError(EnvironmentProblem):
 class ToolFailed(QuantsweepError):
     """A llama.cpp tool ran but did not produce a valid result (judged from its output)."""
 
-    def __init__(self, reason: str, *, stderr_tail: str = "", log_dir: str = "", machine: bool = False,
-                 bad_input: str = ""):
-        self.reason, self.stderr_tail, self.log_dir = reason, stderr_tail, log_dir
+    def __init__(self, reason: str, *, stderr_tail: str = "", machine: bool = False, bad_input: str = ""):
+        self.reason, self.stderr_tail = reason, stderr_tail
         self.machine, self.bad_input = machine, bad_input  # see jobspec.Outcome
         super().__init__(reason)
 

@@ -62,7 +62,6 @@ class Resources(Strict):
     where: Literal["cpu", "device"]
     threads: int = 1        # host threads held (0: a job on a GPU that leaves the CPU to others)
     device_bytes: int = 0
-    disk_bytes: int = 0
     exclusive: bool = False
     quiet_host: bool = False
 
@@ -169,8 +168,7 @@ def build(job: Job, plan: Plan, upstream: dict[str, dict], policy: Threads = Thr
                             extra=ev.extra_args)
         judge = Judge(n_vocab=p["n_vocab"], ctx=p["ctx"])
         timeout = ev.timeout_minutes
-        res = _device(plan, upstream, p["model"], "f16", "f16", p["ctx"], ev, device_hold).model_copy(
-            update={"disk_bytes": p["logits_bytes"]})
+        res = _device(plan, upstream, p["model"], "f16", "f16", p["ctx"], ev, device_hold)
     elif job.kind == "kld":
         argv = tp.kld_argv(tool, model_ref(plan, p["model"]), Ref(ref="logits", key=p["base"]), ctx=p["ctx"],
                            batch=ev.batch, ubatch=ev.ubatch, cache_k=p["cache_k"], cache_v=p["cache_v"],

@@ -58,7 +58,6 @@ class Job:
 @dataclass(frozen=True)
 class PlanInputs:
     recipe: Recipe
-    recipe_dir: Path
     source_path: Path
     source_sha: str
     source_info: GGUFInfo

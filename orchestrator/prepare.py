@@ -11,14 +11,14 @@ from pathlib import Path
 from . import gguf_info, hub, plan, procs, recipe
 from .errors import RecipeError
 from .files import sha256_file, sha256_text, write_memo
-from .toolchain import Toolchain, cache_root, _cpu_model
+from .toolchain import Toolchain, cache_root, cpu_model
 from .tools import quantize as tq
 from .workspace import Workspace
 
 
 def host_info(tc: Toolchain) -> dict:
     gpus = [d for d in tc.devices if not d.startswith("CPU")]
-    return {"cpu": _cpu_model(), "machine": platform.machine(), "gpu": "; ".join(gpus)}
+    return {"cpu": cpu_model(), "machine": platform.machine(), "gpu": "; ".join(gpus)}
 
 
 def check_toolchain_types(r: recipe.Recipe, path: Path, tc: Toolchain) -> None:
@@ -129,7 +129,7 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
             im_inputs[w.label] = hub.materialize_corpus(w.imatrix.corpus, rdir, ws.corpora, local_only=not fetch)
     texts = [corpus, *(c for c in im_inputs.values() if isinstance(c, hub.Corpus))]
     tokens = {c.sha256: n for c in texts if (n := corpus_tokens(tc, src, sha, c)) is not None}
-    inp = plan.PlanInputs(recipe=r, recipe_dir=rdir, source_path=src, source_sha=sha, source_info=info,
+    inp = plan.PlanInputs(recipe=r, source_path=src, source_sha=sha, source_info=info,
                           corpus=corpus, toolchain=tc.identity(), host=host_info(tc),
                           imatrix_inputs=im_inputs, corpus_tokens=tokens)
     check_corpus_length(inp, path)

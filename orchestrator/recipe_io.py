@@ -15,7 +15,7 @@ from .recipe import Recipe, _FieldError
 
 
 def load_recipe(path: Path) -> Recipe:
-    data = _load_yaml(path, chain=())
+    data = load_yaml(path, chain=())
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
@@ -50,7 +50,7 @@ class _BoundedLoader(yaml.SafeLoader):
         return super().construct_document(node)
 
 
-def _load_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
+def load_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
     if not path.is_file():
         raise RecipeError(str(path), "", "no such recipe file" if not path.exists() else "not a regular file")
     if path.stat().st_size > MAX_BYTES:
@@ -75,7 +75,7 @@ def _load_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
         raise RecipeError(str(path), "extends", f"{parent}: no such recipe file")
     if base_path in chain or base_path == path.resolve():
         raise RecipeError(str(path), "extends", f"cycle through {parent}")
-    return _merge(_load_yaml(base_path, chain + (path.resolve(),)), data)
+    return _merge(load_yaml(base_path, chain + (path.resolve(),)), data)
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -233,11 +233,11 @@ def remote_recipe(recipe_path: Path) -> tuple[dict, list[tuple[Path, str]]]:
     A split model's shards keep their names, side by side."""
     from . import recipe as recipemod
     from .gguf_info import SHARD_RE
-    from .recipe_io import _load_yaml
+    from .recipe_io import load_yaml
 
     r = recipemod.load(recipe_path)
     rdir = Path(recipe_path).resolve().parent
-    data = _load_yaml(Path(recipe_path), chain=())
+    data = load_yaml(Path(recipe_path), chain=())
     files: list[tuple[Path, str]] = []
 
     def upload(path: str) -> str:

@@ -33,7 +33,6 @@ ARTIFACT_KINDS = ("reference", "quantize", "imatrix", "base")
 @dataclass
 class Summary:
     cells: int = 0
-    jobs_total: int = 0
     jobs_run: int = 0
     jobs_cached: int = 0
     failed: list = field(default_factory=list)  # (job label, reason)
@@ -154,7 +153,7 @@ class Runner:
         t0 = time.monotonic()
         remove_partials(self.ws.artifacts)
         todo = self.to_run()
-        summary = Summary(cells=len(self.plan.cells), jobs_total=len(self.plan.jobs))
+        summary = Summary(cells=len(self.plan.cells))
         summary.jobs_cached = len(self.plan.jobs) - len(todo)
         self._check_disk(todo)
         self._check_logits(todo)

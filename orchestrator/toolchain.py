@@ -230,7 +230,7 @@ def build_flags(cuda: bool, fa_quants: str = "all", portable: bool = False, rocm
     return flags
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -244,7 +244,7 @@ def build_key(flags: list[str]) -> str:
     # GGML_NATIVE tunes for this CPU, so the CPU model is part of what was built
     basis = {"source": f"{SDIST_PACKAGE}=={SDIST_VERSION}", "flags": flags, "machine": platform.machine(),
              "tools": [*TOOLS, *HELPERS],
-             "cpu": _cpu_model() if "-DGGML_NATIVE=ON" in flags else "portable"}
+             "cpu": cpu_model() if "-DGGML_NATIVE=ON" in flags else "portable"}
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -17,7 +17,7 @@ def build(tmp_path, extra: str = "", weights: str = "[Q8_0, Q4_K_M]", toolchain=
                  "cache: {pairs: [[f16, f16], [q8_0, q8_0]], k: [q4_0], v: [q4_0, q8_0]}\n"
                  "evaluation: {ctx: 256, chunks: 8}\n" + extra)
     r = recipe.load(p)
-    inp = plan.PlanInputs(r, tmp_path, Path("/m.gguf"), "cd" * 32, INFO, CORPUS,
+    inp = plan.PlanInputs(r, Path("/m.gguf"), "cd" * 32, INFO, CORPUS,
                           toolchain or {"commit": "0c1e570", "backends": ["CPU"]}, {"cpu": "x"})
     return plan.build(inp)
 
@@ -73,7 +73,7 @@ def _inputs(tmp_path, weights: str, imatrix_corpus=None):
     r = recipe.load(p)
     im = {w.label: (imatrix_corpus or C("wikitext-2", Path("/w.txt"), "ef" * 32, 1000)) for w in r.weights
           if w.imatrix is not None}
-    return plan.PlanInputs(r, tmp_path, Path("/m.gguf"), "cd" * 32, INFO, CORPUS, {"commit": "x"}, {},
+    return plan.PlanInputs(r, Path("/m.gguf"), "cd" * 32, INFO, CORPUS, {"commit": "x"}, {},
                            imatrix_inputs=im)
 
 

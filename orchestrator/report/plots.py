@@ -380,11 +380,3 @@ class Drawing:
             self.pool, self.pending = None, []
         _FORKED.pop(id(self), None)
 
-
-def write_all(df: pd.DataFrame, out: Path) -> list[Path]:
-    """Every figure the store can support; [] when nothing was measured."""
-    try:
-        arch = analysis.architecture(df)
-    except memory.MemoryModelError:
-        arch = None
-    return Drawing(analysis.cells(df), arch, out).wait()
