@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from . import advice, plan as planmod, prepare, recipe as recipemod, toolchain
-from .errors import FetchError, UsageError
+from .errors import FetchError, RecipeError, UsageError
 from .store import Store
 from .workspace import Workspace
 
@@ -98,8 +98,9 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
             failed = sum(x["status"] == "failed" for x in jobs)
             out(f"  {planmod.KIND_NAMES[kind]:<16} {len(jobs):>4} jobs: {done} cached, {failed} failed (recorded), "
                 f"{len(jobs) - done - failed} to run")
+    about = "" if inp.corpus.sha256 in inp.corpus_tokens else "~"  # tokens counted, or estimated
     for j in p.of_kind("base"):
-        out(f"  {j.label}: ~{j.params['n_chunk']} chunks, {_gib(j.params['logits_bytes'])}"
+        out(f"  {j.label}: {about}{j.params['n_chunk']} chunks, {_gib(j.params['logits_bytes'])}"
             f" [{statuses.get(j.key, 'to run')}]")
     verdict = "fits" if need * 1.05 <= free else "DOES NOT FIT: lower evaluation.chunks"
     out(f"disk: {_gib(need)} to write (models ≈{_gib(need - logits_need)}, reference logits {_gib(logits_need)}), "
@@ -148,8 +149,14 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
     warning = toolchain.fa_warning(tc, r.cache.expanded())
     if warning:
         print(warning, file=sys.stderr, flush=True)
+    new = not ws.root.exists()
     with ws.lock():
-        inp = prepare.inputs(recipe_path, ws, tc, fetch=True)
+        try:
+            inp = prepare.inputs(recipe_path, ws, tc, fetch=True)
+        except RecipeError:  # refused on what the inputs are: a workspace made for this run goes again
+            if new and not any(p.name != ".lock" for p in ws.root.iterdir()):
+                shutil.rmtree(ws.root, ignore_errors=True)
+            raise
         for line in advice.warnings(inp):
             print(f"quantsweep: warning: {line}", file=sys.stderr, flush=True)
         p = planmod.build(inp)

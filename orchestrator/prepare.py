@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+import shutil
 from pathlib import Path
 
 from . import gguf_info, hub, plan, procs, recipe
@@ -115,6 +116,8 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
     memo = cache_root() / "file-hashes.json"
     sha = sha256_file(src, memo)
     info = gguf_info.read(src, cache_root() / "gguf-info", sha)
+    root_was, corpora_was = ws.root.exists(), ws.corpora.exists()
+    corpora_were = set(ws.corpora.glob("*")) if corpora_was else set()
     corpus = hub.materialize_corpus(r.evaluation.corpus, rdir, ws.corpora, local_only=not fetch)
     im_inputs = {}
     for w in r.weights:
@@ -132,5 +135,15 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
     inp = plan.PlanInputs(recipe=r, source_path=src, source_sha=sha, source_info=info,
                           corpus=corpus, toolchain=tc.identity(), host=host_info(tc),
                           imatrix_inputs=im_inputs, corpus_tokens=tokens)
-    check_corpus_length(inp, path)
+    try:
+        check_corpus_length(inp, path)
+    except RecipeError:  # bad input writes nothing: the corpora written for the count go again
+        if not root_was:
+            shutil.rmtree(ws.root, ignore_errors=True)
+        elif not corpora_was:
+            shutil.rmtree(ws.corpora, ignore_errors=True)
+        else:
+            for f in set(ws.corpora.glob("*")) - corpora_were:
+                f.unlink(missing_ok=True)
+        raise
     return inp

@@ -33,3 +33,5 @@ def test_the_corpus_is_counted_as_llama_perplexity_counts_it(tmp_path, tools, de
     err = capsys.readouterr().err
     assert "evaluation.ctx: ctx 1024 needs at least 2048 tokens of text" in err
     assert f"is {theirs} tokens for this model: use ctx ≤ {theirs // 2}" in err
+    assert not ws.exists()  # bad input writes nothing: not even the corpus it counted
+    assert main(["run", str(path), "--workspace", str(ws)]) == 2 and not ws.exists()
