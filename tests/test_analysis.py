@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator import analysis, memory
 
-from .test_memory import SMOLLM2
+from .helpers import SMOLLM2
 
 
 def rows(cells, recipe="r", arch=True):

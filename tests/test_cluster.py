@@ -65,7 +65,7 @@ def test_on_a_node_without_gpus_each_job_has_the_node_s_cores_as_its_tool_uses_t
 def test_the_plan_says_where_the_data_is_and_what_crosses_the_network(tmp_path):
     from orchestrator.cluster import placement_lines
 
-    from .test_plan import build
+    from .helpers import build
 
     p = build(tmp_path, weights="[Q8_0, Q4_K_M, Q2_K]")
     local = placement_lines(p, 2, None)

@@ -1,7 +1,6 @@
 """Model and corpus fetching, offline: the Hugging Face paths resolve from a local HF cache
 laid out exactly as huggingface_hub writes it (the stand-in for the network)."""
 
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,20 +10,7 @@ from orchestrator.errors import FetchError, InputFileError
 from orchestrator.recipe import CorpusSpec, ModelSpec
 
 from .doubles import tiny_gguf
-
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def hf_cache(root: Path, repo: str, files: dict[str, Path | bytes], kind: str = "models") -> Path:
-    base = root / f"{kind}--{repo.replace('/', '--')}"
-    (base / "refs").mkdir(parents=True, exist_ok=True)
-    (base / "refs" / "main").write_text(COMMIT)
-    for name, content in files.items():
-        dest = base / "snapshots" / COMMIT / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(content if isinstance(content, bytes) else content.read_bytes())
-    return base / "snapshots" / COMMIT
-
+from .helpers import hf_cache
 
 @pytest.fixture
 def offline(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ import pytest
 
 from orchestrator.cli import main
 
-from .test_hub import tiny_gguf
+from .doubles import tiny_gguf
 
 
 def _recipe(tmp_path, model: str, corpus: str = "python-docs") -> str:

@@ -6,11 +6,7 @@ from orchestrator import memory
 from orchestrator.errors import UsageError
 from orchestrator.tools import perplexity
 
-# the demo model's `llama.*` keys, as gguf_info reads them from SmolLM2-135M-Instruct.Q4_1.gguf
-SMOLLM2 = {"block_count": 30, "context_length": 8192, "embedding_length": 576, "feed_forward_length": 1536,
-           "attention.head_count": 9, "attention.head_count_kv": 3, "rope.freq_base": 100000.0,
-           "vocab_size": 49152, "rope.dimension_count": 64}
-
+from .helpers import SMOLLM2
 
 def smollm2():
     return memory.Architecture.from_hparams("llama", SMOLLM2, 49152)

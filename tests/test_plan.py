@@ -1,26 +1,9 @@
 """Planning is pure: keys move exactly when something that changes a number moves."""
 
-from pathlib import Path
 
-from orchestrator import plan, recipe
-from orchestrator.gguf_info import GGUFInfo
-from orchestrator.hub import Corpus
+from orchestrator import plan
 
-INFO = GGUFInfo(architecture="llama", name="m", n_vocab=49152, file_type=3, tensor_bytes=96_576_768,
-                n_params=134_515_008, tensor_types={"Q4_1": 210, "F32": 61, "Q8_0": 1}, context_length=8192)
-CORPUS = Corpus("python-docs", Path("/c.txt"), "ab" * 32, 400_000)
-
-
-def build(tmp_path, extra: str = "", weights: str = "[Q8_0, Q4_K_M]", toolchain=None):
-    p = tmp_path / "r.yaml"
-    p.write_text(f"name: t\nmodel: {{path: m.gguf}}\nreference: F16\nweights: {weights}\n"
-                 "cache: {pairs: [[f16, f16], [q8_0, q8_0]], k: [q4_0], v: [q4_0, q8_0]}\n"
-                 "evaluation: {ctx: 256, chunks: 8}\n" + extra)
-    r = recipe.load(p)
-    inp = plan.PlanInputs(r, Path("/m.gguf"), "cd" * 32, INFO, CORPUS,
-                          toolchain or {"commit": "0c1e570", "backends": ["CPU"]}, {"cpu": "x"})
-    return plan.build(inp)
-
+from .helpers import CORPUS, build, plan_inputs
 
 def keys(p, kind):
     return {j.label: j.key for j in p.of_kind(kind)}
@@ -65,18 +48,6 @@ def test_threads_change_bench_keys_not_kld_keys(tmp_path):
     assert keys(a, "kld") == keys(b, "kld") and keys(a, "bench") != keys(b, "bench")
 
 
-def _inputs(tmp_path, weights: str, imatrix_corpus=None):
-    from orchestrator.hub import Corpus as C
-
-    p = tmp_path / "w.yaml"
-    p.write_text(f"name: t\nmodel: {{path: m.gguf}}\nweights: {weights}\n")
-    r = recipe.load(p)
-    im = {w.label: (imatrix_corpus or C("wikitext-2", Path("/w.txt"), "ef" * 32, 1000)) for w in r.weights
-          if w.imatrix is not None}
-    return plan.PlanInputs(r, Path("/m.gguf"), "cd" * 32, INFO, CORPUS, {"commit": "x"}, {},
-                           imatrix_inputs=im)
-
-
 ADVICE = [  # (weights, imatrix corpus same as evaluated, fragment of the one warning, or None for none)
     ("[Q4_K_M, Q8_0]", False, None),
     ("[{type: Q8_0, imatrix: {corpus: wikitext-2}}]", False, "Q8_0 uses no importance matrix"),
@@ -92,6 +63,6 @@ def test_plan_time_advice(tmp_path):
     from orchestrator import advice
 
     for weights, same, fragment in ADVICE:
-        inp = _inputs(tmp_path, weights, CORPUS if same else None)
+        inp = plan_inputs(tmp_path, weights, CORPUS if same else None)
         got = advice.warnings(inp)
         assert (got == []) if fragment is None else (len(got) == 1 and fragment in got[0]), (weights, got)

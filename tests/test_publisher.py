@@ -192,9 +192,9 @@ def test_every_report_says_how_the_importance_matrix_was_made(tmp_path):
 
 def test_the_imatrix_description_names_corpus_chunks_and_the_evaluated_text(tmp_path):
     from orchestrator import advice
-    from tests.test_plan import _inputs
+    from tests.helpers import plan_inputs
 
-    inp = _inputs(tmp_path, "[{type: Q4_K_M, imatrix: {corpus: python-docs, chunks: 8}}, Q8_0]")
+    inp = plan_inputs(tmp_path, "[{type: Q4_K_M, imatrix: {corpus: python-docs, chunks: 8}}, Q8_0]")
     w = inp.recipe.weights
     assert advice.imatrix_text(w[0], inp) == "python-docs, ctx 512, 8 chunks"
     assert advice.imatrix_text(w[1], inp) is None
@@ -251,9 +251,9 @@ def test_a_corpus_too_short_for_the_context_is_refused_with_the_numbers(tmp_path
 
     from orchestrator import plan, prepare
     from orchestrator.errors import RecipeError
-    from tests.test_plan import _inputs
+    from tests.helpers import plan_inputs
 
-    inp = _inputs(tmp_path, "[Q8_0]")
+    inp = plan_inputs(tmp_path, "[Q8_0]")
     text = tmp_path / "gpl.txt"
     text.write_text("x" * 35_000)
     corpus = replace(inp.corpus, path=text)
@@ -271,7 +271,7 @@ def test_a_corpus_too_short_for_the_context_is_refused_with_the_numbers(tmp_path
     assert plan._n_chunks(fine, 4096) == 2 and plan._n_chunks(fine, 512) == 17  # 9000 // ctx
     # no tokenizer: only what is certain (a token is at least a byte) is refused
     text.write_text("x" * 5_000)
-    prepare.check_corpus_length(replace(fine, corpus_tokens={}, recipe=_inputs(tmp_path, "[Q8_0]").recipe),
+    prepare.check_corpus_length(replace(fine, corpus_tokens={}, recipe=plan_inputs(tmp_path, "[Q8_0]").recipe),
                                 tmp_path / "w.yaml")
     with pytest.raises(RecipeError, match="is 5000 bytes, fewer tokens than that whatever the vocabulary: "
                                           "use ctx ≤ 2500"):

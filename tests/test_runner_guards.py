@@ -10,7 +10,7 @@ from orchestrator.runner import Runner
 from orchestrator.store import Store
 from orchestrator.workspace import Workspace
 
-from .test_plan import build
+from .helpers import build
 
 
 def test_refuses_a_reference_run_that_cannot_fit(tmp_path, monkeypatch):

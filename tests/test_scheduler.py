@@ -1,24 +1,8 @@
 """The scheduler is pure: given ready jobs, what runs and the devices, it says what starts where."""
 
-from orchestrator.jobspec import JobSpec, Resources
 from orchestrator.scheduler import Device, Inventory, Placement, available, decide
 
-GIB = 2**30
-
-
-def spec(key, kind="kld", where="device", gib=0.0, threads=0, exclusive=False, quiet=False):
-    return JobSpec(key=key, kind=kind, label=key, tool="t", argv=[], timeout_s=1,
-                   resources=Resources(where=where, threads=threads, device_bytes=int(gib * GIB),
-                                       exclusive=exclusive, quiet_host=quiet))
-
-
-def gpus(n, total=24, free=None):
-    return tuple(Device(f"GPU-{i}", "RTX 3090", total * GIB, (free if free is not None else total) * GIB, "cuda")
-                 for i in range(n))
-
-
-def box(n=1, total=24, free=None, threads=16):
-    return Inventory(gpus(n, total, free), threads)
+from .helpers import GIB, box, spec
 
 
 def keys(placements):

@@ -3,7 +3,7 @@
 from orchestrator import simulate
 from orchestrator.plan import Job
 
-from .test_scheduler import box, spec
+from .helpers import box, spec
 
 
 def _jobs():

@@ -18,7 +18,7 @@ from orchestrator.store import Store
 from orchestrator.tools import perplexity as tp
 from orchestrator.workspace import Workspace
 
-from .test_plan import build
+from .helpers import build
 
 REPO = Path(__file__).parents[1]
 

@@ -15,7 +15,7 @@ from orchestrator.cli import main
 from orchestrator.store import Store
 from orchestrator.tools.perplexity import logits_size
 
-from ..test_hub import hf_cache
+from ..helpers import hf_cache
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,73 @@
+"""What several test modules share: a plan built from a recipe text, plan inputs, scheduler specs and
+boxes, a Hugging Face cache laid out as huggingface_hub writes it, the demo model's keys. Test modules
+import from here (and from conftest and doubles), never from one another."""
+
+from pathlib import Path
+
+from orchestrator import plan, recipe
+from orchestrator.gguf_info import GGUFInfo
+from orchestrator.hub import Corpus
+from orchestrator.jobspec import JobSpec, Resources
+from orchestrator.scheduler import Device, Inventory
+
+GIB = 2**30
+
+INFO = GGUFInfo(architecture="llama", name="m", n_vocab=49152, file_type=3, tensor_bytes=96_576_768,
+                n_params=134_515_008, tensor_types={"Q4_1": 210, "F32": 61, "Q8_0": 1}, context_length=8192)
+CORPUS = Corpus("python-docs", Path("/c.txt"), "ab" * 32, 400_000)
+
+
+def build(tmp_path, extra: str = "", weights: str = "[Q8_0, Q4_K_M]", toolchain=None):
+    p = tmp_path / "r.yaml"
+    p.write_text(f"name: t\nmodel: {{path: m.gguf}}\nreference: F16\nweights: {weights}\n"
+                 "cache: {pairs: [[f16, f16], [q8_0, q8_0]], k: [q4_0], v: [q4_0, q8_0]}\n"
+                 "evaluation: {ctx: 256, chunks: 8}\n" + extra)
+    r = recipe.load(p)
+    inp = plan.PlanInputs(r, Path("/m.gguf"), "cd" * 32, INFO, CORPUS,
+                          toolchain or {"commit": "0c1e570", "backends": ["CPU"]}, {"cpu": "x"})
+    return plan.build(inp)
+
+
+def plan_inputs(tmp_path, weights: str, imatrix_corpus=None):
+    p = tmp_path / "w.yaml"
+    p.write_text(f"name: t\nmodel: {{path: m.gguf}}\nweights: {weights}\n")
+    r = recipe.load(p)
+    im = {w.label: (imatrix_corpus or Corpus("wikitext-2", Path("/w.txt"), "ef" * 32, 1000)) for w in r.weights
+          if w.imatrix is not None}
+    return plan.PlanInputs(r, Path("/m.gguf"), "cd" * 32, INFO, CORPUS, {"commit": "x"}, {},
+                           imatrix_inputs=im)
+
+
+def spec(key, kind="kld", where="device", gib=0.0, threads=0, exclusive=False, quiet=False):
+    return JobSpec(key=key, kind=kind, label=key, tool="t", argv=[], timeout_s=1,
+                   resources=Resources(where=where, threads=threads, device_bytes=int(gib * GIB),
+                                       exclusive=exclusive, quiet_host=quiet))
+
+
+def gpus(n, total=24, free=None):
+    return tuple(Device(f"GPU-{i}", "RTX 3090", total * GIB, (free if free is not None else total) * GIB, "cuda")
+                 for i in range(n))
+
+
+def box(n=1, total=24, free=None, threads=16):
+    return Inventory(gpus(n, total, free), threads)
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def hf_cache(root: Path, repo: str, files: dict[str, Path | bytes], kind: str = "models") -> Path:
+    base = root / f"{kind}--{repo.replace('/', '--')}"
+    (base / "refs").mkdir(parents=True, exist_ok=True)
+    (base / "refs" / "main").write_text(COMMIT)
+    for name, content in files.items():
+        dest = base / "snapshots" / COMMIT / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(content if isinstance(content, bytes) else content.read_bytes())
+    return base / "snapshots" / COMMIT
+
+
+# the demo model's `llama.*` keys, as gguf_info reads them from SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM2 = {"block_count": 30, "context_length": 8192, "embedding_length": 576, "feed_forward_length": 1536,
+           "attention.head_count": 9, "attention.head_count_kv": 3, "rope.freq_base": 100000.0,
+           "vocab_size": 49152, "rope.dimension_count": 64}
