@@ -29,23 +29,23 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: venv
-	$(BIN)/ruff check orchestrator tests
+	$(BIN)/ruff check orchestrator tests bench
 	$(BIN)/mypy orchestrator
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not integration"
 
 bench: setup
-	$(BIN)/python tests/bench_overhead.py
-	$(BIN)/python tests/bench_schedule.py
-	$(BIN)/python tests/bench_load.py
-	$(BIN)/python tests/bench_ray.py
+	$(BIN)/python -m bench.overhead
+	$(BIN)/python -m bench.schedule
+	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.ray_sweep
 
 clean:
 	rm -rf $(VENV) .quantsweep
 
 chaos: setup
-	$(BIN)/python tests/chaos.py
+	$(BIN)/python -m bench.chaos
 
 # The CPU variant of the image, built here without a registry: a Debian base from debootstrap (root, a
 # running Docker daemon; see docker/README.md). The host's CA bundle is used for the build only.

@@ -71,3 +71,16 @@ def hf_cache(root: Path, repo: str, files: dict[str, Path | bytes], kind: str = 
 SMOLLM2 = {"block_count": 30, "context_length": 8192, "embedding_length": 576, "feed_forward_length": 1536,
            "attention.head_count": 9, "attention.head_count_kv": 3, "rope.freq_base": 100000.0,
            "vocab_size": 49152, "rope.dimension_count": 64}
+
+
+def tools_running_on(path) -> list[str]:
+    """The llama.cpp tools running now whose command line names a file under `path` (their pids)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # not a process, or it ended while we looked
+            continue
+        if argv and b"llama-" in argv[0] and any(str(path).encode() in a for a in argv):
+            out.append(proc.name)
+    return out

@@ -1,4 +1,4 @@
-"""Fast representatives of the fault classes `make chaos` injects at scale (tests/chaos.py)."""
+"""Fast representatives of the fault classes `make chaos` injects at scale (bench/chaos.py)."""
 
 import hashlib
 import sqlite3

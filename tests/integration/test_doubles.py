@@ -3,14 +3,13 @@ last a set time, share a simulated GPU's speed, print recorded real output and w
 artifacts. What a 2-GPU box must get: both GPUs used, each job pinned to one, at most two jobs on a
 device, a bench alone on its device and never beside a quantization, every result judged and recorded."""
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-import doubles  # noqa: E402
-from orchestrator.store import Store  # noqa: E402
+from orchestrator.store import Store
+
+from .. import doubles
 
 REPO = Path(__file__).parents[2]
 pytestmark = pytest.mark.integration

@@ -14,6 +14,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.store import Store
 
+from ..helpers import tools_running_on
 from .conftest import small_recipe
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'quantsweep[ray]'")
@@ -153,19 +154,6 @@ def test_with_a_shared_folder_each_artifact_is_made_once_whichever_node_runs_it(
     assert (df[df.measurement == "kld"].status == "ok").sum() == 2
 
 
-def _tools_under(path: Path) -> list[str]:
-    """The llama.cpp tools running now whose command line names a file under `path`."""
-    out = []
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and b"llama-" in argv[0] and any(str(path).encode() in a for a in argv):
-            out.append(proc.name)
-    return out
-
-
 def test_ctrl_c_cancels_the_cluster_s_tasks_and_their_tools_die(cluster, demo_model, tmp_path):
     import signal
     import subprocess
@@ -181,14 +169,14 @@ def test_ctrl_c_cancels_the_cluster_s_tasks_and_their_tools_die(cluster, demo_mo
                              "--ray", c.address, "--ray-node-dir", str(nodes)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not _tools_under(nodes) and time.monotonic() < deadline and proc.poll() is None:
+    while not tools_running_on(nodes) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
-    assert _tools_under(nodes), "no tool ever ran on the cluster"
+    assert tools_running_on(nodes), "no tool ever ran on the cluster"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(120) != 0
     deadline = time.monotonic() + 30
-    while _tools_under(nodes) and time.monotonic() < deadline:
+    while tools_running_on(nodes) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _tools_under(nodes) == []  # cancelled on the nodes, not left running there
+    assert tools_running_on(nodes) == []  # cancelled on the nodes, not left running there
     done = Store(ws / "store.sqlite").db.execute("SELECT count(*) FROM jobs").fetchone()[0]
     assert done < 11  # stopped before the end; what finished is recorded and a re-run resumes from it

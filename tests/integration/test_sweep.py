@@ -2,7 +2,6 @@
 
 import json
 import os
-from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from orchestrator.cli import main
 from orchestrator.store import Store
 from orchestrator.workspace import Workspace
 
+from ..helpers import tools_running_on
 from .conftest import small_recipe
 
 pytestmark = pytest.mark.integration
@@ -166,20 +166,7 @@ def test_killed_run_resumes(tmp_path, tools, demo_model, parallel):
     df = _results(ws)
     assert len(df) == 4 and (df.status == "ok").all()
     assert Workspace(ws).exists()
-    assert not _tools_alive(ws), "no tool outlives a killed run"
-
-
-def _tools_alive(ws) -> list[str]:
-    """llama.cpp processes still running on files of this workspace."""
-    alive = []
-    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            line = cmd.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # the process ended while we looked
-            continue
-        if "llama-" in line and str(ws) in line:
-            alive.append(line)
-    return alive
+    assert not tools_running_on(ws), "no tool outlives a killed run"
 
 
 def test_concurrent_sweep_gives_the_sequential_numbers(tmp_path, tools, demo_model):

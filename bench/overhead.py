@@ -12,13 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
 
-from integration.conftest import small_recipe  # noqa: E402
-import scratch  # noqa: E402
+from tests.integration.conftest import small_recipe
+from bench import scratch
 
-from orchestrator import commands, hub, recipe  # noqa: E402
-from orchestrator.store import Store  # noqa: E402
+from orchestrator import commands, hub, recipe
+from orchestrator.store import Store
 
 REPO = Path(__file__).parents[1]
 
@@ -60,7 +59,7 @@ def describe_time() -> None:
     Gemma 3's 262k vocabulary."""
     from gguf import GGUFReader
 
-    from doubles import big_vocab_gguf
+    from tests.doubles import big_vocab_gguf
     from orchestrator import gguf_info
 
     path = big_vocab_gguf(scratch.folder("qs-bench-gguf-") / "big.gguf")

@@ -14,8 +14,7 @@ from orchestrator import commands, plan as planmod, prepare, toolchain
 from orchestrator.store import Store
 from orchestrator.workspace import Workspace
 
-sys.path.insert(0, str(Path(__file__).parent))
-import scratch  # noqa: E402
+from bench import scratch
 
 REPO = Path(__file__).parents[1]
 CELLS = 10_000

@@ -1,4 +1,4 @@
-"""`make bench`, Ray part: the small real matrix of bench_overhead.py run locally and through Ray
+"""`make bench`, Ray part: the small real matrix of bench/overhead.py run locally and through Ray
 (`--ray local`: a one-node Ray on this machine, so the same cores do the same tool runs). Prints Ray's
 own cost per task (sent → result back, less the task's own time: its dispatch, any wait for a free CPU,
 and the way back; the smallest is the cost itself), the sweep walls, and the bytes that crossed
@@ -12,12 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
 
-from integration.conftest import small_recipe  # noqa: E402
-import scratch  # noqa: E402
+from tests.integration.conftest import small_recipe
+from bench import scratch
 
-from orchestrator import commands, hub, recipe  # noqa: E402
+from orchestrator import commands, hub, recipe
 
 REPO = Path(__file__).parents[1]
 

@@ -38,14 +38,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
 
-from integration.conftest import small_recipe  # noqa: E402
-import scratch  # noqa: E402
-from integration.test_sweep import _tools_alive  # noqa: E402
+from tests.integration.conftest import small_recipe
+from bench import scratch
+from tests.helpers import tools_running_on
 
-from orchestrator import hub, recipe  # noqa: E402
-from orchestrator.store import Store  # noqa: E402
+from orchestrator import hub, recipe
+from orchestrator.store import Store
 
 REPO = Path(__file__).parents[1]
 QS = [sys.executable, "-m", "orchestrator.cli"]
@@ -96,7 +95,7 @@ def kill9(model: Path, tmp: Path, kills: int = 20, seed: int = 1) -> str:
         proc.wait()
         injected += 1
         time.sleep(0.3)  # PR_SET_PDEATHSIG delivers the tools' SIGKILL; give the kernel a moment
-        orphans += len(_tools_alive(ws))
+        orphans += len(tools_running_on(ws))
     rc = _run(path, ws, "--parallel", "2").wait()
     a, b = _quality(ref_ws), _quality(ws)
     lost = len(a) - len(b) + int(not a.equals(b))
@@ -243,7 +242,7 @@ def corrupt(model: Path, tmp: Path) -> str:
 
 
 def network(model: Path, tmp: Path) -> str:
-    from hf_standin import Fault, HubStandIn, Repo
+    from tests.hf_standin import Fault, HubStandIn, Repo
 
     tmp.mkdir(parents=True, exist_ok=True)
     name = "SmolLM2-135M-Instruct-Q4_1.gguf"

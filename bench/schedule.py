@@ -17,11 +17,10 @@ from pathlib import Path
 from orchestrator import jobspec, plan as planmod, prepare, simulate, toolchain
 from orchestrator.runner import thread_policy
 from orchestrator.scheduler import Device, Inventory
+from bench import scratch
 from orchestrator.workspace import Workspace
 
 REPO = Path(__file__).parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
-import scratch  # noqa: E402
 
 GIB = 2**30
 
@@ -73,7 +72,7 @@ def main() -> int:
 def doubles_table(jobs, secs: dict[str, float], scale: float = 0.1) -> None:
     """The same matrix run by the real runner (threads, processes, judges, store) with tool doubles that
     last the H100 timings × `scale` and share a simulated GPU's speed."""
-    import doubles
+    from tests import doubles
 
     print(f"\nreal runner + tool doubles (H100 timings x {scale}), 80 GiB GPUs:")
     print(f"{'GPUs':>4} {'makespan s':>10} {'simulated s':>11} {'lower bound s':>13} {'ratio':>6} {'speed-up':>8} "
