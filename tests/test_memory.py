@@ -124,7 +124,9 @@ def test_footprint_against_llama_cpp_on_cuda():
     devices = [perplexity.breakdown_total(perplexity.parse_memory_breakdown(x)) for x in lines]
     overhead = [p - d for p, d in zip(peaks, devices)]
     assert all(600 <= o <= 620 for o in overhead)  # measured CUDA context ≈ 610 MiB: --reserve covers it
-    assert memory.parse_size("0.75GiB") / 2**20 > max(overhead)
+    from orchestrator.commands import GPU_RESERVE
+
+    assert memory.parse_size(GPU_RESERVE) / 2**20 > max(overhead)
 
 
 def test_a_sliding_window_model_reports_two_caches_and_the_estimate_matches_their_sum(fixture_text):

@@ -69,7 +69,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("text, field, fragment", CASES, ids=[f"case{i}" for i in range(len(CASES))])
+@pytest.mark.parametrize("text, field, fragment", CASES, ids=[f"{f or '(top)'}: {frag}" for _, f, frag in CASES])
 def test_bad_recipe(tmp_path, capsys, text, field, fragment):
     path = tmp_path / "bad.yaml"
     path.write_text(textwrap.dedent(text))
@@ -149,12 +149,30 @@ def test_extends_cycle(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 # the JSON Schema editors use must accept exactly what the loader accepts
 
-# CASES the schema cannot reject: each needs two fields at once or a file (recipe_schema.LOADER_ONLY)
+# CASES the schema cannot reject, each with the recipe_schema.LOADER_ONLY rule it falls under (a rule that
+# needs two fields at once or a file), or None for what is not a recipe at all (no mapping, no YAML)
 LOADER_ONLY_CASES = {
-    "duplicate weight label", "needs flash attention", "llama-bench takes no f32", "must not exceed batch",
-    "nothing to measure", "not a valid regex", "not quantized", "a recipe is a YAML mapping", "not valid YAML",
-    "no such recipe file",
+    "duplicate weight label": "weight labels are distinct",
+    "needs flash attention": "a quantized V cache needs flash attention (evaluation.flash_attn / bench.flash_attn "
+                             "not off)",
+    "llama-bench takes no f32": "llama-bench takes no f32 cache when bench is enabled",
+    "must not exceed batch": "ubatch <= batch",
+    "nothing to measure": "bench measures something (prompt and gen not both 0)",
+    "not a valid regex": "tensor_types keys are valid regular expressions",
+    "not quantized": "'source' weights take no imatrix or tensor_types",
+    "no such recipe file": "the file named by extends exists, and the merged recipe is complete",
+    "a recipe is a YAML mapping": None,
+    "not valid YAML": None,
 }
+
+
+def test_the_schema_s_loader_only_rules_are_each_shown_by_a_case():
+    from orchestrator.recipe_schema import LOADER_ONLY
+
+    assert {r for r in LOADER_ONLY_CASES.values() if r} == set(LOADER_ONLY)
+    fragments = [frag for _, _, frag in CASES]
+    assert all(any(f in frag for frag in fragments) for f in LOADER_ONLY_CASES), "each names a case"
+
 
 SHORTHANDS = [
     "name: s\nmodel: {path: m.gguf}\nweights: [q4_k_m, {type: Q8_0, name: eight}]\nreference: f16\n",
@@ -201,7 +219,7 @@ def test_shorthands_the_loader_takes_are_valid_in_the_schema(tmp_path, text):
     assert not [e.message for e in _validator().iter_errors(yaml.safe_load(text))]
 
 
-@pytest.mark.parametrize("text, field, fragment", CASES, ids=[f"case{i}" for i in range(len(CASES))])
+@pytest.mark.parametrize("text, field, fragment", CASES, ids=[f"{f or '(top)'}: {frag}" for _, f, frag in CASES])
 def test_the_schema_rejects_what_the_loader_rejects(text, field, fragment):
     import yaml
 

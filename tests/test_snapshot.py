@@ -128,7 +128,18 @@ def test_export_csv_comes_from_the_copy_and_keeps_every_row(ws, tmp_path):
 def test_figures_drawn_in_worker_processes_equal_those_drawn_here(ws, tmp_path, monkeypatch):
     from concurrent.futures import ProcessPoolExecutor
 
-    assert main(["report", "demo", "--workspace", str(ws), "--out", str(tmp_path / "forked")]) == 0
+    submitted = []
+    submit = ProcessPoolExecutor.submit
+
+    def counted(pool, fn, *args, **kw):
+        submitted.append(fn)
+        return submit(pool, fn, *args, **kw)
+
+    with monkeypatch.context() as m:  # two CPUs, whatever this machine has: the figures go to workers
+        m.setattr(plots, "_cpus", lambda: 2)
+        m.setattr(ProcessPoolExecutor, "submit", counted)
+        assert main(["report", "demo", "--workspace", str(ws), "--out", str(tmp_path / "forked")]) == 0
+    assert len(submitted) == 4  # every figure drawn in a worker process
 
     def no_process(*_, **__):
         raise OSError(11, "Resource temporarily unavailable")  # what fork says at a process limit

@@ -48,18 +48,14 @@ def test_judge_kld_rejects_another_base(fixture_text):
 
 @pytest.mark.parametrize("name, reason", [
     ("ppl_missing_base", "base logits file missing"),
-    ("ppl_vocab_mismatch", "vocabulary differs from the reference"),  # exits 0 and prints garbage stats
+    # the tool exits 0 and prints statistics (a base PPL of 0): judged from the output, a failure
+    ("ppl_vocab_mismatch", "vocabulary differs from the reference"),
     ("ppl_qv_no_fa", "quantized V cache needs flash attention"),
 ])
 def test_judge_kld_failures(fixture_text, name, reason):
     rc, out, err = run(fixture_text, name)
     with pytest.raises(ToolFailed, match=reason):
         tp.judge_kld(rc, out, err, 13.27)
-
-
-def test_vocab_mismatch_exits_zero(fixture_text):
-    assert int(fixture_text("ppl_vocab_mismatch.rc")) == 0
-    assert tp.parse_kld(fixture_text("ppl_vocab_mismatch.stdout"))["ppl_base"] == 0.0
 
 
 def _logits(tmp_path, n_ctx, n_vocab, n_chunk, size=None):
