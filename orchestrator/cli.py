@@ -26,6 +26,7 @@ app.add_typer(toolchain_app, name="toolchain")
 WS = typer.Option(None, "--workspace", "-w", help="store, artifacts and logs [default: ./.quantsweep or "
                   "$QUANTSWEEP_WORKSPACE]")
 LLAMA = typer.Option(None, "--llama-cpp", help="directory with the llama.cpp tools [$QUANTSWEEP_LLAMA_CPP]")
+JSON = typer.Option(False, "--json", help="the same answer as JSON, for scripts")
 DEVICES = typer.Option(None, "--devices", help="only these GPUs: indices or UUID prefixes, e.g. 0,2 "
                        "[$QUANTSWEEP_DEVICES]")
 
@@ -39,7 +40,7 @@ def _out(line: str = "") -> None:
 
 @app.command()
 def plan(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Optional[Path] = WS,
-         llama_cpp: Optional[str] = LLAMA, as_json: bool = typer.Option(False, "--json"),
+         llama_cpp: Optional[str] = LLAMA, as_json: bool = JSON,
          devices: Optional[str] = DEVICES, parallel: int = typer.Option(1, "--parallel", "-j", min=1),
          ray: Optional[str] = typer.Option(None, "--ray", help="also where the data would be on this Ray "
                                            "cluster, and what crosses the network"),
@@ -132,11 +133,11 @@ def pull(name: Optional[str] = typer.Argument(None, help="recipe name [default: 
 
 
 @app.command("devices")
-def devices_(llama_cpp: Optional[str] = LLAMA, devices: Optional[str] = DEVICES):
+def devices_(llama_cpp: Optional[str] = LLAMA, devices: Optional[str] = DEVICES, as_json: bool = JSON):
     """What this box has to run jobs on: GPUs (NVML, nvidia-smi, rocm-smi) and the CPU."""
     from . import commands
 
-    commands.devices(llama_cpp, devices, _out)
+    commands.devices(llama_cpp, devices, _out, as_json)
 
 
 @app.command()
@@ -156,11 +157,12 @@ def recommend(name: str = typer.Argument(..., help="recipe name (as in the store
                                                       "whose KLD is at most this"),
               reserve: Optional[str] = typer.Option(None, "--reserve", help="kept for the runtime [default: "
                                                     "0.75GiB (a CUDA context ≈ 0.6 GiB, display) when the cells "
-                                                    "were measured on a GPU build, else 0]")):
+                                                    "were measured on a GPU build, else 0]"),
+              as_json: bool = JSON):
     """Which measured (weights, K, V) cell to use on this card at this context, with a verdict."""
     from . import commands
 
-    commands.recommend(name, workspace, vram, ctx, max_kld, reserve, _out)
+    commands.recommend(name, workspace, vram, ctx, max_kld, reserve, _out, as_json)
 
 
 @app.command()
@@ -178,11 +180,12 @@ def memory(model: Path = typer.Argument(..., help="a GGUF file"),
 
 @app.command()
 def compare(a: str = typer.Argument(..., help="recipe name, or NAME@WORKSPACE for another store"),
-            b: str = typer.Argument(..., help="recipe name, or NAME@WORKSPACE"), workspace: Optional[Path] = WS):
+            b: str = typer.Argument(..., help="recipe name, or NAME@WORKSPACE"), workspace: Optional[Path] = WS,
+            as_json: bool = JSON):
     """Two runs cell by cell: Δ KLD, Δ PPL ratio, Δ same-top, flagged only beyond their combined ±."""
     from . import commands
 
-    commands.compare(a, b, workspace, _out)
+    commands.compare(a, b, workspace, _out, as_json)
 
 
 @app.command()
@@ -216,7 +219,7 @@ def schema():
 
 
 @toolchain_app.command("show")
-def toolchain_show(llama_cpp: Optional[str] = LLAMA, as_json: bool = typer.Option(False, "--json")):
+def toolchain_show(llama_cpp: Optional[str] = LLAMA, as_json: bool = JSON):
     """Which llama.cpp tools are used: directory, commit, backends, devices."""
     from . import commands
 

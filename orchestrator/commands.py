@@ -318,12 +318,17 @@ def import_logs(files, workspace, name, weights, cache_k, cache_v, out) -> None:
     out(f"imported {len(rows)} rows into {name!r} ({ws.store_path})")
 
 
-def devices(llama_cpp, only: str | None, out) -> None:
+def devices(llama_cpp, only: str | None, out, as_json: bool = False) -> None:
     from . import devices as devmod
     from .report.answers import text_table
 
     tc = toolchain.find(llama_cpp)
     found = devmod.find(tuple(tc.backends), only=only or os.environ.get("QUANTSWEEP_DEVICES"))
+    if as_json:
+        out(json.dumps([{"index": f.index, "kind": f.device.kind, "name": f.device.name, "id": f.device.id,
+                         "total_bytes": f.device.total, "free_bytes": f.device.free, "usable": f.usable,
+                         "source": f.source} for f in found], indent=1))
+        return
     header = ["index", "kind", "name", "id", "total GiB", "free GiB", "usable", "from"]
     for line in text_table(devmod.table(found, tc.backends), header):
         out(line)
@@ -349,9 +354,9 @@ GPU_RESERVE = "0.75GiB"  # a CUDA context (≈ 0.6 GiB measured on an H100) and 
 
 
 def recommend(name: str, workspace, vram: str, ctx: str | None, max_kld: float | None, reserve: str | None,
-              out) -> None:
+              out, as_json: bool = False) -> None:
     from . import analysis, memory
-    from .report.answers import recommend_lines
+    from .report.answers import recommend_json, recommend_lines
 
     size = memory.parse_size(vram)
     if reserve is not None and size - memory.parse_size(reserve, "--reserve") <= 0:
@@ -379,6 +384,9 @@ def recommend(name: str, workspace, vram: str, ctx: str | None, max_kld: float |
         raise UsageError(f"{name}: no measured KLD cell in the store")
     arch = analysis.architecture(df)
     rec = analysis.recommend(cells, arch, budget, n_ctx, max_kld)
+    if as_json:
+        out(json.dumps(recommend_json(name, rec, budget, n_ctx, max_kld, reserve_why=why), indent=1))
+        return
     for line in recommend_lines(name, rec, budget, n_ctx, max_kld, reserve_why=why):
         out(line)
 
@@ -391,13 +399,16 @@ def _run_ref(ref: str, workspace):
     return ref, workspace
 
 
-def compare(a: str, b: str, workspace, out) -> None:
+def compare(a: str, b: str, workspace, out, as_json: bool = False) -> None:
     from . import analysis
-    from .report.answers import compare_lines
+    from .report.answers import compare_json, compare_lines
 
     (an, aw), (bn, bw) = _run_ref(a, workspace), _run_ref(b, workspace)
     da, db = results(an, aw, read_only=True), results(bn, bw, read_only=True)  # compare writes nothing
     c = analysis.compare(da, db)
+    if as_json:
+        out(json.dumps(compare_json(a, b, c, analysis.run_differences(da, db)), indent=1))
+        return
     for line in compare_lines(a, b, c, analysis.run_differences(da, db)):
         out(line)
 

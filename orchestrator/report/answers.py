@@ -90,3 +90,46 @@ def compare_lines(a_name: str, b_name: str, c: pd.DataFrame, differences: list[s
         lines += ["", "Measured in one run only:"]
         lines += [f"  - {r.weights} {r.type_k}/{r.type_v} ctx {r.ctx}: {r['in']}" for r in records(only)]
     return lines
+
+
+def plain(v):
+    """A value as JSON has it: numpy numbers as Python's, NaN and None as null."""
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    if hasattr(v, "item"):  # numpy scalars
+        v = v.item()
+        return None if isinstance(v, float) and v != v else v
+    return v
+
+
+def rows_json(df: pd.DataFrame, columns: list[str]) -> list[dict]:
+    cols = [c for c in columns if c in df]
+    return [{c: plain(v) for c, v in zip(cols, row)} for row in df[cols].itertuples(index=False, name=None)]
+
+
+RECOMMEND_COLUMNS = ["rank", "weights", "type_k", "type_v", "strategy", "kld_mean", "kld_mean_err", "same_top",
+                     "same_top_err", "mem_weights", "mem_kv", "mem_total", "ctx_reached", "tg_test", "tg_ts",
+                     "tg_ts_std", "tg_unsteady"]
+
+
+def recommend_json(name: str, rec: Recommendation, budget, ctx: int | None, max_kld: float | None,
+                   reserve_why: str = "--reserve") -> dict:
+    """What `recommend --json` prints: the question, the verdict, the cells (bytes, not MiB) and the notes."""
+    def cell(r):
+        return None if r is None else rows_json(r.to_frame().T, RECOMMEND_COLUMNS)[0]
+
+    return {"recipe": name, "vram_bytes": budget.vram, "reserve_bytes": budget.reserve, "reserve_why": reserve_why,
+            "ctx": ctx, "max_kld": max_kld, "verdict": rec.verdict, "best": cell(rec.best),
+            "runner_up": cell(rec.runner_up), "cells": rows_json(rec.table, RECOMMEND_COLUMNS),
+            "suggestions": list(rec.suggestions), "notes": list(rec.notes)}
+
+
+def compare_json(a_name: str, b_name: str, c: pd.DataFrame, differences: list[str] = ()) -> dict:
+    """What `compare --json` prints: each cell's B − A with its ± per measure, and where it differs."""
+    cols = ["weights", "type_k", "type_v", "ctx", "in", "differs"]
+    names = {}  # plain keys for scripts: kld_mean_delta, kld_mean_delta_err, …
+    for n, col, *_ in COMPARED:
+        cols += [f"Δ {n}", f"Δ {n} ±"]
+        names |= {f"Δ {n}": f"{col}_delta", f"Δ {n} ±": f"{col}_delta_err"}
+    cells = [{names.get(k, k): v for k, v in row.items()} for row in rows_json(c, cols)] if not c.empty else []
+    return {"a": a_name, "b": b_name, "run_differences": list(differences), "z": Z, "cells": cells}
