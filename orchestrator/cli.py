@@ -27,8 +27,8 @@ WS = typer.Option(None, "--workspace", "-w", help="store, artifacts and logs [de
                   "$QUANTSWEEP_WORKSPACE]")
 LLAMA = typer.Option(None, "--llama-cpp", help="directory with the llama.cpp tools [$QUANTSWEEP_LLAMA_CPP]")
 JSON = typer.Option(False, "--json", help="the same answer as JSON, for scripts")
-DEVICES = typer.Option(None, "--devices", help="only these GPUs: indices or UUID prefixes, e.g. 0,2 "
-                       "[$QUANTSWEEP_DEVICES]")
+DEVICES = typer.Option(None, "--devices", envvar="QUANTSWEEP_DEVICES",
+                       help="only these GPUs: indices or UUID prefixes, e.g. 0,2")
 
 
 def _out(line: str = "") -> None:

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import jobspec, procs, scheduler, worker
+from . import jobspec, memory, procs, scheduler, worker
 from .errors import UsageError
 from .plan import Job
 from .runner import ARTIFACT_KINDS, RESULTS_EVERY_S, Runner, Summary
@@ -497,7 +497,7 @@ def placement_lines(p, nodes: int, shared: Path | None) -> list[str]:
     """What `plan --ray` says of a sweep on `nodes` nodes: where the data is, what runs more than once,
     and what crosses the network."""
     def gib(n: float) -> str:
-        return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+        return memory.gib(n, 1)
 
     weights = sorted({j.cell.weights for j in p.jobs if j.cell is not None})
     bases = p.of_kind("base")

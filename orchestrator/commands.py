@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import advice, plan as planmod, prepare, recipe as recipemod, toolchain
+from . import advice, memory, plan as planmod, prepare, recipe as recipemod, toolchain
 from .errors import FetchError, RecipeError, UsageError
 from .store import Store
 from .workspace import Workspace
@@ -17,10 +17,6 @@ from .workspace import Workspace
 
 def _fmt_s(s: float) -> str:
     return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m" if s >= 3600 else f"{int(s // 60)}m{int(s % 60):02d}s"
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def _preview(p, statuses: dict, store, found, parallel: int = 1):
@@ -58,7 +54,7 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
     statuses = store.job_statuses([j.key for j in p.jobs]) if store is not None else {}
     from . import devices as devmod
 
-    found = devmod.find(tuple(tc.backends), only=devices or os.environ.get("QUANTSWEEP_DEVICES"))
+    found = devmod.find(tuple(tc.backends), only=devices)
     sched, inv, guessed, seen = _preview(p, statuses, store, found, parallel)
     rows = [{"kind": j.kind, "name": planmod.KIND_NAMES[j.kind], "job": j.label,
              "status": statuses.get(j.key, "to run"), "key": j.key,
@@ -100,11 +96,12 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
                 f"{len(jobs) - done - failed} to run")
     about = "" if inp.corpus.sha256 in inp.corpus_tokens else "~"  # tokens counted, or estimated
     for j in p.of_kind("base"):
-        out(f"  {j.label}: {about}{j.params['n_chunk']} chunks, {_gib(j.params['logits_bytes'])}"
+        out(f"  {j.label}: {about}{j.params['n_chunk']} chunks, {memory.gib(j.params['logits_bytes'], 1)}"
             f" [{statuses.get(j.key, 'to run')}]")
     verdict = "fits" if need * 1.05 <= free else "DOES NOT FIT: lower evaluation.chunks"
-    out(f"disk: {_gib(need)} to write (models ≈{_gib(need - logits_need)}, reference logits {_gib(logits_need)}), "
-        f"{_gib(free)} free — {verdict}")
+    models = need - logits_need
+    out(f"disk: {memory.gib(need, 1)} to write (models ≈{memory.gib(models, 1)}, reference logits "
+        f"{memory.gib(logits_need, 1)}), {memory.gib(free, 1)} free — {verdict}")
     if sched.slots:
         basis = ", ".join(f"{k} {seen[k][0]:.1f}s (mean of {seen[k][1]})" for k in sorted(seen)
                           if any(j.kind == k for j in p.jobs if j.key in sched.slots))
@@ -161,7 +158,7 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
             print(f"quantsweep: warning: {line}", file=sys.stderr, flush=True)
         p = planmod.build(inp)
         store = Store(ws.store_path)
-        found = devmod.find(tuple(tc.backends), only=devices or os.environ.get("QUANTSWEEP_DEVICES"))
+        found = devmod.find(tuple(tc.backends), only=devices)
         opts = dict(quiet=quiet, retry_failed=retry_failed, rerun=kinds, found=found, parallel=parallel)
         if ray is not None:
             from .cluster import ClusterRunner
@@ -323,7 +320,7 @@ def devices(llama_cpp, only: str | None, out, as_json: bool = False) -> None:
     from .report.answers import text_table
 
     tc = toolchain.find(llama_cpp)
-    found = devmod.find(tuple(tc.backends), only=only or os.environ.get("QUANTSWEEP_DEVICES"))
+    found = devmod.find(tuple(tc.backends), only=only)
     if as_json:
         out(json.dumps([{"index": f.index, "kind": f.device.kind, "name": f.device.name, "id": f.device.id,
                          "total_bytes": f.device.total, "free_bytes": f.device.free, "usable": f.usable,

@@ -206,9 +206,9 @@ def parse_size(text: str, what: str = "--vram") -> int:
     return int(float(m.group(1)) * UNITS[(m.group(2) or "gib").lower()])
 
 
-def gib(n: float) -> str:
-    """Bytes for people: GiB with two decimals, MiB below one GiB."""
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+def gib(n: float, mib_digits: int = 0) -> str:
+    """Bytes for people: GiB with two decimals, MiB below one GiB (with `mib_digits` decimals)."""
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.{mib_digits}f} MiB"
 
 
 @functools.lru_cache(maxsize=4096)
