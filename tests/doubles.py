@@ -44,6 +44,14 @@ def environ(seconds: dict[str, float], log: Path, share_dir: Path, n_vocab: int,
             "QS_DOUBLE_VOCAB": str(n_vocab), "QS_DOUBLE_GGUF": str(gguf)}
 
 
+def written(w) -> None:
+    """A gguf.GGUFWriter's file, written whole and closed."""
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def tiny_gguf(path: Path) -> Path:
     """A small real GGUF (one tensor): what the doubles of llama-quantize hand out as their output, and a
     stand-in model for tests that need a file, not its weights."""
@@ -54,10 +62,7 @@ def tiny_gguf(path: Path) -> Path:
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_name("double")
     w.add_tensor("token_embd.weight", np.zeros((8, 16), dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    written(w)
     return path
 
 
@@ -83,10 +88,7 @@ def big_vocab_gguf(path, n_vocab=262_144):
     q = gguf.quants.quantize(np.ones((32, 256), dtype=np.float32), gguf.GGMLQuantizationType.Q8_0)
     w.add_tensor("blk.0.attn_q.weight", q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
     w.add_tensor("output_norm.weight", np.ones(256, dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    written(w)
     return path
 
 

@@ -12,6 +12,7 @@ from orchestrator.files import sha256_file
 from orchestrator.recipe import CorpusSpec, ModelSpec
 
 from .hf_standin import Fault, HubStandIn, Repo
+from .doubles import written
 
 SHARDS = [f"big/big-Q4_K_M-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
 
@@ -24,10 +25,7 @@ def gguf_bytes(tmp: Path, name: str, n: int) -> bytes:
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_name(name)
     w.add_tensor("blk.0.ffn_up.weight", np.arange(n, dtype=np.float32).reshape(-1, 256))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    written(w)
     return path.read_bytes()
 
 

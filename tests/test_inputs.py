@@ -6,6 +6,7 @@ import pytest
 from orchestrator.cli import main
 
 from .doubles import tiny_gguf
+from .doubles import written
 
 
 def _recipe(tmp_path, model: str, corpus: str = "python-docs") -> str:
@@ -74,10 +75,7 @@ def _imatrix_gguf(path, entries: dict):
     for name, cols in entries.items():
         w.add_tensor(f"{name}.in_sum2", np.ones((1, cols), dtype=np.float32))
         w.add_tensor(f"{name}.counts", np.ones((1, 1), dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    written(w)
     return path
 
 

@@ -16,6 +16,7 @@ from orchestrator.store import Store
 from orchestrator.tools.perplexity import logits_size
 
 from ..helpers import hf_cache
+from ..doubles import written
 
 pytestmark = pytest.mark.integration
 
@@ -36,10 +37,7 @@ def big_model(path):
         w.add_uint32(f"qwen3.{key}", value)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_BF16)
     w.add_tensor("output_norm.weight", np.ones(5120, dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    written(w)
     return path
 
 
