@@ -5,8 +5,7 @@ import pytest
 
 from orchestrator.cli import main
 
-from .doubles import tiny_gguf
-from .doubles import written
+from .doubles import tiny_gguf, written
 
 
 def _recipe(tmp_path, model: str, corpus: str = "python-docs") -> str:
