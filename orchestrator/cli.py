@@ -97,16 +97,17 @@ HOST = typer.Option(None, "--host", help="only this box [default: every box this
 
 @app.command()
 def status(workspace: Optional[Path] = WS, host: Optional[str] = HOST):
-    """Runs on boxes (`run --host`) and on a Ray cluster (`run --ray`): what runs where, jobs done/total,
-    failures, ETA."""
-    from . import cluster, remote
+    """Runs on this machine, on boxes (`run --host`) and on a Ray cluster (`run --ray`): what runs where,
+    jobs done/total, failures, ETA."""
+    from . import cluster, remote, runner
     from .workspace import Workspace
 
     ws = Workspace(workspace)
     if host is None:
-        for line in cluster.status_lines(ws.root / "ray-status.json"):
+        here = runner.status_lines(ws.root / runner.STATUS_FILE) + cluster.status_lines(ws.root / "ray-status.json")
+        for line in here:
             _out(line)
-        if not (ws.root / "hosts.json").exists() and (ws.root / "ray-status.json").exists():
+        if here and not (ws.root / "hosts.json").exists():
             raise typer.Exit(0)
     raise typer.Exit(remote.status(workspace, host, _out))
 

@@ -175,6 +175,9 @@ class ClusterRunner(Runner):
         need, _ = self.open_jobs()
         return [j for j in self.plan.jobs if j.key in need]
 
+    def _publish_status(self, state: str) -> None:
+        pass  # a cluster sweep publishes its own status, per node (ray-status.json)
+
     def _check_logits(self, todo: list[Job]) -> None:
         pass  # the logits live on the nodes: each KLD job's judge checks what its run printed
 

@@ -85,6 +85,15 @@ class Progress:
         self.say(f"    {'done' if ok else 'FAILED'}{name} in {wall:.1f}s{note}  ({self.done}/{self.total}, "
                  f"ETA {self.eta()})")
 
+    def snapshot(self) -> dict:
+        """Where the sweep is, as data: finished and failed jobs, the ETA, and each running job with its
+        device and how long it has run."""
+        now = time.monotonic()
+        with self._lock:
+            return {"finished": self.done, "failed": self.failed, "eta_s": round(self.eta_s, 1),
+                    "running": [{"job": job.label, "device": device or "cpu", "for_s": round(now - t0, 1)}
+                                for job, device, t0 in self.running.values()]}
+
     def eta(self) -> str:
         return f"~{fmt(self.eta_s)} (guessed)" if self.eta_guessed else fmt(self.eta_s)
 

@@ -10,6 +10,8 @@ under their final names only when complete, so Ctrl-C or kill -9 loses at most t
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import sys
 import time
@@ -54,6 +56,7 @@ def thread_policy(inv: scheduler.Inventory, parallel: int = 1) -> jobspec.Thread
 
 
 RESULTS_EVERY_S = 10  # how often a running sweep publishes its finished cells to `results`
+STATUS_FILE = "status.json"  # what `quantsweep status` shows of a run on this machine
 
 class Runner:
     def __init__(self, plan: Plan, ws: Workspace, store: Store, tc: Toolchain, *, quiet: bool = False,
@@ -66,6 +69,7 @@ class Runner:
         self._specs: dict[str, jobspec.JobSpec] = {}
         self._results: dict[str, dict] = {}
         self.remade: dict[str, str] = {}         # artifacts made again before the sweep: key -> why
+        self._status: dict = {}                  # what the status file is written from (run() fills it)
         self._remade_now: set[str] = set()       # artifacts made again during it (once each)
         found = found if found is not None else devices.find(tuple(tc.backends) if tc else ("CPU",))
         self._found = {f.device.id: f for f in found}
@@ -171,11 +175,14 @@ class Runner:
         run_id = self.store.start_run(self.inp.recipe.name, self.inp.recipe.canonical_hash(),
                                       self.inp.recipe.model_dump_json(), self.tc.describe(), self.inp.host)
         status = "interrupted"
+        self._status = {"cached": summary.jobs_cached, "progress": progress}
+        self._publish_status("running")
         try:
             with progress:
                 self._loop(todo, summary, progress, run_id)
             status = "failed" if self.failed else "done"
         finally:
+            self._publish_status(status)
             summary.wall_s = time.monotonic() - t0
             summary.failed = [(self.jobs[k].label, r) for k, r in self.failed.items()]
             self._write_results(run_id)
@@ -220,6 +227,7 @@ class Runner:
                     place = running.pop(fut)
                     self._record(self.jobs[place.key], place, fut.result(), pending, summary, progress,
                                  [*pending.values(), *(self.jobs[p.key] for p in running.values())])
+                self._publish_status("running")
                 if (pending or running) and time.monotonic() - written > RESULTS_EVERY_S:
                     self._write_results(run_id)  # a report during the run shows the cells done so far
                     written = time.monotonic()
@@ -228,6 +236,23 @@ class Runner:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+
+    def _publish_status(self, state: str) -> None:
+        """Write what `quantsweep status` shows of this run, from another shell: its state, the jobs done
+        of the plan, failures, the ETA and what runs on which device (a few hundred bytes a job end)."""
+        from .files import write_text_atomic
+
+        progress = self._status["progress"]
+        now = progress.snapshot()
+        if state != "running" or not now["finished"]:
+            now["eta_s"] = None  # none before a job has ended, and none once the run has
+        state_doc = {"backend": "local", "recipe": self.inp.recipe.name, "pid": os.getpid(), "state": state,
+                     "jobs": len(self.plan.jobs), "cached": self._status["cached"], "to_run": progress.total,
+                     **now, "updated": time.time()}
+        try:
+            write_text_atomic(self.ws.root / STATUS_FILE, json.dumps(state_doc, indent=1))
+        except OSError:  # a status is a courtesy: a full disk must not end the sweep here
+            pass
 
     def _record(self, job: Job, place: scheduler.Placement, out: jobspec.Outcome, pending: dict | None,
                 summary: Summary, progress: Progress, remaining: list[Job]) -> None:
@@ -313,3 +338,37 @@ class Runner:
 
         rows = rows_for_plan(self, run_id)
         self.store.put_results(rows, self.inp.recipe.name, {c.id for c in self.plan.cells})
+
+
+def status_lines(path: Path) -> list[str]:
+    """`quantsweep status` for a run on this machine (its status file), [] when there is none."""
+    from .progress import fmt
+
+    try:
+        s = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    running = s["state"] == "running" and _alive(s["pid"])
+    if running:
+        state = f"running (pid {s['pid']})"
+    elif s["state"] == "running":  # killed (-9, power): nothing recorded its end
+        state = f"stopped (its process {s['pid']} is gone; `quantsweep run` resumes)"
+    else:
+        state = s["state"]
+    eta = f", ETA {fmt(s['eta_s'])}" if running and s.get("eta_s") is not None else ""
+    ok = s["cached"] + s["finished"] - s["failed"]
+    lines = [f"local  {s['recipe']}: {state}; {ok}/{s['jobs']} jobs done ({s['cached']} cached), "
+             f"{s['failed']} failed this run{eta}"]
+    if running:
+        lines += [f"  {r['device']}: {r['job']} ({fmt(r['for_s'])})" for r in s["running"]]
+    return lines
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True

@@ -43,6 +43,10 @@ def test_sweep_numbers_rerun_and_report(tmp_path, tools, demo_model, capsys):
     assert q2.fallback_tensors > 0 and kld.loc[("Q8_0", "f16", "f16"), "fallback_tensors"] == 0
     assert sum(json.loads(q2.tensor_mix_json).values()) == q2.tensor_bytes
     assert set(kld.source_quant) == {"Q4_1"} and "Q4_1" in json.loads(q2.source_tensor_mix_json)
+    # `status` from another shell reads the run's status file
+    capsys.readouterr()
+    assert main(["status", "--workspace", str(ws)]) == 0
+    assert capsys.readouterr().out == "local  itest: done; 12/12 jobs done (0 cached), 0 failed this run\n"
     # re-running a finished recipe runs no tool
     capsys.readouterr()
     assert main(["run", str(path), "--workspace", str(ws)]) == 0
@@ -138,7 +142,7 @@ def test_failing_cell_is_recorded_and_sweep_goes_on(tmp_path, tools, demo_model,
 
 
 @pytest.mark.parametrize("parallel", ["1", "2"])
-def test_killed_run_resumes(tmp_path, tools, demo_model, parallel):
+def test_killed_run_resumes(tmp_path, tools, demo_model, parallel, capsys):
     ws = tmp_path / "ws"
     path = small_recipe(tmp_path, demo_model, name="kill", bench=False)
     env = {**os.environ, "QUANTSWEEP_WORKSPACE": str(ws)}
@@ -159,6 +163,11 @@ def test_killed_run_resumes(tmp_path, tools, demo_model, parallel):
         proc.wait()
     done_before = Store(ws / "store.sqlite").db.execute("SELECT count(*) FROM jobs WHERE status='done'").fetchone()[0]
     assert 1 <= done_before < 8, "killed mid-sweep"
+    # `status` from another shell: the run's process is gone, and it says so
+    capsys.readouterr()
+    assert main(["status", "--workspace", str(ws)]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("local  kill: stopped (its process ") and "`quantsweep run` resumes" in said
     assert main(["run", str(path), "--workspace", str(ws), "-q"]) == 0
     runs = Store(ws / "store.sqlite").runs()
     assert runs.iloc[-1].n_jobs_run == 8 - done_before  # only what was missing
