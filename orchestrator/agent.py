@@ -99,13 +99,22 @@ def supervise(rundir: Path, started: str, run_args: list[str]) -> int:
 
 
 def progress(rundir: Path) -> dict:
-    """done/failed/total jobs of the recipe, from its plan and the workspace's store, and an ETA from the
-    store's per-kind timings (the jobs left, one after another)."""
+    """done/failed/total jobs of the recipe and an ETA: from the status file the run writes as it goes
+    (no plan made here), or, before its first run has started, from its plan and the workspace's store."""
     from . import plan as planmod, prepare, toolchain
+    from .runner import STATUS_FILE
     from .store import Store
     from .workspace import Workspace
 
     ws = Workspace(rundir / "ws")
+    try:
+        s = json.loads((ws.root / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        s = None
+    if s is not None:
+        failed = s.get("failed_before", 0) + s["failed"]
+        return {"total": s["jobs"], "done": s["cached"] - s.get("failed_before", 0) + s["finished"] - s["failed"],
+                "failed": failed, "eta_s": s["eta_s"], "running": s["running"]}
     try:
         inp = prepare.inputs(rundir / "recipe.yaml", ws, toolchain.find(), fetch=False)
     except Exception as exc:  # inputs not fetched yet, a toolchain not built yet

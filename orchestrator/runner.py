@@ -175,7 +175,7 @@ class Runner:
         run_id = self.store.start_run(self.inp.recipe.name, self.inp.recipe.canonical_hash(),
                                       self.inp.recipe.model_dump_json(), self.tc.describe(), self.inp.host)
         status = "interrupted"
-        self._status = {"cached": summary.jobs_cached, "progress": progress}
+        self._status = {"cached": summary.jobs_cached, "failed_before": len(self.failed), "progress": progress}
         self._publish_status("running")
         try:
             with progress:
@@ -248,6 +248,7 @@ class Runner:
             now["eta_s"] = None  # none before a job has ended, and none once the run has
         state_doc = {"backend": "local", "recipe": self.inp.recipe.name, "pid": os.getpid(), "state": state,
                      "jobs": len(self.plan.jobs), "cached": self._status["cached"], "to_run": progress.total,
+                     "failed_before": self._status["failed_before"],
                      **now, "updated": time.time()}
         try:
             write_text_atomic(self.ws.root / STATUS_FILE, json.dumps(state_doc, indent=1))
@@ -356,7 +357,7 @@ def status_lines(path: Path) -> list[str]:
     else:
         state = s["state"]
     eta = f", ETA {fmt(s['eta_s'])}" if running and s.get("eta_s") is not None else ""
-    ok = s["cached"] + s["finished"] - s["failed"]
+    ok = s["cached"] - s.get("failed_before", 0) + s["finished"] - s["failed"]
     lines = [f"local  {s['recipe']}: {state}; {ok}/{s['jobs']} jobs done ({s['cached']} cached), "
              f"{s['failed']} failed this run{eta}"]
     if running:

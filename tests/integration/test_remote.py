@@ -4,6 +4,7 @@ is missing (.ci/run installs both)."""
 
 import getpass
 import os
+import re
 import shutil
 import signal
 import socket
@@ -98,7 +99,10 @@ def test_a_sweep_on_the_box_survives_its_client_and_pulls_the_numbers_of_a_local
 
     follow = qs("logs", "--workspace", ws, "-f", timeout=600)  # waits for the end
     assert follow.returncode == 0 and "--- quantsweep run ended" in follow.stdout
-    assert "exit 0" in qs("status", "--workspace", ws).stdout
+    final = qs("status", "--workspace", ws).stdout
+    assert "exit 0" in final  # and the counts from the status file the run wrote on the box, all done
+    assert re.search(r"boxed: finished \(exit 0 at [^)]*\); (\d+)/\1 jobs done, 0 failed", final), final
+    assert (rundir / "ws" / "status.json").exists()
 
     pulled = qs("pull", "--workspace", ws)
     assert pulled.returncode == 0 and "4 rows pulled, 0 already here; the run is finished" in pulled.stdout
