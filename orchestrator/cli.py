@@ -86,7 +86,7 @@ def run(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Optio
         args = [f"--parallel={parallel}"] + (["--retry-failed"] if retry_failed else []) + \
             ([f"--rerun={rerun}"] if rerun else []) + ([f"--devices={devices}"] if devices else [])
         raise typer.Exit(remote.run_on(host, recipe, workspace, remote_dir=remote_dir, llama_cpp=remote_llama_cpp,
-                                       cpu=cpu, detach=detach, run_args=args, out=_out))
+                                       cpu=cpu, detach=detach, run_args=args))
     raise typer.Exit(commands.run(recipe, workspace, llama_cpp, retry_failed, quiet, _out, rerun=rerun,
                                   devices=devices, parallel=parallel, ray=ray, ray_shared=ray_shared,
                                   ray_node_dir=ray_node_dir))

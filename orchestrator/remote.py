@@ -284,7 +284,7 @@ def _need_bytes(recipe_path: Path, ws) -> int | None:
 
 
 def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None, llama_cpp: str | None,
-           cpu: bool, detach: bool, run_args: list[str], out) -> int:
+           cpu: bool, detach: bool, run_args: list[str]) -> int:
     """Check the box, install quantsweep and the tools there, upload, start the sweep detached, follow it."""
     import yaml
 
