@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import advice, memory, plan as planmod, prepare, recipe as recipemod, toolchain
 from .errors import FetchError, RecipeError, UsageError
+from .files import fits_disk
 from .store import Store
 from .workspace import Workspace
 
@@ -98,7 +99,7 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
     for j in p.of_kind("base"):
         out(f"  {j.label}: {about}{j.params['n_chunk']} chunks, {memory.gib(j.params['logits_bytes'], 1)}"
             f" [{statuses.get(j.key, 'to run')}]")
-    verdict = "fits" if need * 1.05 <= free else "DOES NOT FIT: lower evaluation.chunks"
+    verdict = "fits" if fits_disk(need, free) else "DOES NOT FIT: lower evaluation.chunks"
     models = need - logits_need
     out(f"disk: {memory.gib(need, 1)} to write (models ≈{memory.gib(models, 1)}, reference logits "
         f"{memory.gib(logits_need, 1)}), {memory.gib(free, 1)} free — {verdict}")

@@ -140,6 +140,13 @@ def _umask() -> int:
     return mask
 
 
+DISK_MARGIN = 1.05  # what a run may write, estimated, must fit the free space with 5 % to spare
+
+
+def fits_disk(need: int, free: int) -> bool:
+    return need * DISK_MARGIN <= free
+
+
 def write_text_atomic(final: Path, text: str) -> None:
     with atomic_path(final) as tmp:
         tmp.write_text(text, encoding="utf-8")

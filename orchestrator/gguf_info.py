@@ -245,7 +245,7 @@ def _read(path: Path) -> GGUFInfo:
     types: dict[str, int] = {}
     type_bytes: dict[str, int] = {}
     n_bytes = n_params = 0
-    for shard in _shards(path):
+    for shard in shard_paths(path):
         r = reader if shard == path else _reader(check_file(shard, "model's shard"))
         for t in r.tensors:
             types[t.type_name] = types.get(t.type_name, 0) + 1
@@ -264,7 +264,9 @@ def len_of(value) -> int:
     return int(value) if isinstance(value, LongArray) else len(value) if isinstance(value, list) else 0
 
 
-def _shards(first: Path) -> list[Path]:
+def shard_paths(first: Path) -> list[Path]:
+    """Every file of the model whose first file is `first`: itself, or each shard of a split GGUF
+    (NAME-00001-of-0000N.gguf), by name (whether they exist is the caller's question)."""
     m = SHARD_RE.match(first.name)
     if not m:
         return [first]
@@ -276,7 +278,7 @@ def tensor_columns(path: Path) -> dict[str, int]:
     """Each tensor of a model (every shard) with its row length, ne[0]: what an importance matrix entry
     for it must have."""
     out = {}
-    for shard in _shards(path):
+    for shard in shard_paths(path):
         for t in _reader(shard).tensors:
             out[t.name] = int(t.shape[0])
     return out

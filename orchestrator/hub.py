@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import procs
 from .errors import FetchError, InputFileError
-from .gguf_info import SHARD_RE
+from .gguf_info import SHARD_RE, shard_paths
 from .files import atomic_path, sha256_file, sha256_text, write_text_atomic
 from .recipe import CorpusSpec, HFSource, ModelSpec, PyPISource
 from .toolchain import cache_root
@@ -238,14 +238,10 @@ def _hf_patterns(src: HFSource) -> list[str]:
 
 def _shards(first: Path) -> list[Path]:
     """Every file of the model whose first file is `first` (one, or all shards of a split GGUF)."""
-    m = SHARD_RE.match(first.name)
-    if not m:
-        return [first]
-    n = int(m.group("n"))
-    paths = [first.parent / f"{m.group('stem')}-{i:05d}-of-{n:05d}.gguf" for i in range(1, n + 1)]
+    paths = shard_paths(first)
     missing = [i for i, p in enumerate(paths, 1) if not p.is_file()]
     if missing:
-        raise FetchError(f"{first.name}: shards {missing} of {n} are missing")
+        raise FetchError(f"{first.name}: shards {missing} of {len(paths)} are missing")
     return paths
 
 

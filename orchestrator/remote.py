@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import QuantsweepError
-from .files import write_text_atomic
+from .files import fits_disk, write_text_atomic
 
 DEFAULT_ROOT = "~/.quantsweep"
 SSH_OPTS = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15",
@@ -232,7 +232,7 @@ def remote_recipe(recipe_path: Path) -> tuple[dict, list[tuple[Path, str]]]:
     replaced by its place under inputs/; and the files to upload: (local path, path under the run dir).
     A split model's shards keep their names, side by side."""
     from . import recipe as recipemod
-    from .gguf_info import SHARD_RE
+    from .gguf_info import shard_paths
     from .recipe_io import load_yaml
 
     r = recipemod.load(recipe_path)
@@ -243,14 +243,7 @@ def remote_recipe(recipe_path: Path) -> tuple[dict, list[tuple[Path, str]]]:
     def upload(path: str) -> str:
         local = (rdir / Path(path).expanduser()).resolve()
         where = f"inputs/{len(files)}"
-        m = SHARD_RE.match(local.name)
-        if m:
-            n = int(m.group("n"))
-            for i in range(1, n + 1):
-                shard = local.parent / f"{m.group('stem')}-{i:05d}-of-{n:05d}.gguf"
-                files.append((shard, f"{where}/{shard.name}"))
-        else:
-            files.append((local, f"{where}/{local.name}"))
+        files.extend((f, f"{where}/{f.name}") for f in shard_paths(local))
         return f"{where}/{local.name}"
 
     if r.model.path is not None:
@@ -304,7 +297,7 @@ def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None,
     upload = sum(p.stat().st_size for p, _ in files)
     logits = _need_bytes(recipe_path, ws)
     need = upload + (logits or 0)
-    if need * 1.05 > info["free"]:
+    if not fits_disk(need, info["free"]):
         what = f"{logits / 2**30:.2f} GiB of reference logits + " if logits else ""
         raise RemoteError(f"{target}: the box has {info['free'] / 2**30:.2f} GiB free in {box.root} but the "
                           f"sweep needs {what}{upload / 2**30:.2f} GiB of uploads; lower evaluation.chunks or "

@@ -22,7 +22,7 @@ from pathlib import Path
 from . import devices, jobspec, procs, scheduler, worker
 from .progress import Progress, make as make_progress
 from .errors import DiskSpaceError
-from .files import disk_of, remove_partials
+from .files import disk_of, fits_disk, remove_partials
 from .memory import gib as human
 from .plan import Job, Plan, source_key
 from .store import Store
@@ -326,7 +326,7 @@ class Runner:
             return
         self.ws.root.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.ws.root).free
-        if need * 1.05 > free:
+        if not fits_disk(need, free):
             logits = sum(j.params["logits_bytes"] for j in todo if j.kind == "base")
             raise DiskSpaceError(f"this run writes about {human(need)} (models {human(need - logits)}, reference "
                                  f"logits {human(logits)}) but {self.ws.root} has {human(free)} free, on "
