@@ -29,8 +29,13 @@ def imatrix_text(w, inp: PlanInputs) -> str | None:
         return f"file {Path(w.imatrix.file).name}" + (f" (sha256 {sha[:12]}…)" if sha else "")
     chunks = f"{w.imatrix.chunks} chunks" if w.imatrix.chunks else "all chunks"
     text = f"{w.imatrix.corpus.label}, ctx {w.imatrix.ctx}, {chunks}"
-    same = getattr(im, "sha256", None) == inp.corpus.sha256
-    return text + (f"; {EVALUATED_TEXT}" if same else "")
+    return text + (f"; {EVALUATED_TEXT}" if _on_evaluated_text(w, inp) else "")
+
+
+def _on_evaluated_text(w, inp: PlanInputs) -> bool:
+    """The entry's importance matrix is computed from the very text its KLD is measured on."""
+    im = inp.imatrix_inputs.get(w.label)
+    return w.imatrix is not None and w.imatrix.corpus is not None and getattr(im, "sha256", None) == inp.corpus.sha256
 
 
 def warnings(inp: PlanInputs) -> list[str]:
@@ -41,8 +46,7 @@ def warnings(inp: PlanInputs) -> list[str]:
         where = f"weights[{i}] ({w.label})"
         if w.imatrix is not None and w.type in IMATRIX_UNUSED:
             out.append(f"{where}: {w.type} uses no importance matrix; the imatrix changes nothing (drop it)")
-        im = inp.imatrix_inputs.get(w.label)
-        if w.imatrix is not None and w.imatrix.corpus is not None and getattr(im, "sha256", None) == inp.corpus.sha256:
+        if _on_evaluated_text(w, inp):
             out.append(f"{where}: the imatrix is {EVALUATED_TEXT} ({inp.corpus.label}): its KLD "
                        "flatters it; calibrate on other text")
         if w.type == "MXFP4_MOE" and not experts:

@@ -47,10 +47,11 @@ TOKENS_RE = re.compile(r"^Total number of tokens: (\d+)\s*$", re.M)
 def corpus_tokens(tc: Toolchain, model: Path, model_sha: str, corpus: hub.Corpus) -> int | None:
     """How many tokens the corpus is for this model, as llama-perplexity counts them (its BOS, no special
     tokens parsed from the text), by llama-tokenize, which reads only the vocabulary; memoized by the
-    model's and the corpus's hashes. None where the toolchain has no llama-tokenize or it fails."""
+    model's and the corpus's hashes and the tools' commit (a tokenizer fix changes counts). None where the
+    toolchain has no llama-tokenize or it fails."""
     if not tc.has("llama-tokenize"):
         return None
-    memo = cache_root() / "token-counts" / f"{model_sha[:32]}-{corpus.sha256[:32]}.json"
+    memo = cache_root() / "token-counts" / f"{model_sha[:32]}-{corpus.sha256[:32]}-{tc.commit}.json"
     try:
         return int(json.loads(memo.read_text())["tokens"])
     except (OSError, ValueError, KeyError, TypeError):

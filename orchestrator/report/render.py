@@ -148,7 +148,6 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
         kv, stats = tables.kv_table(view, arch.kv_bytes if arch else None, sp), tables.stats_table(view, sp)
         note = (f"{note[0].upper()}{note[1:]}, in the tables and plots below; every cell is in kv_table.csv, "
                 "stats.csv and cells.csv.")
-    readme = out / "README.md"
     notes = [n for n in (note, caveat) if n]
     readme = out / "README.md"
     write_text_atomic(readme, _readme(name, prov, kv, stats, fails, shown, notes))
