@@ -43,8 +43,9 @@ from tests.integration.conftest import small_recipe
 from bench import scratch
 from tests.helpers import tools_running_on
 
-from orchestrator import hub, recipe
-from orchestrator.store import Store
+from orchestrator.inputs import hub
+from orchestrator.recipe import model as recipe
+from orchestrator.results.store import Store
 
 REPO = Path(__file__).parents[1]
 QS = [sys.executable, "-m", "orchestrator.cli"]
@@ -372,7 +373,7 @@ def full_disk(model: Path, tmp: Path) -> str:
         return "full disk     0 cases: cannot mount a tmpfs here (not root); `disk` covers ulimit -f  OK"
     try:
         ws = disk / "ws"
-        code = ("import sys; from orchestrator import cli; from orchestrator.runner import Runner; "
+        code = ("import sys; from orchestrator import cli; from orchestrator.execute.coordinator import Runner; "
                 "Runner._check_disk = lambda self, todo: None; sys.exit(cli.main(sys.argv[1:]))")
         rc = subprocess.run([sys.executable, "-c", code, "run", str(path), "--workspace", str(ws), "-q"], cwd=REPO,
                             capture_output=True).returncode

@@ -10,8 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator import commands, plan as planmod, prepare, toolchain
-from orchestrator.store import Store
+from orchestrator import commands
+from orchestrator.plan import graph as planmod
+from orchestrator.inputs import prepare
+from orchestrator.tools import toolchain
+from orchestrator.results.store import Store
 from orchestrator.workspace import Workspace
 
 from bench import scratch
@@ -55,7 +58,7 @@ def main() -> int:
     quiet = lambda *_: None  # noqa: E731
     import matplotlib.pyplot  # noqa: F401  (imports are start-up, not a command's own work)
     import pyarrow.parquet  # noqa: F401
-    from orchestrator import snapshot
+    from orchestrator.results import snapshot
 
     store = Store(ws / "store.sqlite")
     t0 = time.perf_counter()

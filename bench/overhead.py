@@ -16,8 +16,10 @@ from pathlib import Path
 from tests.integration.conftest import small_recipe
 from bench import scratch
 
-from orchestrator import commands, hub, recipe
-from orchestrator.store import Store
+from orchestrator import commands
+from orchestrator.inputs import hub
+from orchestrator.recipe import model as recipe
+from orchestrator.results.store import Store
 
 REPO = Path(__file__).parents[1]
 
@@ -60,7 +62,7 @@ def describe_time() -> None:
     from gguf import GGUFReader
 
     from tests.doubles import big_vocab_gguf
-    from orchestrator import gguf_info
+    from orchestrator.inputs import gguf_info
 
     path = big_vocab_gguf(scratch.folder("qs-bench-gguf-") / "big.gguf")
     t0 = time.perf_counter()

@@ -16,7 +16,9 @@ from pathlib import Path
 from tests.integration.conftest import small_recipe
 from bench import scratch
 
-from orchestrator import commands, hub, recipe
+from orchestrator import commands
+from orchestrator.inputs import hub
+from orchestrator.recipe import model as recipe
 
 REPO = Path(__file__).parents[1]
 

@@ -14,9 +14,11 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from orchestrator import jobspec, plan as planmod, prepare, simulate, toolchain
-from orchestrator.runner import thread_policy
-from orchestrator.scheduler import Device, Inventory
+from orchestrator.plan import jobspec, graph as planmod, simulate
+from orchestrator.inputs import prepare
+from orchestrator.tools import toolchain
+from orchestrator.execute.coordinator import thread_policy
+from orchestrator.execute.scheduler import Device, Inventory
 from bench import scratch
 from orchestrator.workspace import Workspace
 

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from typer._click.exceptions import ClickException  # typer vendors its own click (pinned in pyproject)
 
-from . import __version__
-from .errors import PipeClosed, QuantsweepError
+from orchestrator import __version__
+from orchestrator.errors import PipeClosed, QuantsweepError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sweep llama.cpp weight quants × K/V cache types: KLD, PPL, speed, tables.\n\n"
@@ -46,7 +45,7 @@ def plan(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Opti
                                            "cluster, and what crosses the network"),
          ray_shared: Optional[Path] = typer.Option(None, "--ray-shared", help="with --ray: as `run --ray-shared`")):
     """Show the matrix: cells, what is cached, what will run, the disk the reference logits need, the schedule."""
-    from . import commands
+    from orchestrator import commands
 
     commands.plan(recipe, workspace, llama_cpp, as_json, _out, devices=devices, parallel=parallel, ray=ray,
                   ray_shared=ray_shared)
@@ -78,10 +77,10 @@ def run(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Optio
         ray_node_dir: Optional[str] = typer.Option(None, "--ray-node-dir", help="with --ray: where each node "
                                                    "keeps its artifacts [default: its quantsweep cache/ray]")):
     """Run the sweep: every device busy, resumable, Ctrl-C safe; a failing cell is recorded and the sweep goes on."""
-    from . import commands
+    from orchestrator import commands
 
     if host is not None:
-        from . import remote
+        from orchestrator.execute import remote
 
         args = [f"--parallel={parallel}"] + (["--retry-failed"] if retry_failed else []) + \
             ([f"--rerun={rerun}"] if rerun else []) + ([f"--devices={devices}"] if devices else [])
@@ -99,8 +98,8 @@ HOST = typer.Option(None, "--host", help="only this box [default: every box this
 def status(workspace: Optional[Path] = WS, host: Optional[str] = HOST):
     """Runs on this machine, on boxes (`run --host`) and on a Ray cluster (`run --ray`): what runs where,
     jobs done/total, failures, ETA."""
-    from . import cluster, remote, runner
-    from .workspace import Workspace
+    from orchestrator.execute import cluster, remote, coordinator as runner
+    from orchestrator.workspace import Workspace
 
     ws = Workspace(workspace)
     if host is None:
@@ -118,7 +117,7 @@ def logs(name: Optional[str] = typer.Argument(None, help="recipe name [default: 
          follow: bool = typer.Option(False, "--follow", "-f", help="until the run ends"),
          lines: int = typer.Option(40, "--lines", "-n")):
     """The log of a run on a box."""
-    from . import remote
+    from orchestrator.execute import remote
 
     raise typer.Exit(remote.logs(workspace, host, name, follow, lines))
 
@@ -128,7 +127,7 @@ def pull(name: Optional[str] = typer.Argument(None, help="recipe name [default: 
          workspace: Optional[Path] = WS, host: Optional[str] = HOST,
          artifacts: bool = typer.Option(False, "--artifacts", help="also the quantized models and logits")):
     """Merge a box's results into this workspace's store (again at any time: rows already here are kept)."""
-    from . import remote
+    from orchestrator.execute import remote
 
     raise typer.Exit(remote.pull(workspace, host, name, artifacts, _out))
 
@@ -136,7 +135,7 @@ def pull(name: Optional[str] = typer.Argument(None, help="recipe name [default: 
 @app.command("devices")
 def devices_(llama_cpp: Optional[str] = LLAMA, devices: Optional[str] = DEVICES, as_json: bool = JSON):
     """What this box has to run jobs on: GPUs (NVML, nvidia-smi, rocm-smi) and the CPU."""
-    from . import commands
+    from orchestrator import commands
 
     commands.devices(llama_cpp, devices, _out, as_json)
 
@@ -145,7 +144,7 @@ def devices_(llama_cpp: Optional[str] = LLAMA, devices: Optional[str] = DEVICES,
 def report(name: str = typer.Argument(..., help="recipe name (as in the store)"), workspace: Optional[Path] = WS,
            out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder [default: reports/NAME]")):
     """Regenerate tables from the store alone (no tool runs)."""
-    from . import commands
+    from orchestrator import commands
 
     commands.report(name, workspace, out, _out)
 
@@ -161,7 +160,7 @@ def recommend(name: str = typer.Argument(..., help="recipe name (as in the store
                                                     "were measured on a GPU build, else 0]"),
               as_json: bool = JSON):
     """Which measured (weights, K, V) cell to use on this card at this context, with a verdict."""
-    from . import commands
+    from orchestrator import commands
 
     commands.recommend(name, workspace, vram, ctx, max_kld, reserve, _out, as_json)
 
@@ -174,7 +173,7 @@ def memory(model: Path = typer.Argument(..., help="a GGUF file"),
            gpu_layers: int = typer.Option(999, "--gpu-layers", "-ngl", help="with --check: layers offloaded"),
            llama_cpp: Optional[str] = LLAMA):
     """Memory a model needs per context and K/V pair: weights + K + V + compute allowance."""
-    from . import commands
+    from orchestrator import commands
 
     raise typer.Exit(commands.memory_table(model, ctx, pairs, check, gpu_layers, llama_cpp, _out))
 
@@ -184,7 +183,7 @@ def compare(a: str = typer.Argument(..., help="recipe name, or NAME@WORKSPACE fo
             b: str = typer.Argument(..., help="recipe name, or NAME@WORKSPACE"), workspace: Optional[Path] = WS,
             as_json: bool = JSON):
     """Two runs cell by cell: Δ KLD, Δ PPL ratio, Δ same-top, flagged only beyond their combined ±."""
-    from . import commands
+    from orchestrator import commands
 
     commands.compare(a, b, workspace, _out, as_json)
 
@@ -195,7 +194,7 @@ def export(workspace: Optional[Path] = WS,
            output: Optional[Path] = typer.Option(None, "--output", "-o", help="file [default: stdout]"),
            name: Optional[str] = typer.Option(None, "--name", help="only this recipe")):
     """Every result row, with its statistics and provenance."""
-    from . import commands
+    from orchestrator import commands
 
     commands.export(workspace, fmt, output, name, _out)
 
@@ -206,7 +205,7 @@ def import_(files: list[Path] = typer.Argument(..., help="llama-perplexity logs,
             weights: Optional[str] = typer.Option(None, "--weights", help="label [default: file name]"),
             cache_k: Optional[str] = typer.Option(None, "--ctk"), cache_v: Optional[str] = typer.Option(None, "--ctv")):
     """Bring logs made by hand into the store, as rows of recipe NAME."""
-    from . import commands
+    from orchestrator import commands
 
     commands.import_logs(files, workspace, name, weights, cache_k, cache_v, _out)
 
@@ -214,7 +213,7 @@ def import_(files: list[Path] = typer.Argument(..., help="llama-perplexity logs,
 @app.command()
 def schema():
     """Print the recipe JSON Schema (for editors)."""
-    from .recipe import schema as recipe_schema
+    from orchestrator.recipe.model import schema as recipe_schema
 
     _out(json.dumps(recipe_schema(), indent=2))
 
@@ -222,7 +221,7 @@ def schema():
 @toolchain_app.command("show")
 def toolchain_show(llama_cpp: Optional[str] = LLAMA, as_json: bool = JSON):
     """Which llama.cpp tools are used: directory, commit, backends, devices."""
-    from . import commands
+    from orchestrator import commands
 
     commands.toolchain_show(llama_cpp, as_json, _out)
 
@@ -239,7 +238,7 @@ def toolchain_build(cuda: Optional[bool] = typer.Option(None, "--cuda/--no-cuda"
                                                         "[default: when hipconfig and /dev/kfd are present "
                                                         "and CUDA is not]")):
     """Build llama-quantize/perplexity/bench/imatrix from the pinned source (cached per machine)."""
-    from . import toolchain
+    from orchestrator.tools import toolchain
 
     tc = toolchain.build(cuda=cuda, jobs=jobs, fa_quants=fa_quants, portable=portable, rocm=rocm,
                          log=lambda m: print(m, file=sys.stderr, flush=True))
@@ -261,7 +260,7 @@ def _os_error(exc: OSError) -> str:
     """One line for an OSError: what failed, on which file, and for a full disk which disk."""
     import errno
 
-    from .files import disk_of
+    from orchestrator.files import disk_of
 
     name = exc.filename or ""
     text = f"{exc.strerror or exc}" + (f": {name}" if name else "")
@@ -341,9 +340,9 @@ def _main(argv: list[str] | None) -> int:
     except QuantsweepError as exc:
         print(f"quantsweep: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except ClickException as exc:  # usage errors: unknown option, missing argument
-        exc.show()
-        return exc.exit_code
+    except typer.TyperException as exc:  # usage errors (unknown option, missing argument): click's, vendored
+        exc.show()  # type: ignore[attr-defined]  # every one typer raises is a click exception
+        return getattr(exc, "exit_code", 2)
     except (KeyboardInterrupt, typer.Abort):
         print(INTERRUPTED, file=sys.stderr)
         return 130

@@ -9,11 +9,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import advice, memory, plan as planmod, prepare, recipe as recipemod, toolchain
-from .errors import FetchError, RecipeError, UsageError
-from .files import fits_disk
-from .store import Store
-from .workspace import Workspace
+from orchestrator.recipe import advice, model as recipemod
+from orchestrator.plan import memory, graph as planmod
+from orchestrator.inputs import prepare
+from orchestrator.tools import toolchain
+from orchestrator.errors import FetchError, RecipeError, UsageError
+from orchestrator.files import fits_disk
+from orchestrator.results.store import Store
+from orchestrator.workspace import Workspace
 
 
 def _fmt_s(s: float) -> str:
@@ -23,8 +26,9 @@ def _fmt_s(s: float) -> str:
 def _preview(p, statuses: dict, store, found, parallel: int = 1):
     """The schedule of the jobs still to run, simulated with the real scheduler and the per-kind timings
     of earlier runs in the store (or a guess, said as such)."""
-    from . import devices as devmod, jobspec, simulate
-    from .runner import thread_policy
+    from orchestrator.execute import devices as devmod
+    from orchestrator.plan import jobspec, simulate
+    from orchestrator.execute.coordinator import thread_policy
 
     inv = devmod.inventory(found)
     threads = thread_policy(inv, parallel)
@@ -53,7 +57,7 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
     p = planmod.build(inp)
     store = Store.read_only(ws.store_path) if ws.exists() else None
     statuses = store.job_statuses([j.key for j in p.jobs]) if store is not None else {}
-    from . import devices as devmod
+    from orchestrator.execute import devices as devmod
 
     found = devmod.find(tuple(tc.backends), only=devices)
     sched, inv, guessed, seen = _preview(p, statuses, store, found, parallel)
@@ -68,7 +72,7 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
     logits_need = sum(j.params["logits_bytes"] for j in p.of_kind("base") if statuses.get(j.key) != "done")
     placement = []
     if ray is not None:  # where the data would be on that cluster (nothing is started on it)
-        from . import cluster
+        from orchestrator.execute import cluster
 
         cluster.connect(ray)
         placement = cluster.placement_lines(p, cluster.alive_nodes(), ray_shared)
@@ -126,8 +130,8 @@ RERUNNABLE = ("bench",)
 def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool, out, rerun: str | None = None,
         devices: str | None = None, parallel: int = 1, ray: str | None = None, ray_shared: Path | None = None,
         ray_node_dir: str | None = None) -> int:
-    from . import devices as devmod
-    from .runner import Runner
+    from orchestrator.execute import devices as devmod
+    from orchestrator.execute.coordinator import Runner
 
     kinds = tuple(k.strip() for k in rerun.split(",")) if rerun else ()
     for k in kinds:
@@ -141,7 +145,7 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
     ws = Workspace(workspace)
     tc = toolchain.find(llama_cpp)
     if ray is not None:
-        from . import cluster
+        from orchestrator.execute import cluster
 
         cluster.connect(ray, out)
     warning = toolchain.fa_warning(tc, r.cache.expanded())
@@ -162,14 +166,14 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
         found = devmod.find(tuple(tc.backends), only=devices)
         opts = dict(quiet=quiet, retry_failed=retry_failed, rerun=kinds, found=found, parallel=parallel)
         if ray is not None:
-            from .cluster import ClusterRunner
+            from orchestrator.execute.cluster import ClusterRunner
 
             runner = ClusterRunner(p, ws, store, tc, address=ray, shared=ray_shared, node_dir=ray_node_dir,
                                    status_path=ws.root / "ray-status.json", **opts)
         else:
             runner = Runner(p, ws, store, tc, **opts)
         summary = runner.run()
-        from . import snapshot
+        from orchestrator.results import snapshot
 
         snapshot.table(store)  # the columnar copy of the new results: report, export… read it at once
     out(f"{inp.recipe.name}: {summary.cells} cells; {summary.jobs_run} jobs run, {summary.jobs_cached} cached; "
@@ -196,7 +200,7 @@ def results(name: str, workspace, read_only: bool = False):
 
 
 def report(name: str, workspace, out_dir, out) -> None:
-    from .report import render
+    from orchestrator.report import render
 
     recipemod.check_name(name, "NAME")
     df = results(name, workspace)
@@ -233,14 +237,14 @@ def export(workspace, fmt: str, output, name, out) -> None:
         raise UsageError(f"--format {fmt!r}: allowed jsonl, csv, parquet")
     if name is not None and name not in (known := store.recipes()):
         raise UsageError(f"--name {name!r}: no such run in {ws.root}; known: {', '.join(known) or 'none'}")
-    from . import snapshot
+    from orchestrator.results import snapshot
 
     import pyarrow as pa
 
     t = snapshot.table(store, name)  # the columnar copy: 10,000 cells are written in a fraction of a second
     if t is None:  # nothing stored, or a store this version only reads: through pandas
         t = pa.Table.from_pandas(store.results(name), preserve_index=False)
-    from .store import INT_COLUMNS
+    from orchestrator.results.store import INT_COLUMNS
 
     for col in INT_COLUMNS:  # integers stay integers (a column with a missing value reads as float)
         i = t.schema.get_field_index(col)
@@ -251,7 +255,7 @@ def export(workspace, fmt: str, output, name, out) -> None:
         if output is None:
             _stdout(lambda: sys.stdout.write(text if text.endswith("\n") or not text else text + "\n"))
         else:
-            from .files import write_text_atomic
+            from orchestrator.files import write_text_atomic
 
             try:
                 write_text_atomic(Path(output), text)
@@ -262,7 +266,7 @@ def export(workspace, fmt: str, output, name, out) -> None:
     if output is None:
         _stdout(lambda: (_write_table(t, fmt, sys.stdout.buffer), sys.stdout.buffer.flush()))
         return
-    from .files import atomic_path
+    from orchestrator.files import atomic_path
 
     try:
         with atomic_path(Path(output)) as tmp:
@@ -273,15 +277,15 @@ def export(workspace, fmt: str, output, name, out) -> None:
 
 
 def _raise_if_full(exc: OSError, where: Path, kept: str) -> None:
-    from .errors import DiskSpaceError
-    from .files import disk_full, disk_of
+    from orchestrator.errors import DiskSpaceError
+    from orchestrator.files import disk_full, disk_of
 
     if disk_full(exc):
         raise DiskSpaceError(f"disk full: {disk_of(where)}; {kept}") from None
 
 
 def _stdout(write) -> None:
-    from .errors import PipeClosed
+    from orchestrator.errors import PipeClosed
 
     try:
         write()
@@ -303,7 +307,7 @@ def _write_table(t, fmt: str, sink) -> None:
 
 
 def import_logs(files, workspace, name, weights, cache_k, cache_v, out) -> None:
-    from .importer import rows_from_file
+    from orchestrator.results.importer import rows_from_file
 
     recipemod.check_name(name, "--name")
     ws = Workspace(workspace)
@@ -317,8 +321,8 @@ def import_logs(files, workspace, name, weights, cache_k, cache_v, out) -> None:
 
 
 def devices(llama_cpp, only: str | None, out, as_json: bool = False) -> None:
-    from . import devices as devmod
-    from .report.answers import text_table
+    from orchestrator.execute import devices as devmod
+    from orchestrator.report.answers import text_table
 
     tc = toolchain.find(llama_cpp)
     found = devmod.find(tuple(tc.backends), only=only)
@@ -353,8 +357,9 @@ GPU_RESERVE = "0.75GiB"  # a CUDA context (≈ 0.6 GiB measured on an H100) and 
 
 def recommend(name: str, workspace, vram: str, ctx: str | None, max_kld: float | None, reserve: str | None,
               out, as_json: bool = False) -> None:
-    from . import analysis, memory
-    from .report.answers import recommend_json, recommend_lines
+    from orchestrator.report import analysis
+    from orchestrator.plan import memory
+    from orchestrator.report.answers import recommend_json, recommend_lines
 
     size = memory.parse_size(vram)
     if reserve is not None and size - memory.parse_size(reserve, "--reserve") <= 0:
@@ -398,8 +403,8 @@ def _run_ref(ref: str, workspace):
 
 
 def compare(a: str, b: str, workspace, out, as_json: bool = False) -> None:
-    from . import analysis
-    from .report.answers import compare_json, compare_lines
+    from orchestrator.report import analysis
+    from orchestrator.report.answers import compare_json, compare_lines
 
     (an, aw), (bn, bw) = _run_ref(a, workspace), _run_ref(b, workspace)
     da, db = results(an, aw, read_only=True), results(bn, bw, read_only=True)  # compare writes nothing
@@ -413,11 +418,13 @@ def compare(a: str, b: str, workspace, out, as_json: bool = False) -> None:
 
 def memory_table(model: Path, ctxs: str, pairs: str, check: bool, gpu_layers: int, llama_cpp, out) -> int:
     """The memory of a GGUF at given contexts and K/V pairs; with `check`, llama.cpp's own numbers beside."""
-    from . import gguf_info, memory, procs
-    from .files import sha256_file
-    from .llama_types import CACHE_TYPES
-    from .report.answers import text_table
-    from .tools import perplexity
+    from orchestrator.inputs import gguf_info
+    from orchestrator.plan import memory
+    from orchestrator import procs
+    from orchestrator.files import sha256_file
+    from orchestrator.tools.llama_types import CACHE_TYPES
+    from orchestrator.report.answers import text_table
+    from orchestrator.tools import perplexity
 
     gguf_info.check_file(Path(model))
     try:

@@ -8,7 +8,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import UsageError, WorkspaceBusy, WorkspaceError
+from orchestrator.errors import UsageError, WorkspaceBusy, WorkspaceError
 
 DEFAULT = ".quantsweep"
 

@@ -24,7 +24,7 @@ def _own_caches(tmp_path_factory):
     directory. The built tools and the models already extracted there are reused (the tools named by
     QUANTSWEEP_LLAMA_CPP, the model files and downloaded wheels linked file by file), so nothing is
     built or fetched twice."""
-    from orchestrator import toolchain
+    from orchestrator.tools import toolchain
 
     real = toolchain.cache_root()
     mp = pytest.MonkeyPatch()

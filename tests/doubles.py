@@ -185,8 +185,11 @@ class Sweep:
     def __init__(self, recipe: Path, root: Path, n_gpus: int, seconds: dict[str, float], gib: int = 80):
         from dataclasses import replace
 
-        from orchestrator import devices, plan as planmod, prepare, toolchain
-        from orchestrator.scheduler import Device
+        from orchestrator.execute import devices
+        from orchestrator.plan import graph as planmod
+        from orchestrator.inputs import prepare
+        from orchestrator.tools import toolchain
+        from orchestrator.execute.scheduler import Device
         from orchestrator.workspace import Workspace
 
         root.mkdir(parents=True, exist_ok=True)
@@ -200,8 +203,8 @@ class Sweep:
                       for i in range(n_gpus)] + [devices.find()[-1]]
 
     def run(self, **kw):
-        from orchestrator.runner import Runner
-        from orchestrator.store import Store
+        from orchestrator.execute.coordinator import Runner
+        from orchestrator.results.store import Store
 
         saved = {k: os.environ.get(k) for k in self.env}
         os.environ.update(self.env)

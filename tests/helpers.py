@@ -4,11 +4,12 @@ import from here (and from conftest and doubles), never from one another."""
 
 from pathlib import Path
 
-from orchestrator import plan, recipe
-from orchestrator.gguf_info import GGUFInfo
-from orchestrator.hub import Corpus
-from orchestrator.jobspec import JobSpec, Resources
-from orchestrator.scheduler import Device, Inventory
+from orchestrator.plan import graph as plan
+from orchestrator.recipe import model as recipe
+from orchestrator.inputs.gguf_info import GGUFInfo
+from orchestrator.inputs.hub import Corpus
+from orchestrator.plan.jobspec import JobSpec, Resources
+from orchestrator.execute.scheduler import Device, Inventory
 
 GIB = 2**30
 

@@ -5,7 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from orchestrator import analysis, memory
+from orchestrator.report import analysis
+from orchestrator.plan import memory
 
 from .helpers import SMOLLM2
 
@@ -115,7 +116,7 @@ def test_architecture_comes_from_the_store_or_a_clear_error(tmp_path, monkeypatc
     # a store from before the architecture was recorded: the metadata memo of the same file answers
     from dataclasses import asdict
 
-    from orchestrator.gguf_info import MEMO_VERSION, GGUFInfo
+    from orchestrator.inputs.gguf_info import MEMO_VERSION, GGUFInfo
 
     info = GGUFInfo(architecture="llama", name="", n_vocab=49152, file_type=3, tensor_bytes=1, n_params=1,
                     tensor_types={}, context_length=8192, hparams=SMOLLM2)
@@ -194,7 +195,7 @@ def test_the_verdict_describes_the_winner_truthfully(case, cells, mib, best, say
 
 
 def _store_with(tmp_path, df, backends):
-    from orchestrator.store import Store
+    from orchestrator.results.store import Store
 
     df = df.assign(toolchain_backends=backends, cell_id=df.weights + "|" + df.type_k + "|" + df.type_v)
     Store(tmp_path / "ws" / "store.sqlite").put_results(df.to_dict("records"))
@@ -234,7 +235,7 @@ def _older_store(path, df):
     """A store as version 2 wrote it (before the tensor-mix columns), every connection closed."""
     import sqlite3
 
-    from orchestrator.store import Store
+    from orchestrator.results.store import Store
 
     s = Store(path)
     s.put_results(df.assign(cell_id=df.weights + "|" + df.type_k).to_dict("records"))

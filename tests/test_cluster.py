@@ -3,9 +3,9 @@ from the memory ledger, a bench's whole GPU and node), and which weights quants 
 
 import pytest
 
-from orchestrator import scheduler
-from orchestrator.cluster import SHARED, ClusterRunner, Node
-from orchestrator.jobspec import JobSpec, Resources
+from orchestrator.execute import scheduler
+from orchestrator.execute.cluster import SHARED, ClusterRunner, Node
+from orchestrator.plan.jobspec import JobSpec, Resources
 
 pytest.importorskip("ray", reason="Ray is not installed: pip install 'quantsweep[ray]'")
 
@@ -63,7 +63,7 @@ def test_on_a_node_without_gpus_each_job_has_the_node_s_cores_as_its_tool_uses_t
 
 
 def test_the_plan_says_where_the_data_is_and_what_crosses_the_network(tmp_path):
-    from orchestrator.cluster import placement_lines
+    from orchestrator.execute.cluster import placement_lines
 
     from .helpers import build
 

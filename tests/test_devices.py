@@ -5,7 +5,7 @@ import types
 
 import pytest
 
-from orchestrator import devices
+from orchestrator.execute import devices
 from orchestrator.errors import UsageError
 
 # `nvidia-smi --query-gpu=index,uuid,name,memory.total,memory.free --format=csv,noheader,nounits`, the format

@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.store import MIGRATIONS, Store
+from orchestrator.results.store import MIGRATIONS, Store
 
 
 def _digest(path):
@@ -52,7 +52,7 @@ def test_a_store_that_is_not_ours_is_named_and_left_untouched(tmp_path, capsys, 
 FULL_STORE = """
 import resource, signal, sys
 from pathlib import Path
-from orchestrator.store import Store
+from orchestrator.results.store import Store
 store = Store(Path(sys.argv[1]))
 row = {"recipe": "r", "cell_id": "c0", "measurement": "kld", "status": "ok", "kld_mean": 0.01}
 store.put_results([row])

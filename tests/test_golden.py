@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.store import MIGRATIONS
+from orchestrator.results.store import MIGRATIONS
 
 from .conftest import FIXTURES
 
@@ -72,7 +72,7 @@ def test_each_migration_is_frozen_text_and_the_latest_holds_every_column(tmp_pat
     """Version 1 built from its frozen statements is the version 1 stores were written with (the committed
     store's schema, statement for statement); every version upgrades it; the columns the code writes are
     exactly those the migrations make, so a new column cannot come without its migration."""
-    from orchestrator.store import COLUMNS, Store
+    from orchestrator.results.store import COLUMNS, Store
 
     old = sqlite3.connect(STORES / "demo-v1.sqlite")
     written = [sql for (sql,) in old.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")]

@@ -5,9 +5,9 @@ laid out exactly as huggingface_hub writes it (the stand-in for the network)."""
 import pandas as pd
 import pytest
 
-from orchestrator import hub
+from orchestrator.inputs import hub
 from orchestrator.errors import FetchError, InputFileError
-from orchestrator.recipe import CorpusSpec, ModelSpec
+from orchestrator.recipe.model import CorpusSpec, ModelSpec
 
 from .doubles import tiny_gguf
 from .helpers import hf_cache

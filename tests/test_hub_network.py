@@ -6,10 +6,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestrator import hub
+from orchestrator.inputs import hub
 from orchestrator.errors import FetchError
 from orchestrator.files import sha256_file
-from orchestrator.recipe import CorpusSpec, ModelSpec
+from orchestrator.recipe.model import CorpusSpec, ModelSpec
 
 from .hf_standin import Fault, HubStandIn, Repo
 from .doubles import written

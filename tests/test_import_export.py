@@ -6,7 +6,7 @@ import json
 import pandas as pd
 
 from orchestrator.cli import main
-from orchestrator.store import Store
+from orchestrator.results.store import Store
 
 from .conftest import BUILD, FIXTURES
 

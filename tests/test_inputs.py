@@ -113,7 +113,7 @@ def test_an_imatrix_of_another_model_is_refused_before_quantizing(tmp_path, caps
 @pytest.mark.parametrize("make", [lambda p: _imatrix_gguf(p, {"token_embd.weight": 16}),
                                   lambda p: _imatrix_dat(p, {"token_embd.weight": 16})])
 def test_an_imatrix_of_this_model_is_accepted(tmp_path, make):
-    from orchestrator import gguf_info
+    from orchestrator.inputs import gguf_info
 
     tiny_gguf(tmp_path / "m.gguf")
     gguf_info.check_imatrix(make(tmp_path / "x.imatrix"), tmp_path / "m.gguf")  # no error

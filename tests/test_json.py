@@ -44,7 +44,7 @@ def test_compare_json_lists_every_cell_with_its_difference(tmp_path, capsys):
 def test_devices_json(capsys):
     import pytest
 
-    from orchestrator import toolchain
+    from orchestrator.tools import toolchain
     from orchestrator.errors import ToolchainError
 
     try:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator import memory
+from orchestrator.plan import memory
 from orchestrator.errors import UsageError
 from orchestrator.tools import perplexity
 

@@ -1,7 +1,7 @@
 """Planning is pure: keys move exactly when something that changes a number moves."""
 
 
-from orchestrator import plan
+from orchestrator.plan import graph as plan
 
 from .helpers import CORPUS, build, plan_inputs
 
@@ -60,7 +60,7 @@ ADVICE = [  # (weights, imatrix corpus same as evaluated, fragment of the one wa
 
 
 def test_plan_time_advice(tmp_path):
-    from orchestrator import advice
+    from orchestrator.recipe import advice
 
     for weights, same, fragment in ADVICE:
         inp = plan_inputs(tmp_path, weights, CORPUS if same else None)

@@ -4,8 +4,8 @@ import io
 
 from rich.console import Console
 
-from orchestrator import progress
-from orchestrator.plan import Job
+from orchestrator.execute import progress
+from orchestrator.plan.graph import Job
 
 BASE, KLD1, KLD2 = Job("b", "base", "base logits"), Job("k1", "kld", "Q8_0 f16/f16"), Job("k2", "kld", "Q4_0 q8_0/q8_0")
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from orchestrator import memory
+from orchestrator.plan import memory
 from orchestrator.cli import main
 from tests.doubles import big_vocab_gguf
 
@@ -57,7 +57,7 @@ def test_a_description_reads_the_tensor_table_not_the_tokenizer(tmp_path):
     arrays are skipped by their lengths (make bench prints the time against gguf-py's)."""
     from gguf import GGUFReader
 
-    from orchestrator import gguf_info
+    from orchestrator.inputs import gguf_info
 
     path = big_vocab_gguf(tmp_path / "big.gguf")
     lean, full = gguf_info.Gguf(path), GGUFReader(path)
@@ -78,7 +78,7 @@ def test_a_description_reads_the_tensor_table_not_the_tokenizer(tmp_path):
 
 @pytest.mark.parametrize("cut", [0.5, 0.999])
 def test_a_truncated_model_is_named_not_described(tmp_path, cut):
-    from orchestrator import gguf_info
+    from orchestrator.inputs import gguf_info
     from orchestrator.errors import InputFileError
 
     path = big_vocab_gguf(tmp_path / "big.gguf", n_vocab=1000)
@@ -92,8 +92,8 @@ def _demo_cells(twin: bool = True):
     """The demo store's cells, with a same-size twin of Q4_K_M (as an imatrix variant would be)."""
     import pandas as pd
 
-    from orchestrator import analysis
-    from orchestrator.store import Store
+    from orchestrator.report import analysis
+    from orchestrator.results.store import Store
     from tests.conftest import FIXTURES
 
     df = Store.read_only(FIXTURES / "stores" / "demo-v3.sqlite").results()
@@ -112,7 +112,7 @@ def test_every_figure_shows_all_its_legends_and_labels(tmp_path, monkeypatch):
     ax.add_artist) lies outside matplotlib's own tight box, which is what cut it."""
     from PIL import Image
 
-    from orchestrator import analysis
+    from orchestrator.report import analysis
     from orchestrator.report import plots
 
     seen = {}
@@ -163,7 +163,7 @@ def _imatrix_report(tmp_path):
     import pandas as pd
 
     from orchestrator.report import render
-    from orchestrator.store import Store
+    from orchestrator.results.store import Store
     from tests.conftest import FIXTURES
 
     df = Store.read_only(FIXTURES / "stores" / "demo-v3.sqlite").results()
@@ -191,7 +191,7 @@ def test_every_report_says_how_the_importance_matrix_was_made(tmp_path):
 
 
 def test_the_imatrix_description_names_corpus_chunks_and_the_evaluated_text(tmp_path):
-    from orchestrator import advice
+    from orchestrator.recipe import advice
     from tests.helpers import plan_inputs
 
     inp = plan_inputs(tmp_path, "[{type: Q4_K_M, imatrix: {corpus: python-docs, chunks: 8}}, Q8_0]")
@@ -249,7 +249,8 @@ def test_a_corpus_too_short_for_the_context_is_refused_with_the_numbers(tmp_path
     before anything runs; a recipe the text suffices for passes, and its chunks are counted from tokens."""
     from dataclasses import replace
 
-    from orchestrator import plan, prepare
+    from orchestrator.plan import graph as plan
+    from orchestrator.inputs import prepare
     from orchestrator.errors import RecipeError
     from tests.helpers import plan_inputs
 

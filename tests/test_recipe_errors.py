@@ -131,7 +131,7 @@ def test_a_misspelt_key_is_refused_at_every_level(tmp_path, capsys, where):
 
 
 def test_extends_merges_and_child_wins(tmp_path):
-    from orchestrator import recipe
+    from orchestrator.recipe import model as recipe
 
     (tmp_path / "base.yaml").write_text(GOOD + "evaluation: {ctx: 1024, chunks: 4}\n")
     (tmp_path / "child.yaml").write_text("extends: base.yaml\nname: child\nevaluation: {chunks: 8}\n")
@@ -167,7 +167,7 @@ LOADER_ONLY_CASES = {
 
 
 def test_the_schema_s_loader_only_rules_are_each_shown_by_a_case():
-    from orchestrator.recipe_schema import LOADER_ONLY
+    from orchestrator.recipe.schema import LOADER_ONLY
 
     assert {r for r in LOADER_ONLY_CASES.values() if r} == set(LOADER_ONLY)
     fragments = [frag for _, _, frag in CASES]
@@ -187,7 +187,7 @@ SHORTHANDS = [
 def _validator():
     import jsonschema
 
-    from orchestrator.recipe import schema
+    from orchestrator.recipe.model import schema
 
     s = schema()
     jsonschema.Draft202012Validator.check_schema(s)
@@ -211,7 +211,7 @@ def test_every_recipe_in_the_repository_validates_against_the_schema():
 def test_shorthands_the_loader_takes_are_valid_in_the_schema(tmp_path, text):
     import yaml
 
-    from orchestrator import recipe
+    from orchestrator.recipe import model as recipe
 
     (tmp_path / "base.yaml").write_text(GOOD)
     (tmp_path / "r.yaml").write_text(text)
@@ -230,7 +230,7 @@ def test_the_schema_rejects_what_the_loader_rejects(text, field, fragment):
 
 
 def test_slash_pairs_are_pairs(tmp_path):
-    from orchestrator import recipe
+    from orchestrator.recipe import model as recipe
 
     (tmp_path / "r.yaml").write_text(GOOD + "cache: {pairs: [f16/f16, q8_0/q4_0]}\n")
     assert recipe.load(tmp_path / "r.yaml").cache.expanded() == [("f16", "f16"), ("q8_0", "q4_0")]

@@ -5,7 +5,7 @@ import json
 
 import pandas as pd
 
-from orchestrator.gguf_info import GGUFInfo
+from orchestrator.inputs.gguf_info import GGUFInfo
 from orchestrator.report import plots, tables
 
 from .conftest import BUILD, FIXTURES
@@ -67,7 +67,7 @@ def test_speed_table_flags_an_unsteady_bench_and_the_plot_never_goes_below_zero(
     sp = tables.speed(pd.concat([k, bench], ignore_index=True)).set_index("weights")
     assert sp.loc["Q2_K", "tg16 t/s"] == "9.17 ± 11.76 (unsteady)"
     assert sp.loc["Q4_K_M", "tg16 t/s"] == "40.00 ± 0.40"
-    from orchestrator import analysis
+    from orchestrator.report import analysis
 
     cells = analysis.cells(pd.concat([k, bench], ignore_index=True).assign(model_name="m", reference="F16",
                                                                              corpus="c", toolchain_backends="CPU"))

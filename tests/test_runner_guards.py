@@ -4,10 +4,10 @@ from collections import namedtuple
 
 import pytest
 
-from orchestrator import runner as runner_mod
+from orchestrator.execute import coordinator as runner_mod
 from orchestrator.errors import DiskSpaceError
-from orchestrator.runner import Runner
-from orchestrator.store import Store
+from orchestrator.execute.coordinator import Runner
+from orchestrator.results.store import Store
 from orchestrator.workspace import Workspace
 
 from .helpers import build
@@ -29,11 +29,11 @@ def test_refuses_a_reference_run_that_cannot_fit(tmp_path, monkeypatch):
 
 
 def test_out_of_memory_is_requeued_once_with_the_device_alone(tmp_path):
-    from orchestrator import devices
-    from orchestrator.jobspec import Outcome
-    from orchestrator.progress import Progress
-    from orchestrator.runner import Summary
-    from orchestrator.scheduler import Device, Placement
+    from orchestrator.execute import devices
+    from orchestrator.plan.jobspec import Outcome
+    from orchestrator.execute.progress import Progress
+    from orchestrator.execute.coordinator import Summary
+    from orchestrator.execute.scheduler import Device, Placement
 
     p = build(tmp_path)
     ws = Workspace(tmp_path / "ws")

@@ -1,6 +1,6 @@
 """The scheduler is pure: given ready jobs, what runs and the devices, it says what starts where."""
 
-from orchestrator.scheduler import Device, Inventory, Placement, available, decide
+from orchestrator.execute.scheduler import Device, Inventory, Placement, available, decide
 
 from .helpers import GIB, box, spec
 

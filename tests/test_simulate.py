@@ -1,7 +1,7 @@
 """The schedule preview: the real scheduler on a clock. Sharing a device shares its speed."""
 
-from orchestrator import simulate
-from orchestrator.plan import Job
+from orchestrator.plan import simulate
+from orchestrator.plan.graph import Job
 
 from .helpers import box, spec
 

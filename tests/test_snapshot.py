@@ -6,10 +6,10 @@ import sqlite3
 
 import pytest
 
-from orchestrator import snapshot
+from orchestrator.results import snapshot
 from orchestrator.cli import main
 from orchestrator.report import plots
-from orchestrator.store import Store
+from orchestrator.results.store import Store
 
 from .conftest import FIXTURES
 

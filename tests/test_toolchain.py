@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import toolchain
+from orchestrator.tools import toolchain
 from orchestrator.errors import ToolchainError
 
 

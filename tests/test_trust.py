@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import jobspec, recipe, worker
+from orchestrator.plan import jobspec
+from orchestrator.recipe import model as recipe
+from orchestrator.execute import worker
 from orchestrator.cli import main
 from orchestrator.errors import RecipeError, ToolFailed, WorkspaceBusy
-from orchestrator.store import Store
+from orchestrator.results.store import Store
 from orchestrator.tools import perplexity as tp
 from orchestrator.workspace import Workspace
 
@@ -45,7 +47,7 @@ def test_a_non_finite_statistic_is_a_failure_not_a_result(fixture_text, line, va
 def test_a_cell_without_a_number_is_never_ranked():
     import pandas as pd
 
-    from orchestrator import analysis
+    from orchestrator.report import analysis
 
     df = pd.DataFrame({"measurement": ["kld", "kld"], "status": ["ok", "ok"], "weights": ["a", "b"],
                        "type_k": ["f16"] * 2, "type_v": ["f16"] * 2, "kld_mean": [0.01, None],
@@ -229,7 +231,7 @@ def test_a_corpus_that_is_a_fifo_a_device_or_binary_is_named(tmp_path, capsys):
     binary = tmp_path / "model.bin"
     binary.write_bytes(b"GGUF\x03\x00\x00\x00" + bytes(range(256)) * 64)
     from orchestrator.errors import InputFileError
-    from orchestrator.hub import text_file
+    from orchestrator.inputs.hub import text_file
 
     for corpus, says in ((fifo, "a FIFO, not a file"), (Path("/dev/zero"), "a device, not a file"),
                          (binary, "not text (a binary file beginning b'GGUF')")):
@@ -289,8 +291,8 @@ def test_a_worker_refuses_a_damaged_input_and_removes_it(tmp_path):
 
 @pytest.mark.parametrize("back_end", ["local", "ray"])
 def test_a_machine_failure_is_run_again_by_a_plain_run(tmp_path, back_end):
-    from orchestrator.cluster import ClusterRunner
-    from orchestrator.runner import Runner as Local
+    from orchestrator.execute.cluster import ClusterRunner
+    from orchestrator.execute.coordinator import Runner as Local
 
     Runner = Local if back_end == "local" else ClusterRunner  # one rule for which jobs are open
 

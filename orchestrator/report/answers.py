@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .. import memory
-from ..analysis import BENCH_CV_MAX, COMPARED, Z, Recommendation, records
-from .tables import num, pm
+from orchestrator.plan import memory
+from orchestrator.report.analysis import BENCH_CV_MAX, COMPARED, Z, Recommendation, records
+from orchestrator.report.tables import num, pm
 
 
 def flagged(v) -> bool:

@@ -13,8 +13,9 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
-from .. import analysis, memory
-from ..files import atomic_path
+from orchestrator.report import analysis
+from orchestrator.plan import memory
+from orchestrator.files import atomic_path
 
 MARKERS = "osD^vP*Xh<>p"
 SHOWN_MAX = 12  # weights labels one figure draws and names; more are thinned to the Pareto frontier
@@ -119,13 +120,13 @@ def readable(k: pd.DataFrame, most: int = SHOWN_MAX) -> tuple[pd.DataFrame, str]
 def weights_labels(k: pd.DataFrame) -> dict[str, str]:
     """Each weights label, with what its bytes really are when llama-quantize fell back to other types
     for some tensors: 'Q2_K (77 % Q8_0, 90 fallbacks)' explains a point far right of its name's BPW."""
-    from .tables import _missing, mix
+    from orchestrator.report.tables import is_missing, mix
 
     out = {}
     first = k.drop_duplicates("weights")  # each label's first row, as records (not a Series of ~100 columns)
     for r in analysis.records(first, ["weights", "fallback_tensors", "tensor_mix_json"]):
         w, n, shares = r.weights, r.get("fallback_tensors"), mix(r.get("tensor_mix_json"), top=1)
-        if shares and not _missing(n) and int(n) > 0:
+        if shares and not is_missing(n) and int(n) > 0:
             t, f = next(iter(shares.items()))
             out[w] = f"{w} ({100 * f:.0f} % {t}, {int(n)} fallbacks)"
         else:

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import analysis, memory
-from ..files import atomic_path, write_text_atomic
-from . import plots, tables
+from orchestrator.report import analysis
+from orchestrator.plan import memory
+from orchestrator.files import atomic_path, write_text_atomic
+from orchestrator.report import plots, tables
 
 PLOTS = [("kld_vs_size", "Quality vs size (Pareto frontier labelled)"),
          ("kld_vs_speed", "Quality vs generation speed"),

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..analysis import records
+from orchestrator.report.analysis import records
 
 KLD_ROWS = [("Maximum", "kld_max"), ("99.9%", "kld_p99_9"), ("99.0%", "kld_p99"), ("95.0%", "kld_p95"),
             ("90.0%", "kld_p90"), ("Median", "kld_median"), ("10.0%", "kld_p10"), ("5.0%", "kld_p5"),
@@ -18,7 +18,7 @@ DP_ROWS = [("Maximum", "dp_max"), ("99.9%", "dp_p99_9"), ("99.0%", "dp_p99"), ("
            ("10.0%", "dp_p10"), ("5.0%", "dp_p5"), ("1.0%", "dp_p1"), ("0.1%", "dp_p0_1"), ("Minimum", "dp_min")]
 
 
-def _missing(v) -> bool:
+def is_missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
@@ -48,12 +48,12 @@ def mix_text(type_bytes, fallbacks=None, top: int = 3) -> str:
     if not shares:
         return "—"
     text = ", ".join(f"{t} {100 * f:.0f} %" for t, f in shares.items() if f >= 0.005) or "—"
-    n = 0 if _missing(fallbacks) else int(fallbacks)
+    n = 0 if is_missing(fallbacks) else int(fallbacks)
     return text + (f" ({n} fallback{'s' * (n != 1)})" if n else "")
 
 
 def scaled(v, unit: int):
-    return None if _missing(v) or not v else v / unit
+    return None if is_missing(v) or not v else v / unit
 
 
 def _order(df: pd.DataFrame) -> pd.DataFrame:
@@ -70,7 +70,7 @@ def speed(df: pd.DataFrame) -> pd.DataFrame:
                ["weights", "type_k", "type_v", "test", "ts_mean", "ts_std"]]
     if b.empty:
         return pd.DataFrame(columns=["weights", "type_k", "type_v"])
-    from ..analysis import BENCH_CV_MAX
+    from orchestrator.report.analysis import BENCH_CV_MAX
 
     mean, std = b.ts_mean.to_numpy(float), np.nan_to_num(b.ts_std.to_numpy(float))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -95,7 +95,7 @@ def kv_table(df: pd.DataFrame, kv_bytes=None, sp: pd.DataFrame | None = None) ->
     same-top, size, K/V memory at the measured context when `kv_bytes(type_k, type_v, ctx)` is given,
     speed (`sp`: speed(df), when the caller has it). Failed cells stay in the matrix, marked, so a gap is
     never mistaken for a cell not asked for."""
-    from ..analysis import tie_ranks
+    from orchestrator.report.analysis import tie_ranks
 
     k = df[df.measurement == "kld"]
     if k.empty or (k.status != "ok").all():
@@ -152,7 +152,7 @@ def stats_table(df: pd.DataFrame, sp: pd.DataFrame | None = None) -> pd.DataFram
         "File size (GiB)": _nums(gib, 3),
         "BPW": _nums(k.bpw, 2),
         "Tensor mix (bytes)": [mix_text(m, f) for m, f in zip(_col(k, "tensor_mix_json"), _col(k, "fallback_tensors"))],
-        **({"Importance matrix": ["—" if _missing(v) else v for v in k.imatrix]} if _any(k, "imatrix") else {}),
+        **({"Importance matrix": ["—" if is_missing(v) else v for v in k.imatrix]} if _any(k, "imatrix") else {}),
         "Mean PPL(Q)": _pms(k.ppl_q, k.ppl_q_err, 4),
         "Mean PPL(base)": _pms(k.ppl_base, k.ppl_base_err, 4),
         "PPL(Q)/PPL(base)": _pms(k.ppl_ratio, k.ppl_ratio_err, 4),
@@ -197,7 +197,7 @@ def _any(df: pd.DataFrame, name: str) -> bool:
 def imatrix_caveat(df: pd.DataFrame) -> str:
     """The warning every document carries when a cell's importance matrix was calibrated on the text its
     KLD is measured on (the plan warns of it too): such a number flatters the quant."""
-    from ..advice import EVALUATED_TEXT
+    from orchestrator.recipe.advice import EVALUATED_TEXT
 
     k = df[(df.measurement == "kld")] if "measurement" in df else df
     if not _any(k, "imatrix"):

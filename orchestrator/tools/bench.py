@@ -7,8 +7,8 @@ import math
 import re
 from pathlib import Path
 
-from ..errors import ToolFailed
-from . import first_failure, tail, threads_args
+from orchestrator.errors import ToolFailed
+from orchestrator.tools import first_failure, tail, threads_args
 
 FAILURES = [
     (re.compile(r"failed to create context"),

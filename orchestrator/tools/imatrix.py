@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import ToolFailed
-from . import NUM, tail, threads_args
+from orchestrator.errors import ToolFailed
+from orchestrator.tools import NUM, tail, threads_args
 
 FINAL_RE = re.compile(rf"Final estimate: PPL = ({NUM}) \+/- ({NUM})")
 SHORT_RE = re.compile(r"you need at least (\d+) tokens|tokenizes to only (\d+) tokens")

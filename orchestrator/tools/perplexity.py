@@ -7,8 +7,8 @@ import re
 import struct
 from pathlib import Path
 
-from ..errors import ToolFailed
-from . import NUM, first_failure, tail, threads_args
+from orchestrator.errors import ToolFailed
+from orchestrator.tools import NUM, first_failure, tail, threads_args
 
 FINAL_RE = re.compile(rf"Final estimate: PPL = ({NUM}) \+/- ({NUM})")
 OVER_RE = re.compile(r"(?:perplexity|kl_divergence): (?:calculating perplexity|computing) over (\d+) chunks, "

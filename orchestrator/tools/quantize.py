@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import ToolFailed
-from . import NUM, first_failure, tail
+from orchestrator.errors import ToolFailed
+from orchestrator.tools import NUM, first_failure, tail
 
 TOTALS_RE = re.compile(rf"(model|quant) size\s*=\s*({NUM}) (MiB|MB)(?: \(({NUM}) BPW\))?")
 TIME_RE = re.compile(rf"(quantize|total) time =\s*({NUM}) ms")

@@ -2,7 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import hub, recipe, toolchain
+from orchestrator.inputs import hub
+from orchestrator.recipe import model as recipe
+from orchestrator.tools import toolchain
 
 REPO = Path(__file__).parents[2]
 

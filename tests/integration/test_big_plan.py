@@ -8,11 +8,11 @@ from collections import namedtuple
 import pandas as pd
 import pytest
 
-from orchestrator import hub
-from orchestrator import runner as runner_mod
+from orchestrator.inputs import hub
+from orchestrator.execute import coordinator as runner_mod
 from orchestrator import commands
 from orchestrator.cli import main
-from orchestrator.store import Store
+from orchestrator.results.store import Store
 from orchestrator.tools.perplexity import logits_size
 
 from ..helpers import hf_cache

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import toolchain
+from orchestrator.tools import toolchain
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[2]

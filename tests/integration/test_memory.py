@@ -2,7 +2,9 @@
 
 import pytest
 
-from orchestrator import gguf_info, memory, procs
+from orchestrator.inputs import gguf_info
+from orchestrator.plan import memory
+from orchestrator import procs
 from orchestrator.tools import perplexity
 
 pytestmark = pytest.mark.integration

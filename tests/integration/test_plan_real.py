@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from orchestrator import hub, prepare
+from orchestrator.inputs import hub, prepare
 from orchestrator.cli import main
 from orchestrator.files import sha256_file
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.store import Store
+from orchestrator.results.store import Store
 
 from ..helpers import tools_running_on
 from .conftest import small_recipe

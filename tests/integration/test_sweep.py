@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.store import Store
+from orchestrator.results.store import Store
 from orchestrator.workspace import Workspace
 
 from ..helpers import tools_running_on

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from orchestrator import toolchain
+from orchestrator.tools import toolchain
 
 pytestmark = pytest.mark.integration
 

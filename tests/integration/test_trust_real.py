@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.runner import Runner
-from orchestrator.store import Store
+from orchestrator.execute.coordinator import Runner
+from orchestrator.results.store import Store
 
 from .conftest import small_recipe
 

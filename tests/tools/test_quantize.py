@@ -3,7 +3,7 @@
 import pytest
 
 from orchestrator.errors import ToolFailed
-from orchestrator.llama_types import QUANT_TYPES
+from orchestrator.tools.llama_types import QUANT_TYPES
 from orchestrator.tools import quantize as tq
 
 

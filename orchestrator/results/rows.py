@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from . import advice, gguf_info
-from .files import sha256_file
-from .toolchain import cache_root
+from orchestrator.recipe import advice
+from orchestrator.inputs import gguf_info
+from orchestrator.files import sha256_file
+from orchestrator.tools.toolchain import cache_root
 
 
 def _source_label(r) -> str:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import gguf_info, memory
+from orchestrator.inputs import gguf_info
+from orchestrator.plan import memory
 
 Z = 2.0
 FULL_PRECISION = {"f32", "f16", "bf16"}
@@ -127,7 +128,7 @@ def architecture(df: pd.DataFrame) -> memory.Architecture:
         d = json.loads(rows.model_arch_json.iloc[0])
         arch, hp = d["architecture"], d["hparams"]
     else:  # stores written before the architecture was recorded: the memo of the same file
-        from .toolchain import cache_root
+        from orchestrator.tools.toolchain import cache_root
 
         sha = df.source_sha256.dropna().iloc[0] if "source_sha256" in df and df.source_sha256.notna().any() else ""
         info = gguf_info.memoized(cache_root() / "gguf-info", sha, older=True)

@@ -9,9 +9,9 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from . import procs
-from .errors import UsageError
-from .scheduler import Device, Inventory
+from orchestrator import procs
+from orchestrator.errors import UsageError
+from orchestrator.execute.scheduler import Device, Inventory
 
 SMI_QUERY = ["nvidia-smi", "--query-gpu=index,uuid,name,memory.total,memory.free",
              "--format=csv,noheader,nounits"]
@@ -146,7 +146,7 @@ def parse_rocm_smi(text: str) -> list[Found]:
 
 
 def _host() -> Found:
-    from .toolchain import cpu_model
+    from orchestrator.tools.toolchain import cpu_model
 
     info = {}
     try:

@@ -9,12 +9,15 @@ import re
 import shutil
 from pathlib import Path
 
-from . import gguf_info, hub, plan, procs, recipe
-from .errors import RecipeError
-from .files import sha256_file, sha256_text, write_memo
-from .toolchain import Toolchain, cache_root, cpu_model
-from .tools import quantize as tq
-from .workspace import Workspace
+from orchestrator.inputs import gguf_info, hub
+from orchestrator.plan import graph as plan
+from orchestrator import procs
+from orchestrator.recipe import model as recipe
+from orchestrator.errors import RecipeError
+from orchestrator.files import sha256_file, sha256_text, write_memo
+from orchestrator.tools.toolchain import Toolchain, cache_root, cpu_model
+from orchestrator.tools import quantize as tq
+from orchestrator.workspace import Workspace
 
 
 def host_info(tc: Toolchain) -> dict:

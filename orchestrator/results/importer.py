@@ -7,9 +7,9 @@ import math
 import re
 from pathlib import Path
 
-from .errors import ToolFailed, UsageError
-from .files import sha256_text
-from .tools import bench as tb, perplexity as tp
+from orchestrator.errors import ToolFailed, UsageError
+from orchestrator.files import sha256_text
+from orchestrator.tools import bench as tb, perplexity as tp
 
 KV_TYPES_RE = re.compile(r"llama_kv_cache:.*?K \((\w+)\).*?V \((\w+)\)")
 CTX_RE = re.compile(r"n_ctx=(\d+)")

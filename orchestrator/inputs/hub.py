@@ -12,25 +12,18 @@ import re
 import shutil
 import sys
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from . import procs
-from .errors import FetchError, InputFileError
-from .gguf_info import SHARD_RE, shard_paths
-from .files import atomic_path, sha256_file, sha256_text, write_text_atomic
-from .recipe import CorpusSpec, HFSource, ModelSpec, PyPISource
-from .toolchain import cache_root
+from orchestrator import procs
+from orchestrator.inputs import Corpus
+from orchestrator.errors import FetchError, InputFileError
+from orchestrator.inputs.gguf_info import SHARD_RE, shard_paths
+from orchestrator.files import atomic_path, sha256_file, sha256_text, write_text_atomic
+from orchestrator.recipe.model import CorpusSpec, HFSource, ModelSpec, PyPISource
+from orchestrator.tools.toolchain import cache_root
 
 WIKITEXT = ("Salesforce/wikitext", "wikitext-2-raw-v1/test-00000-of-00001.parquet")
 
-
-@dataclass(frozen=True)
-class Corpus:
-    label: str
-    path: Path
-    sha256: str
-    n_chars: int
 
 
 def _hf_cache() -> str | None:
@@ -176,7 +169,7 @@ def _verified(path: Path) -> Path:
 def fetch_model(spec: ModelSpec, recipe_dir: Path, local_only: bool = False) -> Path:
     """The path of the model's GGUF (the first shard of a split model)."""
     if spec.path is not None:
-        from .gguf_info import check_file
+        from orchestrator.inputs.gguf_info import check_file
 
         return check_file((recipe_dir / Path(spec.path).expanduser()).resolve())
     if spec.hf is not None:
@@ -313,7 +306,7 @@ def local_file(path: Path, role: str) -> Path:
 def text_file(path: Path, role: str) -> Path:
     """A corpus: a regular file of UTF-8 text. A binary file (a GGUF, an archive) is refused, naming what
     it looks like: llama-perplexity would tokenize the bytes and report numbers of nothing."""
-    from .gguf_info import describe_bytes
+    from orchestrator.inputs.gguf_info import describe_bytes
 
     local_file(path, role)
     with open(path, "rb") as f:

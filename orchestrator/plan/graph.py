@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 
-from . import llama_types as lt
-from .gguf_info import GGUFInfo
-from .hub import Corpus
-from .recipe import Recipe, WeightSpec
-from .tools.perplexity import logits_size
+from orchestrator.tools import llama_types as lt
+from orchestrator.inputs.gguf_info import GGUFInfo
+from orchestrator.inputs import Corpus
+from orchestrator.recipe.model import Recipe, WeightSpec
+from orchestrator.tools.perplexity import logits_size
 
 KINDS = ("reference", "imatrix", "quantize", "base", "kld", "bench")
 # what `plan`, `run` and every message call each kind: one name for one thing

@@ -30,10 +30,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import jobspec, memory, procs, scheduler, worker
-from .errors import UsageError
-from .plan import Job
-from .runner import ARTIFACT_KINDS, RESULTS_EVERY_S, Runner, Summary
+from orchestrator.plan import jobspec, memory
+from orchestrator import procs
+from orchestrator.execute import scheduler, worker
+from orchestrator.errors import UsageError
+from orchestrator.plan.graph import Job
+from orchestrator.execute.coordinator import ARTIFACT_KINDS, RESULTS_EVERY_S, Runner, Summary
 
 INSTALL = "--ray needs Ray: pip install 'quantsweep[ray]' (here and on every node of the cluster)"
 SAFETY = ("Ray runs without authentication unless the cluster was started with RAY_AUTH_MODE=token; between "
@@ -88,8 +90,10 @@ def _probe(base: str | None, shared: str | None, commit: str, version: str, inpu
 
     import ray
 
-    from . import __version__, devices, toolchain
-    from .workspace import Workspace
+    from orchestrator import __version__
+    from orchestrator.execute import devices
+    from orchestrator.tools import toolchain
+    from orchestrator.workspace import Workspace
 
     node = ray.get_runtime_context().get_node_id()
     problems = []
@@ -120,8 +124,8 @@ def _execute(spec: dict, root: str, inputs: dict[str, str], node: str) -> dict:
     """On a node: one job, exactly as a local sweep runs it; Ray pins the GPU (CUDA_VISIBLE_DEVICES)."""
     import ray
 
-    from . import toolchain
-    from .workspace import Workspace
+    from orchestrator.tools import toolchain
+    from orchestrator.workspace import Workspace
 
     t0 = time.monotonic()
     tc = toolchain.find()
@@ -268,7 +272,7 @@ class ClusterRunner(Runner):
         ray = _ray()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from . import __version__
+        from orchestrator import __version__
 
         artifacts = {}
         for j in self.plan.jobs:
@@ -474,7 +478,7 @@ class ClusterRunner(Runner):
         """`quantsweep status` reads this: per node, what runs, done and failed; the sweep's done/total."""
         if self.status_path is None:
             return
-        from .files import write_text_atomic
+        from orchestrator.files import write_text_atomic
 
         done = len(self.recorded)
         elapsed = time.monotonic() - getattr(self, "_started", time.monotonic())
@@ -524,7 +528,7 @@ def placement_lines(p, nodes: int, shared: Path | None) -> list[str]:
 
 def status_lines(path: Path) -> list[str]:
     """`quantsweep status` for a sweep on a Ray cluster."""
-    from .progress import fmt
+    from orchestrator.execute.progress import fmt
 
     if not path.is_file():
         return []

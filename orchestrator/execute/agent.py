@@ -1,4 +1,4 @@
-"""The box's side of `quantsweep run --host`: started over ssh by the laptop (orchestrator/remote.py) with
+"""The box's side of `quantsweep run --host`: started over ssh by the laptop (orchestrator/execute/remote.py) with
 the quantsweep installed on the box, never by a user.
 
 A box keeps everything of quantsweep under one directory (ROOT): venvs, the cache (toolchain, model
@@ -8,10 +8,10 @@ it started) and, once it has ended, `exit.json` (its exit status). The superviso
 session (setsid), so neither the ssh connection nor the laptop going to sleep stops it; it runs
 `quantsweep run` as its child and records how it ended.
 
-    python -m orchestrator.agent start RUNDIR [run options]   (env: a JSON object on stdin)
-    python -m orchestrator.agent status ROOT
-    python -m orchestrator.agent logs RUNDIR [-n N] [-f]
-    python -m orchestrator.agent export RUNDIR
+    python -m orchestrator.execute.agent start RUNDIR [run options]   (env: a JSON object on stdin)
+    python -m orchestrator.execute.agent status ROOT
+    python -m orchestrator.execute.agent logs RUNDIR [-n N] [-f]
+    python -m orchestrator.execute.agent export RUNDIR
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from .files import write_text_atomic
+from orchestrator.files import write_text_atomic
 
 PASSED_ENV = ("HF_TOKEN", "HF_ENDPOINT")  # what the laptop may pass through the channel (never argv)
 
@@ -73,7 +73,7 @@ def start(rundir: Path, run_args: list[str], env: dict[str, str]) -> dict:
     with open(rundir / "run.log", "ab") as log:
         log.write(f"--- quantsweep run started {started}\n".encode())
         log.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "orchestrator.agent", "supervise", str(rundir), started,
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator.execute.agent", "supervise", str(rundir), started,
                                  *run_args], stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=child_env,
                                 cwd=rundir, start_new_session=True)
     write_text_atomic(rundir / "run.json", json.dumps({"pid": proc.pid, "started_at": started}))
@@ -101,10 +101,12 @@ def supervise(rundir: Path, started: str, run_args: list[str]) -> int:
 def progress(rundir: Path) -> dict:
     """done/failed/total jobs of the recipe and an ETA: from the status file the run writes as it goes
     (no plan made here), or, before its first run has started, from its plan and the workspace's store."""
-    from . import plan as planmod, prepare, toolchain
-    from .runner import STATUS_FILE
-    from .store import Store
-    from .workspace import Workspace
+    from orchestrator.plan import graph as planmod
+    from orchestrator.inputs import prepare
+    from orchestrator.tools import toolchain
+    from orchestrator.execute.coordinator import STATUS_FILE
+    from orchestrator.results.store import Store
+    from orchestrator.workspace import Workspace
 
     ws = Workspace(rundir / "ws")
     try:

@@ -19,7 +19,7 @@ KEEP = 32
 
 
 def folder() -> Path:
-    from .toolchain import cache_root
+    from orchestrator.tools.toolchain import cache_root
 
     return cache_root() / "snapshots"
 
@@ -79,7 +79,7 @@ def _column(values):
 def _write(t, path: Path) -> None:
     import pyarrow.parquet as pq
 
-    from .files import atomic_path
+    from orchestrator.files import atomic_path
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,7 @@ def now() -> str:
 
 class Store:
     def __init__(self, path: Path):
-        from .errors import InputFileError
+        from orchestrator.errors import InputFileError
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +126,7 @@ class Store:
         """Another workspace's store, only ever read: no migration, no pragma that writes, and no -wal or
         -shm file created next to it (a store whose writers have all closed is opened immutable; one
         with a live -wal is read through it). Columns added by later migrations are simply absent."""
-        from .errors import UsageError
+        from orchestrator.errors import UsageError
 
         path = Path(path)
         if not path.is_file():
@@ -271,7 +271,7 @@ class Store:
         first read after a change)."""
         import pandas as pd
 
-        from . import snapshot
+        from orchestrator.results import snapshot
 
         t = snapshot.table(self, recipe, () if provenance else BULKY)
         if t is not None:

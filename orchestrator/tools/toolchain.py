@@ -20,8 +20,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import procs
-from .errors import ToolchainError
+from orchestrator import procs
+from orchestrator.errors import ToolchainError
 
 TOOLS = ("llama-quantize", "llama-perplexity", "llama-bench", "llama-imatrix")
 # built with them and used where present (a toolchain of the user's may lack it): counts a corpus's tokens

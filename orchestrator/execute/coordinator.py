@@ -19,15 +19,17 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import devices, jobspec, procs, scheduler, worker
-from .progress import Progress, make as make_progress
-from .errors import DiskSpaceError
-from .files import disk_of, fits_disk, remove_partials
-from .memory import gib as human
-from .plan import Job, Plan, source_key
-from .store import Store
-from .toolchain import Toolchain
-from .workspace import Workspace
+from orchestrator.execute import devices, scheduler, worker
+from orchestrator.plan import jobspec
+from orchestrator import procs
+from orchestrator.execute.progress import Progress, make as make_progress
+from orchestrator.errors import DiskSpaceError
+from orchestrator.files import disk_of, fits_disk, remove_partials
+from orchestrator.plan.memory import gib as human
+from orchestrator.plan.graph import Job, Plan, source_key
+from orchestrator.results.store import Store
+from orchestrator.tools.toolchain import Toolchain
+from orchestrator.workspace import Workspace
 
 ARTIFACT_KINDS = ("reference", "quantize", "imatrix", "base")
 
@@ -116,8 +118,8 @@ class Runner:
 
     def _artifact_problem(self, key: str) -> str | None:
         """Why the artifact of the done job `key` cannot be used as it is, or None."""
-        from .files import sha256_file
-        from .tools.perplexity import logits_problem
+        from orchestrator.files import sha256_file
+        from orchestrator.tools.perplexity import logits_problem
 
         path, job = self.artifact_path(key), self.jobs[key]
         if not path.is_file():
@@ -137,8 +139,8 @@ class Runner:
     def _check_logits(self, todo: list[Job]) -> None:
         """Reference logits kept from an earlier run are checked before a KLD run reads them; a damaged or
         foreign file stops the run here, named, and is left as it is."""
-        from .errors import InputFileError
-        from .tools.perplexity import logits_problem
+        from orchestrator.errors import InputFileError
+        from orchestrator.tools.perplexity import logits_problem
 
         for key in {d for j in todo if j.kind == "kld" for d in j.deps if self.jobs[d].kind == "base"}:
             rec = self.store.job(key)
@@ -240,7 +242,7 @@ class Runner:
     def _publish_status(self, state: str) -> None:
         """Write what `quantsweep status` shows of this run, from another shell: its state, the jobs done
         of the plan, failures, the ETA and what runs on which device (a few hundred bytes a job end)."""
-        from .files import write_text_atomic
+        from orchestrator.files import write_text_atomic
 
         progress = self._status["progress"]
         now = progress.snapshot()
@@ -335,7 +337,7 @@ class Runner:
     # -- results rows ----------------------------------------------------------------------
 
     def _write_results(self, run_id: int) -> None:
-        from .results import rows_for_plan
+        from orchestrator.results.rows import rows_for_plan
 
         rows = rows_for_plan(self, run_id)
         self.store.put_results(rows, self.inp.recipe.name, {c.id for c in self.plan.cells})
@@ -343,7 +345,7 @@ class Runner:
 
 def status_lines(path: Path) -> list[str]:
     """`quantsweep status` for a run on this machine (its status file), [] when there is none."""
-    from .progress import fmt
+    from orchestrator.execute.progress import fmt
 
     try:
         s = json.loads(path.read_text())

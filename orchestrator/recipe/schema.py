@@ -11,8 +11,15 @@ from __future__ import annotations
 
 import re
 
-from . import llama_types as lt
-from .recipe import CORPUS_NAMES, MANAGED_FLAGS, NAME_PATTERN, HF_REPO_PATTERN, PYPI_PIN_PATTERN, Recipe
+from orchestrator.tools import llama_types as lt
+from orchestrator.recipe.model import (
+    CORPUS_NAMES,
+    HF_REPO_PATTERN,
+    MANAGED_FLAGS,
+    NAME_PATTERN,
+    PYPI_PIN_PATTERN,
+    Recipe,
+)
 
 LOADER_ONLY = (
     "weight labels are distinct",

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from . import llama_types as lt
+from orchestrator.tools import llama_types as lt
 
 CORPUS_NAMES = ("wikitext-2", "python-docs", "python-source")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -20,7 +20,7 @@ NAME_RULE = "{v!r}: use letters, digits, '.', '_', '-' (at most 64, no leading p
 
 def check_name(name: str, option: str) -> str:
     """A run name given on the command line follows a recipe's rules: it names a folder under reports/."""
-    from .errors import UsageError
+    from orchestrator.errors import UsageError
 
     if not re.fullmatch(NAME_PATTERN, name):
         raise UsageError(f"{option} {NAME_RULE.format(v=name)}")
@@ -401,24 +401,24 @@ class Recipe(Strict):
         labels = [w.label for w in self.weights]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
-            raise _FieldError("weights", f"duplicate weight label(s) {', '.join(dup)}: give each a distinct name")
+            raise FieldError("weights", f"duplicate weight label(s) {', '.join(dup)}: give each a distinct name")
         pairs = self.cache.expanded()
         quant_v = [v for _, v in pairs if v not in lt.UNQUANTIZED_CACHE]
         if quant_v and self.evaluation.flash_attn == "off":
-            raise _FieldError("evaluation.flash_attn", f"quantized V cache ({quant_v[0]}) needs flash "
+            raise FieldError("evaluation.flash_attn", f"quantized V cache ({quant_v[0]}) needs flash "
                               "attention: use on or auto")
         if self.bench.enabled:
             if quant_v and self.bench.flash_attn == "off":
-                raise _FieldError("bench.flash_attn", f"quantized V cache ({quant_v[0]}) needs flash "
+                raise FieldError("bench.flash_attn", f"quantized V cache ({quant_v[0]}) needs flash "
                                   "attention: use on or auto")
             f32 = [p for p in pairs if "f32" in p]
             if f32:
-                raise _FieldError("cache", f"llama-bench takes no f32 cache ({f32[0][0]}/{f32[0][1]}); "
+                raise FieldError("cache", f"llama-bench takes no f32 cache ({f32[0][0]}/{f32[0][1]}); "
                                   f"allowed with bench: {', '.join(lt.BENCH_CACHE_TYPES)}")
         for section in ("evaluation", "bench"):
             spec = getattr(self, section)
             if spec.ubatch > spec.batch:
-                raise _FieldError(f"{section}.ubatch", f"ubatch {spec.ubatch} must not exceed batch {spec.batch}")
+                raise FieldError(f"{section}.ubatch", f"ubatch {spec.ubatch} must not exceed batch {spec.batch}")
         return self
 
     def canonical_hash(self) -> str:
@@ -426,7 +426,7 @@ class Recipe(Strict):
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-class _FieldError(ValueError):
+class FieldError(ValueError):
     """A cross-field error that knows which field to blame."""
 
     def __init__(self, field: str, message: str):
@@ -436,13 +436,13 @@ class _FieldError(ValueError):
 
 def load(path: str | Path) -> Recipe:
     """Read, merge `extends:` chains, validate. Raises RecipeError naming file and field."""
-    from .recipe_io import load_recipe
+    from orchestrator.recipe.load import load_recipe
 
     return load_recipe(Path(path))
 
 
 def schema() -> dict:
     """The JSON Schema of what `load` accepts (shorthands included), for editors."""
-    from .recipe_schema import schema as editor_schema
+    from orchestrator.recipe.schema import schema as editor_schema
 
     return editor_schema()

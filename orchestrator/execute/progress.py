@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Protocol
 
-from .simulate import GUESS_S
+from orchestrator.plan.simulate import GUESS_S
 
 
 class _Job(Protocol):

@@ -9,8 +9,8 @@ import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import InputFileError
-from .files import write_memo
+from orchestrator.errors import InputFileError
+from orchestrator.files import write_memo
 
 MEMO_VERSION = "v3"  # bump when GGUFInfo gains a field
 OLDER_MEMOS = ("v2",)  # still read for what they hold (the architecture), never written
@@ -34,7 +34,7 @@ class GGUFInfo:
     @property
     def file_type_name(self) -> str:
         """What the file says it is (`general.file_type`, e.g. Q4_K_M); its tensors may be a mix."""
-        from .llama_types import file_type_name
+        from orchestrator.tools.llama_types import file_type_name
 
         return file_type_name(self.file_type) or f"{self.main_type} (most tensors)"
 
@@ -72,8 +72,8 @@ def check_file(path: Path, role: str = "model") -> Path:
 def check_readable(path: Path) -> Path:
     """`path` if its whole metadata and tensor table parse (no tensor data is read). A file read before,
     unchanged since (its hash and metadata memoized), is not parsed again."""
-    from .files import known_sha256
-    from .toolchain import cache_root
+    from orchestrator.files import known_sha256
+    from orchestrator.tools.toolchain import cache_root
 
     check_file(path)
     sha = known_sha256(path, cache_root() / "file-hashes.json")

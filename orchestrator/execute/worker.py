@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import gguf_info, procs
-from .errors import ToolFailed
-from .files import atomic_path, disk_of, remember_sha256, sha256_file
-from .toolchain import cache_root
-from .jobspec import JobSpec, Outcome, Ref
-from .tools import bench as tb, imatrix as ti, perplexity as tp, quantize as tq
-from .workspace import Workspace
+from orchestrator.inputs import gguf_info
+from orchestrator import procs
+from orchestrator.errors import ToolFailed
+from orchestrator.files import atomic_path, disk_of, remember_sha256, sha256_file
+from orchestrator.tools.toolchain import cache_root
+from orchestrator.plan.jobspec import JobSpec, Outcome, Ref
+from orchestrator.tools import bench as tb, imatrix as ti, perplexity as tp, quantize as tq
+from orchestrator.workspace import Workspace
 
 
 @dataclass

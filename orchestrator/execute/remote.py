@@ -7,7 +7,7 @@ every ssh (and rsync's ssh), e.g. "-F ./ssh_config". Commands sent to the box ar
 written nowhere.
 
 On the box, one directory (--remote-dir, default ~/.quantsweep) holds this quantsweep version's venv, the
-cache (toolchain, hashes) and one folder per recipe: see orchestrator/agent.py.
+cache (toolchain, hashes) and one folder per recipe: see orchestrator/execute/agent.py.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
-from .errors import QuantsweepError
-from .files import fits_disk, write_text_atomic
+from orchestrator import __version__
+from orchestrator.errors import QuantsweepError
+from orchestrator.files import fits_disk, write_text_atomic
 
 DEFAULT_ROOT = "~/.quantsweep"
 SSH_OPTS = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15",
@@ -157,7 +157,7 @@ class Box:
 
     def agent(self, python: str, llama_cpp: str | None, *argv: str, stdin: str | None = None,
               capture: bool = True) -> subprocess.CompletedProcess:
-        return self.ssh([*self.env(llama_cpp), python, "-m", "orchestrator.agent", *argv], stdin=stdin,
+        return self.ssh([*self.env(llama_cpp), python, "-m", "orchestrator.execute.agent", *argv], stdin=stdin,
                         capture=capture)
 
 
@@ -231,9 +231,9 @@ def remote_recipe(recipe_path: Path) -> tuple[dict, list[tuple[Path, str]]]:
     """The recipe as the box will read it (its `extends:` chain merged), with every local file it names
     replaced by its place under inputs/; and the files to upload: (local path, path under the run dir).
     A split model's shards keep their names, side by side."""
-    from . import recipe as recipemod
-    from .gguf_info import shard_paths
-    from .recipe_io import load_yaml
+    from orchestrator.recipe import model as recipemod
+    from orchestrator.inputs.gguf_info import shard_paths
+    from orchestrator.recipe.load import load_yaml
 
     r = recipemod.load(recipe_path)
     rdir = Path(recipe_path).resolve().parent
@@ -267,7 +267,9 @@ def remote_recipe(recipe_path: Path) -> tuple[dict, list[tuple[Path, str]]]:
 def _need_bytes(recipe_path: Path, ws) -> int | None:
     """Bytes the box's disk must hold that the laptop can know: the reference logits (from the plan, when
     the model is at hand here) and the uploads."""
-    from . import plan as planmod, prepare, toolchain
+    from orchestrator.plan import graph as planmod
+    from orchestrator.inputs import prepare
+    from orchestrator.tools import toolchain
 
     try:
         inp = prepare.inputs(recipe_path, ws, toolchain.find(), fetch=False)
@@ -281,8 +283,9 @@ def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None,
     """Check the box, install quantsweep and the tools there, upload, start the sweep detached, follow it."""
     import yaml
 
-    from . import recipe as recipemod, prepare
-    from .workspace import Workspace
+    from orchestrator.recipe import model as recipemod
+    from orchestrator.inputs import prepare
+    from orchestrator.workspace import Workspace
 
     r = recipemod.load(recipe_path)  # a bad recipe stops here, before the box is touched
     prepare.check_local_files(r, recipe_path)
@@ -360,8 +363,8 @@ def _entries(ws, host: str | None, name: str | None) -> list[tuple[Box, str, dic
 
 
 def status(workspace, host: str | None, out) -> int:
-    from .progress import fmt
-    from .workspace import Workspace
+    from orchestrator.execute.progress import fmt
+    from orchestrator.workspace import Workspace
 
     ws = Workspace(workspace)
     seen: set[tuple[str, str]] = set()
@@ -385,7 +388,7 @@ def status(workspace, host: str | None, out) -> int:
 
 
 def logs(workspace, host: str | None, name: str | None, follow: bool, lines: int) -> int:
-    from .workspace import Workspace
+    from orchestrator.workspace import Workspace
 
     entries = _entries(Workspace(workspace), host, name)
     if len(entries) > 1:
@@ -399,8 +402,8 @@ def logs(workspace, host: str | None, name: str | None, follow: bool, lines: int
 def pull(workspace, host: str | None, name: str | None, artifacts: bool, out) -> int:
     """Merge the box's results into the local store: each row as the box recorded it (host, GPU,
     toolchain), the box named in its provenance; rows already held unchanged are not written again."""
-    from .store import Store
-    from .workspace import Workspace
+    from orchestrator.results.store import Store
+    from orchestrator.workspace import Workspace
 
     ws = Workspace(workspace)
     for box, recipe, meta in _entries(ws, host, name):

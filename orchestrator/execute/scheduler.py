@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .jobspec import JobSpec
+from orchestrator.plan.jobspec import JobSpec
 
 PRIORITY = {"reference": 0, "base": 1, "imatrix": 2, "quantize": 3, "kld": 4, "bench": 5}
 MARGIN = 256 * 2**20  # kept free on every device beside the reservations

@@ -22,7 +22,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from .errors import UsageError
+from orchestrator.errors import UsageError
 
 # values per block, bytes per block (ggml's type traits)
 CACHE_BLOCKS = {"f32": (1, 4), "f16": (1, 2), "bf16": (1, 2), "q8_0": (32, 34), "q5_1": (32, 24),

@@ -13,9 +13,9 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import memory
-from .plan import Job, Plan
-from .tools import bench as tb, imatrix as ti, perplexity as tp, quantize as tq
+from orchestrator.plan import memory
+from orchestrator.plan.graph import Job, Plan
+from orchestrator.tools import bench as tb, imatrix as ti, perplexity as tp, quantize as tq
 
 TOOLS = {"reference": "llama-quantize", "quantize": "llama-quantize", "imatrix": "llama-imatrix",
          "base": "llama-perplexity", "kld": "llama-perplexity", "bench": "llama-bench"}

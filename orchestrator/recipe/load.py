@@ -9,9 +9,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from . import llama_types as lt
-from .errors import RecipeError
-from .recipe import Recipe, _FieldError
+from orchestrator.tools import llama_types as lt
+from orchestrator.errors import RecipeError
+from orchestrator.recipe.model import Recipe, FieldError
 
 
 def load_recipe(path: Path) -> Recipe:
@@ -89,7 +89,7 @@ def _as_recipe_error(path: Path, exc: ValidationError) -> RecipeError:
     err = exc.errors()[0]
     loc = _loc(err["loc"])
     ctx_err = (err.get("ctx") or {}).get("error")
-    if isinstance(ctx_err, _FieldError):
+    if isinstance(ctx_err, FieldError):
         loc, msg = ctx_err.field, str(ctx_err)
     elif err["type"] == "extra_forbidden":
         parent = err["loc"][:-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .plan import PlanInputs
+from orchestrator.plan.graph import PlanInputs
 
 # llama-quantize passes the importance matrix to these types' quantizers, which ignore it
 IMATRIX_UNUSED = ("Q8_0", "F16", "BF16", "F32", "COPY", "TQ1_0", "TQ2_0", "MXFP4_MOE")
