@@ -373,8 +373,8 @@ def full_disk(model: Path, tmp: Path) -> str:
         return "full disk     0 cases: cannot mount a tmpfs here (not root); `disk` covers ulimit -f  OK"
     try:
         ws = disk / "ws"
-        code = ("import sys; from orchestrator import cli; from orchestrator.execute.coordinator import Runner; "
-                "Runner._check_disk = lambda self, todo: None; sys.exit(cli.main(sys.argv[1:]))")
+        code = ("import sys; from orchestrator import cli; from orchestrator.execute import local; "
+                "local.check_disk = lambda co, todo: None; sys.exit(cli.main(sys.argv[1:]))")
         rc = subprocess.run([sys.executable, "-c", code, "run", str(path), "--workspace", str(ws), "-q"], cwd=REPO,
                             capture_output=True).returncode
         reasons = [r for (r,) in Store(ws / "store.sqlite").db.execute("SELECT reason FROM jobs WHERE status='failed'")]

@@ -47,7 +47,7 @@ def main() -> int:
     commands.run(path, tmp / "ray", None, False, True, quiet, ray="local", ray_node_dir=str(tmp / "nodes"))
     wall = time.monotonic() - t0
     ray.shutdown()
-    s = json.loads((tmp / "ray" / "ray-status.json").read_text())
+    s = json.loads((tmp / "ray" / "status.json").read_text())
     o = s["overhead_s"]
     print(f"ray: the same matrix, {s['tasks']} tasks on a one-node Ray ({os.cpu_count()} CPUs): wall {wall:.1f}s vs "
           f"{local:.1f}s local (Ray start-up {init:.1f}s not included)")

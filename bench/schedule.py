@@ -17,7 +17,7 @@ from pathlib import Path
 from orchestrator.plan import jobspec, graph as planmod, simulate
 from orchestrator.inputs import prepare
 from orchestrator.tools import toolchain
-from orchestrator.execute.coordinator import thread_policy
+from orchestrator.execute.local import thread_policy
 from orchestrator.execute.scheduler import Device, Inventory
 from bench import scratch
 from orchestrator.workspace import Workspace

@@ -98,12 +98,12 @@ HOST = typer.Option(None, "--host", help="only this box [default: every box this
 def status(workspace: Optional[Path] = WS, host: Optional[str] = HOST):
     """Runs on this machine, on boxes (`run --host`) and on a Ray cluster (`run --ray`): what runs where,
     jobs done/total, failures, ETA."""
-    from orchestrator.execute import cluster, remote, coordinator as runner
+    from orchestrator.execute import coordinator, remote
     from orchestrator.workspace import Workspace
 
     ws = Workspace(workspace)
     if host is None:
-        here = runner.status_lines(ws.root / runner.STATUS_FILE) + cluster.status_lines(ws.root / "ray-status.json")
+        here = coordinator.status_lines(ws.root / coordinator.STATUS_FILE)
         for line in here:
             _out(line)
         if here and not (ws.root / "hosts.json").exists():

@@ -28,7 +28,7 @@ def _preview(p, statuses: dict, store, found, parallel: int = 1):
     of earlier runs in the store (or a guess, said as such)."""
     from orchestrator.execute import devices as devmod
     from orchestrator.plan import jobspec, simulate
-    from orchestrator.execute.coordinator import thread_policy
+    from orchestrator.execute.local import thread_policy
 
     inv = devmod.inventory(found)
     threads = thread_policy(inv, parallel)
@@ -131,7 +131,7 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
         devices: str | None = None, parallel: int = 1, ray: str | None = None, ray_shared: Path | None = None,
         ray_node_dir: str | None = None) -> int:
     from orchestrator.execute import devices as devmod
-    from orchestrator.execute.coordinator import Runner
+    from orchestrator.execute.coordinator import Coordinator
 
     kinds = tuple(k.strip() for k in rerun.split(",")) if rerun else ()
     for k in kinds:
@@ -164,15 +164,13 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
         p = planmod.build(inp)
         store = Store(ws.store_path)
         found = devmod.find(tuple(tc.backends), only=devices)
-        opts = dict(quiet=quiet, retry_failed=retry_failed, rerun=kinds, found=found, parallel=parallel)
+        executor = None
         if ray is not None:
-            from orchestrator.execute.cluster import ClusterRunner
+            from orchestrator.execute.cluster import RayExecutor
 
-            runner = ClusterRunner(p, ws, store, tc, address=ray, shared=ray_shared, node_dir=ray_node_dir,
-                                   status_path=ws.root / "ray-status.json", **opts)
-        else:
-            runner = Runner(p, ws, store, tc, **opts)
-        summary = runner.run()
+            executor = RayExecutor(ray, ray_shared, ray_node_dir, found=found, parallel=parallel)
+        summary = Coordinator(p, ws, store, tc, executor, quiet=quiet, retry_failed=retry_failed, rerun=kinds,
+                              found=found, parallel=parallel).run()
         from orchestrator.results import snapshot
 
         snapshot.table(store)  # the columnar copy of the new results: report, export… read it at once

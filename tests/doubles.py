@@ -203,13 +203,13 @@ class Sweep:
                       for i in range(n_gpus)] + [devices.find()[-1]]
 
     def run(self, **kw):
-        from orchestrator.execute.coordinator import Runner
+        from orchestrator.execute.coordinator import Coordinator
         from orchestrator.results.store import Store
 
         saved = {k: os.environ.get(k) for k in self.env}
         os.environ.update(self.env)
         try:
-            return Runner(self.plan, self.ws, Store(self.ws.store_path), self.tc, quiet=True, found=self.found,
+            return Coordinator(self.plan, self.ws, Store(self.ws.store_path), self.tc, quiet=True, found=self.found,
                           **kw).run()
         finally:
             for k, v in saved.items():

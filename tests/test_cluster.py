@@ -4,7 +4,7 @@ from the memory ledger, a bench's whole GPU and node), and which weights quants 
 import pytest
 
 from orchestrator.execute import scheduler
-from orchestrator.execute.cluster import SHARED, ClusterRunner, Node
+from orchestrator.execute.cluster import SHARED, Node, RayExecutor
 from orchestrator.plan.jobspec import JobSpec, Resources
 
 pytest.importorskip("ray", reason="Ray is not installed: pip install 'quantsweep[ray]'")
@@ -19,7 +19,7 @@ def spec(kind, **res):
 
 
 def runner(gpus):
-    r = ClusterRunner.__new__(ClusterRunner)  # the decisions only: no plan, store or cluster
+    r = RayExecutor.__new__(RayExecutor)  # the decisions only: no plan, store or cluster
     r.nodes = {NODE: Node(NODE, "box", "/w", gpus, cpus=16)}
     return r
 

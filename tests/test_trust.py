@@ -291,10 +291,11 @@ def test_a_worker_refuses_a_damaged_input_and_removes_it(tmp_path):
 
 @pytest.mark.parametrize("back_end", ["local", "ray"])
 def test_a_machine_failure_is_run_again_by_a_plain_run(tmp_path, back_end):
-    from orchestrator.execute.cluster import ClusterRunner
-    from orchestrator.execute.coordinator import Runner as Local
+    from orchestrator.execute.cluster import RayExecutor
+    from orchestrator.execute.coordinator import Coordinator
 
-    Runner = Local if back_end == "local" else ClusterRunner  # one rule for which jobs are open
+    def Runner(*args, **kw):  # one rule for which jobs are open, whichever executor runs them
+        return Coordinator(*args, executor=RayExecutor() if back_end == "ray" else None, **kw)
 
     p = build(tmp_path)
     ws = Workspace(tmp_path / "ws")

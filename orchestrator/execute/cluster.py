@@ -30,12 +30,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.plan import jobspec, memory
+from typing import TYPE_CHECKING, Sequence
+
 from orchestrator import procs
+from orchestrator.errors import InputFileError, UsageError
 from orchestrator.execute import scheduler, worker
-from orchestrator.errors import UsageError
+from orchestrator.execute.coordinator import ARTIFACT_KINDS
+from orchestrator.execute.executor import Finished, Started
+from orchestrator.files import fits_disk
+from orchestrator.plan import jobspec, memory
 from orchestrator.plan.graph import Job
-from orchestrator.execute.coordinator import ARTIFACT_KINDS, RESULTS_EVERY_S, Runner, Summary
+
+if TYPE_CHECKING:
+    from orchestrator.execute.coordinator import Coordinator
 
 INSTALL = "--ray needs Ray: pip install 'quantsweep[ray]' (here and on every node of the cluster)"
 SAFETY = ("Ray runs without authentication unless the cluster was started with RAY_AUTH_MODE=token; between "
@@ -84,8 +91,10 @@ def node_root(base: str, node_id: str) -> str:
 
 
 def _probe(base: str | None, shared: str | None, commit: str, version: str, inputs: dict[str, str],
-           artifacts: dict[str, dict]) -> dict:
-    """On one node: its identity, devices, toolchain, the inputs it can read and the artifacts it holds."""
+           artifacts: dict[str, dict], logits: dict[str, tuple[int, int]]) -> dict:
+    """On one node: its identity, devices, toolchain, the inputs it can read, the artifacts it holds, what
+    is wrong with the reference logits it holds (`logits`: key -> (n_vocab, ctx)) and its free disk."""
+    import shutil
     import socket
 
     import ray
@@ -93,6 +102,7 @@ def _probe(base: str | None, shared: str | None, commit: str, version: str, inpu
     from orchestrator import __version__
     from orchestrator.execute import devices
     from orchestrator.tools import toolchain
+    from orchestrator.tools.perplexity import logits_problem
     from orchestrator.workspace import Workspace
 
     node = ray.get_runtime_context().get_node_id()
@@ -114,10 +124,20 @@ def _probe(base: str | None, shared: str | None, commit: str, version: str, inpu
     root = shared or node_root(base or str(toolchain.cache_root() / "ray"), node)
     env = worker.WorkerEnv(tool=str, ws=Workspace(root), inputs={k: Path(v) for k, v in inputs.items()})
     have = [k for k, ref in artifacts.items() if env.artifact(jobspec.Ref(**ref)).is_file()]
+    bad = {}
+    for k in set(have) & logits.keys():
+        path = env.artifact(jobspec.Ref(**artifacts[k]))
+        problem = logits_problem(path, *logits[k])
+        if problem:  # truncated: made again here; not ours at all: the coordinator refuses it, untouched
+            bad[k] = (str(path), problem)
+            have.remove(k)
+    existing = Path(root)
+    while not existing.exists():
+        existing = existing.parent
     gpus = [{"id": f.device.id, "name": f.device.name, "total": f.device.total}
             for f in devices.find(backends) if f.device.kind != "cpu"]
     return {"node": node, "host": socket.gethostname(), "cpu": toolchain.cpu_model(), "root": root, "have": have,
-            "gpus": gpus, "problems": problems}
+            "gpus": gpus, "problems": problems, "bad_logits": bad, "free": shutil.disk_usage(existing).free}
 
 
 def _execute(spec: dict, root: str, inputs: dict[str, str], node: str) -> dict:
@@ -154,59 +174,114 @@ class Node:
     failed: int = 0
 
 
-class ClusterRunner(Runner):
-    """Runner whose jobs run as Ray tasks. A job instance is (job key, node): a job every weights quant of
-    a node needs (the reference model, the reference logits) runs once per node in node-local mode."""
+class RayExecutor:
+    """Jobs as Ray tasks. A job instance is (job key, node): a job every weights quant of a node needs (the
+    reference model, the reference logits) runs once per node in node-local mode; the coordinator records
+    the first instance of an open job to end, the others are that node's own copies."""
 
-    def __init__(self, *args, address: str | None = None, shared: Path | None = None, node_dir: str | None = None,
-                 status_path: Path | None = None, **kw):
-        super().__init__(*args, **kw)
+    name = "ray"
+    artifacts_here = False  # they live on the nodes: each node checks its own before they are read
+
+    def __init__(self, address: str | None = None, shared: Path | None = None, node_dir: str | None = None, *,
+                 found=None, parallel: int = 1, backends: tuple[str, ...] = ("CPU",)):
+        from orchestrator.execute import devices
+        from orchestrator.execute.local import thread_policy
+
         self.address, self.shared, self.node_dir = address, shared, node_dir
-        self.status_path = status_path
+        found = found if found is not None else devices.find(backends)
+        self.threads = thread_policy(devices.inventory(found), parallel)
         self.nodes: dict[str, Node] = {}
         self.assign: dict[str, str] = {}            # group (weights label) -> node
         self.on: set[tuple[str, str]] = set()       # (artifact key, node) held there
         self.results_on: dict[tuple[str, str], dict] = {}
-        self.recorded: set[str] = set()             # keys recorded this run (done or failed)
         self.moved_bytes: dict[str, dict] = {}      # per job kind: tasks, bytes of specs sent and results back
-        self.exclusive: set[str] = set()            # keys that ran out of memory beside other jobs
         self.overhead: list[float] = []             # per task: sent to result back, less the tool's own wall
-        self._sent: dict = {}
+        self._running: dict = {}                    # ObjectRef -> (Started, node, sent at)
         self._counted: set[tuple[str, str]] = set()  # instances the progress counts as started
+        self._tries: dict[tuple[str, str], int] = {}
+        self._groups: dict[str, set[str]] = {}
+        self._inputs: dict[str, str] = {}
 
-    # which jobs are open: not done in the store (a done artifact missing on a node is handled per node)
-    def to_run(self) -> list[Job]:
-        need, _ = self.open_jobs()
-        return [j for j in self.plan.jobs if j.key in need]
+    # -- before any tool starts -------------------------------------------------------------
 
-    def _publish_status(self, state: str) -> None:
-        pass  # a cluster sweep publishes its own status, per node (ray-status.json)
+    def begin(self, co: Coordinator, todo: list[Job]) -> None:
+        ray = _ray()
+        self._inputs = {k: str(v) for k, v in co.inputs().items()}
+        self._probe_nodes(co, co.logits_read(todo))
+        self._place_groups(co, todo)
+        self._groups = groups_of(co.plan.jobs)
+        self._check_disks(co, todo)
+        self._execute = ray.remote(_execute)
 
-    def _check_logits(self, todo: list[Job]) -> None:
-        pass  # the logits live on the nodes: each KLD job's judge checks what its run printed
+    def _check_disks(self, co: Coordinator, todo: list[Job]) -> None:
+        """What each node (or the shared folder) will hold must fit its disk, with 5 % to spare."""
+        from orchestrator.execute.local import disk_refusal
 
-    def _check_disk(self, todo: list[Job]) -> None:
-        pass  # nothing big is written here
+        per: dict[str, set[str]] = {}
+        for key, node in self._needed(co, {j.key for j in todo}):
+            per.setdefault(node, set()).add(key)
+        for node, keys in sorted(per.items()):
+            need = co.plan.disk_bytes(keys)
+            free = self._free[node]
+            if need and not fits_disk(need, free):
+                logits = co.plan.disk_bytes(k for k in keys if co.jobs[k].kind == "base")
+                raise disk_refusal(need, logits, free, f"{self._root(node)} on {self._where(node)}")
+
+    def _probe_nodes(self, co: Coordinator, read: set[str]) -> None:
+        """Every node's identity, devices, toolchain, inputs and artifacts; the reference logits a KLD job of
+        this run reads as they are must be this model's (as on a local run: refused, named, untouched)."""
+        ray = _ray()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from orchestrator import __version__
+
+        artifacts, logits = {}, {}
+        for j in co.plan.jobs:
+            if j.kind in ARTIFACT_KINDS:
+                spec = jobspec.build(j, co.plan, {}, self.threads)
+                if spec.output is not None:
+                    artifacts[j.key] = spec.output.model_dump()
+                if j.kind == "base":
+                    logits[j.key] = (j.params["n_vocab"], j.params["ctx"])
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        probe = ray.remote(_probe)
+        refs = [probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(self.node_dir, str(self.shared) if self.shared else None, co.tc.commit, __version__,
+                        self._inputs, artifacts, logits) for n in alive]
+        problems, foreign = [], []
+        cpus = {n["NodeID"]: n.get("Resources", {}).get("CPU", 1) for n in alive}
+        self._free: dict[str, int] = {}
+        for info in ray.get(refs):
+            if info["problems"]:
+                problems.append(f"node {info['host']} ({info['node'][:8]}): {'; '.join(info['problems'])}")
+                continue
+            self.nodes[info["node"]] = Node(info["node"], info["host"], info["root"], info["gpus"],
+                                            cpus.get(info["node"], 1), info["cpu"])
+            where = SHARED if self.shared is not None else info["node"]
+            self._free[where] = info["free"]
+            for k in info["have"]:
+                self.on.add((k, where))
+            for k, (path, problem) in info["bad_logits"].items():
+                if problem.startswith("truncated") or k not in read:
+                    co.progress.say(f"    {co.jobs[k].label} on {info['host']}: {problem}; made again")
+                else:
+                    foreign.append(f"{path} on {info['host']}: {problem}; not used. Delete it and run again to "
+                                   "compute it anew")
+        if problems:
+            raise UsageError("not every node of the cluster can run this sweep:\n  " + "\n  ".join(problems))
+        if foreign:
+            raise InputFileError("\n  ".join(foreign))
+        if not self.nodes:
+            raise UsageError("the Ray cluster has no live node")
 
     # -- groups and placement ---------------------------------------------------------------
 
-    def _groups(self) -> dict[str, set[str]]:
-        """Each job's weights quants: a KLD or bench job has its cell's; any other job those of the jobs
-        that read it. A job of one group stays with it; one of several is made wherever they run."""
-        groups: dict[str, set[str]] = {k: set() for k in self.jobs}
-        for j in reversed(self.plan.jobs):  # plan order puts a job after what it reads
-            if j.cell is not None:
-                groups[j.key].add(j.cell.weights)
-            for d in j.deps:
-                groups[d] |= groups[j.key]
-        return groups
-
-    def _place_groups(self, todo: list[Job]) -> None:
+    def _place_groups(self, co: Coordinator, todo: list[Job]) -> None:
         load: dict[str, int] = {n: 0 for n in self.nodes}
         for n in self.assign.values():
             if n in load:
                 load[n] += 1
-        groups = self._groups()
+        groups = groups_of(co.plan.jobs)
         for j in todo:
             for g in sorted(groups[j.key]):
                 if g not in self.assign or self.assign[g] not in self.nodes:
@@ -214,13 +289,13 @@ class ClusterRunner(Runner):
                     self.assign[g] = node
                     load[node] += 1
 
-    def _node_of(self, key: str, groups: dict[str, set[str]]) -> str:
+    def _node_of(self, key: str) -> str:
         if self.shared is not None:
             return SHARED
-        gs = sorted(groups[key])
+        gs = sorted(self._groups[key])
         return self.assign[gs[0]] if gs and gs[0] in self.assign else min(self.nodes)
 
-    def _needed(self, open_keys: set[str], groups) -> set[tuple[str, str]]:
+    def _needed(self, co: Coordinator, open_keys) -> set[tuple[str, str]]:
         need: set[tuple[str, str]] = set()
 
         def want(key: str, node: str) -> None:
@@ -229,12 +304,12 @@ class ClusterRunner(Runner):
             if (key, node) in need or (key, node) in self.on and key not in open_keys:
                 return
             need.add((key, node))
-            for d in self.jobs[key].deps:
-                if self.jobs[d].kind in ARTIFACT_KINDS:
+            for d in co.jobs[key].deps:
+                if co.jobs[d].kind in ARTIFACT_KINDS:
                     want(d, node)
 
         for key in open_keys:
-            want(key, self._node_of(key, groups))
+            want(key, self._node_of(key))
         return need
 
     # -- resources --------------------------------------------------------------------------
@@ -266,123 +341,69 @@ class ClusterRunner(Runner):
             opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
         return opts
 
-    # -- the loop ---------------------------------------------------------------------------
+    # -- the interface the coordinator drives -----------------------------------------------
 
-    def _probe_nodes(self) -> None:
-        ray = _ray()
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        from orchestrator import __version__
-
-        artifacts = {}
-        for j in self.plan.jobs:
-            if j.kind in ARTIFACT_KINDS:
-                spec = jobspec.build(j, self.plan, {}, self.threads)
-                if spec.output is not None:
-                    artifacts[j.key] = spec.output.model_dump()
-        inputs = {k: str(v) for k, v in self._inputs().items()}
-        alive = [n for n in ray.nodes() if n.get("Alive")]
-        probe = ray.remote(_probe)
-        refs = [probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                .remote(self.node_dir, str(self.shared) if self.shared else None, self.tc.commit, __version__,
-                        inputs, artifacts) for n in alive]
-        problems = []
-        cpus = {n["NodeID"]: n.get("Resources", {}).get("CPU", 1) for n in alive}
-        for info in ray.get(refs):
-            if info["problems"]:
-                problems.append(f"node {info['host']} ({info['node'][:8]}): {'; '.join(info['problems'])}")
+    def start(self, co: Coordinator, open_keys: dict[str, Job], order: dict[str, int]) -> list[Started]:
+        need = self._needed(co, open_keys)
+        busy = {(s.key, node) for s, node, _ in self._running.values()}
+        started = []
+        for key, node in sorted(need - busy, key=lambda kn: (scheduler.PRIORITY[co.jobs[kn[0]].kind], order[kn[0]])):
+            deps = co.jobs[key].deps
+            up = next((co.failed[d] for d in deps if d in co.failed), None)
+            if up is not None:
+                if key not in open_keys:  # a node's copy that cannot be made: what reads it there fails too
+                    co.failed[key] = f"upstream failed: {up}"
                 continue
-            self.nodes[info["node"]] = Node(info["node"], info["host"], info["root"], info["gpus"],
-                                            cpus.get(info["node"], 1), info["cpu"])
-            for k in info["have"]:
-                self.on.add((k, SHARED if self.shared is not None else info["node"]))
-        if problems:
-            raise UsageError("not every node of the cluster can run this sweep:\n  " + "\n  ".join(problems))
-        if not self.nodes:
-            raise UsageError("the Ray cluster has no live node")
+            if not all(d not in open_keys and ((d, node) in self.on or co.jobs[d].kind not in ARTIFACT_KINDS)
+                       for d in deps):
+                continue
+            spec = self._node_spec(co, co.jobs[key], node)
+            opts = self._options(spec, node)
+            args = (spec.model_dump(), self._root(node), self._inputs, node)
+            ref = self._execute.options(**opts).remote(*args)
+            self._count(spec.kind, "sent", len(json.dumps(args, default=str)))
+            s = Started(key, self._where(node), spec, on_device=opts["num_gpus"] > 0)
+            self._running[ref] = (s, node, time.monotonic())
+            if key in open_keys and not any(k == key for k, _ in busy):
+                started.append(s)
+                self._counted.add((key, node))
+            else:
+                co.progress.say(f"    {co.jobs[key].label}: made again on {s.where}, where its readers run")
+            busy.add((key, node))
+            if node in self.nodes:
+                self.nodes[node].running[key] = co.jobs[key].label
+        return started
 
-    def _loop(self, todo: list[Job], summary: Summary, progress, run_id: int) -> None:
+    def busy(self) -> bool:
+        return bool(self._running)
+
+    def wait(self, co: Coordinator, timeout: float) -> list[Finished]:
         ray = _ray()
-        self._probe_nodes()
-        self._place_groups(todo)
-        groups = self._groups()
-        inputs = {k: str(v) for k, v in self._inputs().items()}
-        open_keys = {j.key for j in todo}
-        order = {j.key: i for i, j in enumerate(self.plan.jobs)}
-        running: dict = {}  # ObjectRef -> (key, node)
-        tries: dict[tuple[str, str], int] = {}
-        written = time.monotonic()
-        execute = ray.remote(_execute)
-        self._started = time.monotonic()
-        try:
-            while True:
-                for key in sorted(open_keys, key=order.get):  # upstream failures: skipped, as locally
-                    up = next((self.failed[d] for d in self.jobs[key].deps if d in self.failed), None)
-                    if up is not None:
-                        self.failed[key] = f"upstream failed: {up}"
-                        progress.skip(self.jobs[key], self.failed[key])
-                        open_keys.discard(key)
-                        self.recorded.add(key)
-                need = self._needed(open_keys, groups)
-                busy = set(running.values())
-                for key, node in sorted(need - busy, key=lambda kn: (scheduler.PRIORITY[self.jobs[kn[0]].kind],
-                                                                     order[kn[0]])):
-                    deps_ready = all(d not in open_keys and ((d, node) in self.on or self.jobs[d].kind
-                                                            not in ARTIFACT_KINDS) for d in self.jobs[key].deps)
-                    if not deps_ready or any(d in self.failed for d in self.jobs[key].deps):
-                        continue
-                    spec = self._node_spec(self.jobs[key], node)
-                    args = (spec.model_dump(), self._root(node), inputs, node)
-                    ref = execute.options(**self._options(spec, node)).remote(*args)
-                    self._count(spec.kind, "sent", len(json.dumps(args, default=str)))
-                    running[ref] = (key, node)
-                    self._sent[ref] = time.monotonic()
-                    where = self._where(node)
-                    if key in open_keys and not any(k == key for k, _ in busy):
-                        progress.start(self.jobs[key], where)
-                        self._counted.add((key, node))
-                    else:
-                        progress.say(f"    {self.jobs[key].label}: made again on {where}, where its readers run")
-                    busy.add((key, node))
-                    if node in self.nodes:
-                        self.nodes[node].running[key] = self.jobs[key].label
-                self._publish(len(todo))
-                if not running:
-                    if need:
-                        raise RuntimeError(f"no job can start: {sorted(need)}")  # a bug, never a state
-                    break
-                done, _ = ray.wait(list(running), num_returns=1, timeout=RESULTS_EVERY_S)
-                for ref in done:
-                    key, node = running.pop(ref)
-                    sent = self._sent.pop(ref)
-                    if node in self.nodes:
-                        self.nodes[node].running.pop(key, None)
-                    self._arrived(ref, key, node, open_keys, running, tries, summary, progress, sent)
-                if time.monotonic() - written > RESULTS_EVERY_S:
-                    self._write_results(run_id)
-                    written = time.monotonic()
-        except BaseException:  # Ctrl-C: the cluster's tasks are cancelled, their tools die with them
-            for ref in running:
-                ray.cancel(ref, force=True)
-            procs.kill_all()
-            raise
-        finally:
-            self._publish(len(todo), finished=True)
+        done, _ = ray.wait(list(self._running), num_returns=1, timeout=timeout)
+        out = []
+        for ref in done:
+            started, node, sent = self._running.pop(ref)
+            if node in self.nodes:
+                self.nodes[node].running.pop(started.key, None)
+            fin = self._arrived(co, ref, started, node, sent)
+            if fin is not None:
+                out.append(fin)
+        return out
 
-    def _arrived(self, ref, key: str, node: str, open_keys: set[str], running: dict, tries: dict,
-                 summary: Summary, progress, sent: float) -> None:
+    def _arrived(self, co: Coordinator, ref, started: Started, node: str, sent: float) -> Finished | None:
         ray = _ray()
         from ray.exceptions import RayTaskError
 
-        job = self.jobs[key]
+        key = started.key
+        job = co.jobs[key]
         try:
             got = ray.get(ref)
         except RayTaskError as exc:  # our code raised on the node: recorded as this job's failure
             got = jobspec.Outcome(key=key, ok=False, reason=f"error on the node: {exc.cause!r}").model_dump()
         except ray.exceptions.RayError as exc:  # lost with its node, or its worker died
-            got = self._lost(key, node, exc, tries, progress)
+            got = self._lost(co, key, node, exc)
             if got is None:
-                return  # made again: on another node, or on this one once more
+                return None  # made again: on another node, or on this one once more
         self._count(job.kind, "back", len(json.dumps(got)))
         ran_on, task_s, gpu_ids = got.pop("node", node), got.pop("task_s", None), got.pop("gpu_ids", [])
         out = jobspec.Outcome(**got)
@@ -393,44 +414,41 @@ class ClusterRunner(Runner):
                 "node": ran_on, "host": n.host, "cpu": n.cpu, "gpu": gpu}}})
         if task_s is not None:  # Ray's part: dispatch (with any wait for resources) and the way back
             self.overhead.append(time.monotonic() - sent - task_s)
-        if not out.ok and out.out_of_memory and key not in self.exclusive:
-            self.exclusive.add(key)  # another job on the GPU may have taken the memory: once more, alone
-            progress.say(f"    out of memory: {job.label} again with a GPU to itself")
-            return
+        self._counted.discard((key, node))
         if node in self.nodes:
             self.nodes[node].done += out.ok
             self.nodes[node].failed += not out.ok
         if out.ok:
             self.on.add((key, node))
             self.results_on[(key, node)] = out.result
-        if key not in open_keys:  # a copy made on another node for the jobs there: not recorded again
+        if key not in co.open:  # a copy made on another node for the jobs there: not recorded again
             if not out.ok:
-                self.failed[key] = out.reason
-            progress.say(f"    {job.label} on {self._where(node)}: {'done' if out.ok else 'FAILED: ' + out.reason}")
-            return
-        open_keys.discard(key)
-        self.recorded.add(key)
-        place = scheduler.Placement(key, self._where(ran_on), self._node_spec(job, node))
-        self._record(job, place, out, None, summary, progress, [self.jobs[k] for k in open_keys])
+                co.failed[key] = out.reason
+            co.progress.say(f"    {job.label} on {self._where(node)}: {'done' if out.ok else 'FAILED: ' + out.reason}")
+            return None
+        return Finished(Started(key, self._where(ran_on), started.spec, started.on_device), out)
 
-    def _uncount(self, key: str, node: str, progress, msg: str) -> None:
-        if (key, node) in self._counted:  # started again later: counted once
-            self._counted.discard((key, node))
-            progress.requeue(self.jobs[key], msg)
-        else:
-            progress.say(msg)
+    def forget(self, key: str, where: Started) -> None:
+        self.on = {(k, n) for k, n in self.on if k != key}
 
     def _count(self, kind: str, way: str, n: int) -> None:
         per = self.moved_bytes.setdefault(kind, {"tasks": 0, "sent": 0, "back": 0})
         per[way] += n
         per["tasks"] += way == "sent"
 
-    def _lost(self, key: str, node: str, exc, tries: dict, progress) -> dict | None:
+    def _requeue(self, co: Coordinator, key: str, node: str, msg: str) -> None:
+        if (key, node) in self._counted:  # started again later: counted once
+            self._counted.discard((key, node))
+            co.requeue(key, msg)
+        else:
+            co.progress.say(msg)
+
+    def _lost(self, co: Coordinator, key: str, node: str, exc) -> dict | None:
         """A task that did not come back: its node died (its weights move, with what they need, to the
         nodes left), or its worker did (tried again, NODE_RETRIES times, then a failure)."""
         ray = _ray()
         if node != SHARED and node not in self.nodes:  # its node's loss is already handled: it runs elsewhere
-            self._uncount(key, node, progress, f"    {self.jobs[key].label}: lost with its node, made again")
+            self._requeue(co, key, node, f"    {co.jobs[key].label}: lost with its node, made again")
             return None
         alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
         if node != SHARED and node not in alive:
@@ -441,29 +459,34 @@ class ClusterRunner(Runner):
                 del self.assign[g]
             if not self.nodes:
                 raise RuntimeError("every node of the cluster was lost") from exc
-            self._place_groups([j for j in self.plan.jobs if j.cell is not None and j.cell.weights in moved])
+            self._place_groups(co, [j for j in co.plan.jobs if j.cell is not None and j.cell.weights in moved])
             to = ", ".join(sorted({self._where(self.assign[g]) for g in moved}))
-            self._uncount(key, node, progress,
+            self._requeue(co, key, node,
                           f"    node {lost.host} ({node[:8]}) lost: {', '.join(moved) or 'nothing'} moved to {to}")
             return None
-        tries[(key, node)] = tries.get((key, node), 0) + 1
-        if tries[(key, node)] <= NODE_RETRIES:
-            self._uncount(key, node, progress,
-                          f"    {self.jobs[key].label}: {type(exc).__name__} on {self._where(node)}; tried again")
+        self._tries[(key, node)] = self._tries.get((key, node), 0) + 1
+        if self._tries[(key, node)] <= NODE_RETRIES:
+            self._requeue(co, key, node,
+                          f"    {co.jobs[key].label}: {type(exc).__name__} on {self._where(node)}; tried again")
             return None
-        return jobspec.Outcome(key=key, ok=False, reason=f"lost {tries[(key, node)]} times on the cluster: "
+        return jobspec.Outcome(key=key, ok=False, reason=f"lost {self._tries[(key, node)]} times on the cluster: "
                                f"{type(exc).__name__}").model_dump()
 
-    def _node_spec(self, job: Job, node: str) -> jobspec.JobSpec:
-        upstream = {d: self.results_on.get((d, node)) or self._result(d)
-                    for d in job.params.values() if isinstance(d, str) and d in self.jobs}
-        spec = jobspec.build(job, self.plan, upstream, self.threads)
+    def _node_spec(self, co: Coordinator, job: Job, node: str) -> jobspec.JobSpec:
+        mine = {d: r for (d, n), r in self.results_on.items() if n == node and d in job.deps}
+        spec = co.spec(job, upstream=mine)
         if node != SHARED:  # a node's own copy (its GPU's logits) is checked against what it made, no other's
-            mine = [e for e in spec.expect if (e.ref.key, node) in self.results_on]
-            spec = spec.model_copy(update={"expect": mine})
-        if job.key in self.exclusive:
-            spec = spec.model_copy(update={"resources": spec.resources.model_copy(update={"exclusive": True})})
+            spec = spec.model_copy(update={"expect": [e for e in spec.expect if (e.ref.key, node) in self.results_on]})
         return spec
+
+    def cancel(self) -> None:
+        ray = _ray()
+        for ref in self._running:  # the cluster's tasks are cancelled, their tools die with them
+            ray.cancel(ref, force=True)
+        procs.kill_all()
+
+    def end(self) -> None:
+        pass
 
     def _root(self, node: str) -> str:
         return str(self.shared) if node == SHARED else self.nodes[node].root
@@ -474,28 +497,29 @@ class ClusterRunner(Runner):
         n = self.nodes.get(node)
         return f"{n.host} ({node[:8]})" if n else node[:8]
 
-    def _publish(self, total: int, finished: bool = False) -> None:
-        """`quantsweep status` reads this: per node, what runs, done and failed; the sweep's done/total."""
-        if self.status_path is None:
-            return
-        from orchestrator.files import write_text_atomic
+    def detail(self) -> dict:
+        """The status file's view of the cluster: per node, what runs, done and failed; what crossed the
+        network; Ray's cost per task."""
+        over = sorted(self.overhead)
+        return {"address": self.address, "mode": "shared " + str(self.shared) if self.shared else "node-local",
+                "nodes": [{"node": n.id, "host": n.host, "gpus": [g["name"] for g in n.gpus],
+                           "running": list(n.running.values()), "done": n.done, "failed": n.failed,
+                           "weights": sorted(g for g, x in self.assign.items() if x == n.id)}
+                          for n in self.nodes.values()],
+                "result_bytes": self.moved_bytes, "tasks": len(over),
+                "overhead_s": {"min": over[0], "median": over[len(over) // 2]} if over else None}
 
-        done = len(self.recorded)
-        elapsed = time.monotonic() - getattr(self, "_started", time.monotonic())
-        eta = elapsed / done * (total - done) if done and not finished else None
-        state = {"recipe": self.inp.recipe.name, "address": self.address,
-                 "state": "finished" if finished else "running",
-                 "mode": "shared " + str(self.shared) if self.shared else "node-local", "total": total, "done": done,
-                 "failed": len(self.failed), "eta_s": eta, "updated": time.time(),
-                 "nodes": [{"node": n.id, "host": n.host, "gpus": [g["name"] for g in n.gpus],
-                            "running": list(n.running.values()), "done": n.done, "failed": n.failed,
-                            "weights": sorted(g for g, x in self.assign.items() if x == n.id)}
-                           for n in self.nodes.values()],
-                 "result_bytes": self.moved_bytes, "tasks": len(self.overhead),
-                 "overhead_s": {"min": min(self.overhead), "median": sorted(self.overhead)[len(self.overhead) // 2]}
-                 if self.overhead else None}
-        write_text_atomic(self.status_path, json.dumps(state, indent=1))
 
+def groups_of(jobs: Sequence[Job]) -> dict[str, set[str]]:
+    """Each job's weights quants: a KLD or bench job has its cell's; any other job those of the jobs that
+    read it. A job of one group stays with it; one of several is made wherever they run."""
+    groups: dict[str, set[str]] = {j.key: set() for j in jobs}
+    for j in reversed(jobs):  # plan order puts a job after what it reads
+        if j.cell is not None:
+            groups[j.key].add(j.cell.weights)
+        for d in j.deps:
+            groups[d] |= groups[j.key]
+    return groups
 
 RESULT_BYTES = 2048  # a job's spec out and its outcome back, each about this (measured: 1–2 KiB)
 
@@ -523,22 +547,4 @@ def placement_lines(p, nodes: int, shared: Path | None) -> list[str]:
                      f"{used} nodes ({used - 1} more time(s) than on one box): each holds {gib(logits)} of logits "
                      f"and ~{gib(reference)} of reference model")
     lines.append(f"  crossing the network: no artifact; {messages}")
-    return lines
-
-
-def status_lines(path: Path) -> list[str]:
-    """`quantsweep status` for a sweep on a Ray cluster."""
-    from orchestrator.execute.progress import fmt
-
-    if not path.is_file():
-        return []
-    s = json.loads(path.read_text())
-    eta = f", ETA {fmt(s['eta_s'])}" if s["state"] == "running" and s.get("eta_s") else ""
-    lines = [f"ray {s['address']}  {s['recipe']}: {s['state']} ({s['mode']}); {s['done']}/{s['total']} jobs done, "
-             f"{s['failed']} failed{eta}"]
-    for n in s["nodes"]:
-        gpus = ", ".join(n["gpus"]) or "CPU"
-        running = "; running: " + ", ".join(n["running"]) if n["running"] else ""
-        lines.append(f"  {n['host']} ({n['node'][:8]}, {gpus}): {n['done']} done, {n['failed']} failed; weights "
-                     f"{', '.join(n['weights']) or '—'}{running}")
     return lines

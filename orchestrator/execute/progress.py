@@ -19,9 +19,12 @@ from orchestrator.plan.simulate import GUESS_S
 
 
 class _Job(Protocol):
-    key: str
-    kind: str
-    label: str
+    @property
+    def key(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def label(self) -> str: ...
 
 
 def fmt(s: float) -> str:

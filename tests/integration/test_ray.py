@@ -5,6 +5,7 @@ a node removed mid-sweep loses nothing, a re-run runs nothing. Skipped without R
 
 import json
 import os
+import struct
 import threading
 import time
 from pathlib import Path
@@ -56,8 +57,9 @@ def test_a_sweep_on_three_nodes_equals_a_local_run_and_a_rerun_runs_nothing(clus
     recipe = small_recipe(tmp_path, demo_model, name="rayed", weights=("Q8_0", "Q4_K_M", "Q2_K"), bench=True)
     ws = tmp_path / "ws"
     assert _run(recipe, ws, c, nodes) == 0
-    state = json.loads((ws / "ray-status.json").read_text())
-    assert state["state"] == "finished" and state["done"] == state["total"] == 17 and state["failed"] == 0
+    state = json.loads((ws / "status.json").read_text())
+    assert state["backend"] == "ray" and state["state"] == "done" and state["finished"] == state["to_run"] == 17
+    assert state["failed"] == 0
     # node-local: each weights quant stayed on one node, and the three nodes each had one
     assert sorted(len(n["weights"]) for n in state["nodes"]) == [1, 1, 1]
     assert {w for n in state["nodes"] for w in n["weights"]} == {"Q8_0", "Q4_K_M", "Q2_K"}
@@ -83,11 +85,26 @@ def test_a_sweep_on_three_nodes_equals_a_local_run_and_a_rerun_runs_nothing(clus
     assert "0 jobs run, 17 cached" in capsys.readouterr().out
     assert main(["status", "-w", str(ws)]) == 0
     out = capsys.readouterr().out
-    assert "rayed: finished (node-local)" in out and out.count("done, 0 failed; weights") == 3
+    assert "rayed: done (node-local); 17/17 jobs done (17 cached)" in out and out.count("done, 0 failed; weights") == 3
     assert main(["plan", str(recipe), "-w", str(ws), "--ray", c.address]) == 0
     out = capsys.readouterr().out
     assert "ray, node-local on 3 nodes: 3 weights quants on 3 of them" in out
     assert "crossing the network: no artifact" in out
+
+    # the guards of a local run run on the cluster too, before any tool starts: a node's logits file that
+    # is another model's is refused for the new cells that would read it, named, and left as it is
+    logits = sorted(Path(nodes).glob("node-*/artifacts/logits/*.kld"))[0]
+    kept = logits.read_bytes()
+    logits.write_bytes(kept[:12] + struct.pack("<i", 1234) + kept[16:])
+    more = small_recipe(tmp_path, demo_model, name="rayed2", weights=("Q8_0", "Q4_K_M", "Q2_K"), bench=False,
+                        pairs=(("q8_0", "q8_0"),))
+    try:
+        assert _run(more, ws, c, nodes) == 2
+        err = capsys.readouterr().err
+        assert str(logits) in err and "another model's logits" in err and "not used" in err
+        assert logits.read_bytes()[16:] == kept[16:]
+    finally:
+        logits.write_bytes(kept)
 
 
 def test_a_node_lost_mid_sweep_loses_nothing(cluster, demo_model, tmp_path):
@@ -103,7 +120,7 @@ def test_a_node_lost_mid_sweep_loses_nothing(cluster, demo_model, tmp_path):
     while victim is None and time.monotonic() < deadline and t.is_alive():
         time.sleep(0.2)
         try:
-            state = json.loads((ws / "ray-status.json").read_text())
+            state = json.loads((ws / "status.json").read_text())
         except (OSError, ValueError):
             continue
         ids = {w.node_id: w for w in workers if w in c.worker_nodes}
@@ -114,8 +131,8 @@ def test_a_node_lost_mid_sweep_loses_nothing(cluster, demo_model, tmp_path):
     t.join(600)
     assert victim is not None, "no worker node was ever busy"
     assert rc["rc"] == 0
-    state = json.loads((ws / "ray-status.json").read_text())
-    assert state["done"] == state["total"] and state["failed"] == 0
+    state = json.loads((ws / "status.json").read_text())
+    assert state["finished"] == state["to_run"] and state["failed"] == 0
     assert len(state["nodes"]) == 2 and victim.node_id not in {n["node"] for n in state["nodes"]}
     local = tmp_path / "local"
     assert main(["run", str(recipe), "-w", str(local), "-q"]) == 0
@@ -146,8 +163,8 @@ def test_with_a_shared_folder_each_artifact_is_made_once_whichever_node_runs_it(
                           pairs=(("f16", "f16"),))
     ws, shared = tmp_path / "ws", tmp_path / "nfs"
     assert _run(recipe, ws, c, nodes, "--ray-shared", str(shared)) == 0
-    state = json.loads((ws / "ray-status.json").read_text())
-    assert state["mode"] == f"shared {shared}" and state["done"] == state["total"] == 6
+    state = json.loads((ws / "status.json").read_text())
+    assert state["mode"] == f"shared {shared}" and state["finished"] == state["to_run"] == 6
     assert len(list((shared / "artifacts" / "logits").glob("*.kld"))) == 1  # one base run for the cluster
     assert len(list((shared / "artifacts" / "models").glob("*.gguf"))) == 3
     df = Store(ws / "store.sqlite").results("shared")

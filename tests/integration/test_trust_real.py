@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.execute.coordinator import Runner
+from orchestrator.execute import local
+from orchestrator.execute.coordinator import Coordinator
 from orchestrator.results.store import Store
 
 from .conftest import small_recipe
@@ -73,12 +74,12 @@ def test_damaged_renamed_copied_and_moved(tmp_path, tools, demo_model, capsys, m
     moved = tmp_path / "ws-moved"
     ws.rename(moved)
     ran = {}
-    real = Runner.run
+    real = Coordinator.run
 
     def spy(self):
         ran["todo"] = [j.kind for j in self.to_run()]
         return real(self)
-    monkeypatch.setattr(Runner, "run", spy)
+    monkeypatch.setattr(Coordinator, "run", spy)
     assert main(["run", str(path), "--workspace", str(moved), "-q"]) == 0
     assert ran["todo"] == ["kld", "kld"]
     assert _kld(moved) == copied
@@ -101,7 +102,7 @@ def test_a_real_full_disk_is_named_and_a_plain_run_resumes(tmp_path, tools, demo
     path = small_recipe(tmp_path, demo_model, name="full", weights=("Q8_0",), bench=False, chunks=2,
                         pairs=(("f16", "f16"),))
     ws = tmpfs / "ws"
-    monkeypatch.setattr(Runner, "_check_disk", lambda self, todo: None)
+    monkeypatch.setattr(local, "check_disk", lambda co, todo: None)
     assert main(["run", str(path), "--workspace", str(ws), "-q"]) == 1
     out = capsys.readouterr().out
     reason = Store(ws / "store.sqlite").db.execute("SELECT reason FROM jobs WHERE kind='reference'").fetchone()[0]

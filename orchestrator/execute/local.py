@@ -1,0 +1,138 @@
+"""The local executor: this box's devices, one thread per job in flight, each running its tool in its
+own process group. It starts what the scheduler places on the devices free now and hands back outcomes;
+the coordinator decides, records and reports."""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING
+
+from orchestrator import procs
+from orchestrator.errors import DiskSpaceError, InputFileError
+from orchestrator.execute import devices, scheduler, worker
+from orchestrator.execute.executor import Finished, Started
+from orchestrator.files import disk_of, fits_disk
+from orchestrator.plan import jobspec
+from orchestrator.plan.graph import Job
+from orchestrator.plan.memory import gib as human
+
+if TYPE_CHECKING:
+    from orchestrator.execute.coordinator import Coordinator
+
+
+def thread_policy(inv: scheduler.Inventory, parallel: int = 1) -> jobspec.Threads:
+    """A CPU box splits its cores between `parallel` jobs (one job takes them all: the tools' default).
+    On a GPU box a device job holds no host thread, and two quantize jobs share the cores, so the
+    models the devices wait for are made twice as fast as one at a time would."""
+    host = inv.host_threads
+    if any(d.is_host for d in inv.devices):
+        share = max(1, host // parallel)
+        return jobspec.Threads(cpu=share if parallel > 1 else None, cpu_hold=share,
+                               device=share if parallel > 1 else None, device_hold=share)
+    half = max(1, host // 2)
+    return jobspec.Threads(cpu=half if host > 1 else None, cpu_hold=half, device=None, device_hold=0)
+
+
+class LocalExecutor:
+    name = "local"
+    artifacts_here = True  # every artifact is in this workspace: the coordinator verifies them
+
+    def __init__(self, found=None, parallel: int = 1, backends: tuple[str, ...] = ("CPU",)):
+        found = found if found is not None else devices.find(backends)
+        self._found = {f.device.id: f for f in found}
+        self.inventory = devices.inventory(found)
+        self.threads = thread_policy(self.inventory, parallel)
+        self._running: dict[Future, Started] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- before any tool starts ------------------------------------------------------------
+
+    def begin(self, co: Coordinator, todo: list[Job]) -> None:
+        check_disk(co, todo)
+        check_logits(co, todo)
+        self._pool = ThreadPoolExecutor(max_workers=max(2, len(todo)), thread_name_prefix="quantsweep-job")
+
+    # -- the interface the coordinator drives ----------------------------------------------
+
+    def start(self, co: Coordinator, open_keys: dict[str, Job], order: dict[str, int]) -> list[Started]:
+        busy = {s.key for s in self._running.values()}
+        if busy or len(open_keys) - len(busy) > 1:  # free memory read again: foreign processes are respected
+            self.inventory = devices.inventory(devices.refresh(list(self._found.values())),
+                                               self.inventory.host_threads)
+        ready = [j for j in sorted(open_keys.values(), key=lambda j: order[j.key])
+                 if j.key not in busy and not any(d in open_keys for d in j.deps)]
+        running = [scheduler.Placement(s.key, s.where, s.spec) for s in self._running.values()]
+        started = []
+        env = co.worker_env()
+        assert self._pool is not None
+        for place in scheduler.decide([co.spec(j) for j in ready], running, self.inventory):
+            dev = self._found.get(place.device)
+            fut = self._pool.submit(worker.run, place.spec, env, device_env=dev.pin_env() if dev else None,
+                                    device=place.device or "cpu")
+            self._running[fut] = s = Started(place.key, place.device or "cpu", place.spec, on_device=dev is not None
+                                             and dev.device.kind != "cpu")
+            started.append(s)
+        return started
+
+    def busy(self) -> bool:
+        return bool(self._running)
+
+    def wait(self, co: Coordinator, timeout: float) -> list[Finished]:
+        done, _ = wait(self._running, timeout=timeout, return_when=FIRST_COMPLETED)
+        return [Finished(self._running.pop(f), f.result()) for f in done]
+
+    def forget(self, key: str, where: Started) -> None:
+        pass  # the coordinator's open set is all it takes here
+
+    def cancel(self) -> None:
+        procs.kill_all()  # every tool in flight dies with its process group; none is recorded
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def end(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def detail(self) -> dict:
+        return {}
+
+
+# -- the guards every back-end runs before any tool starts ---------------------------------------
+
+
+def disk_need(co: Coordinator, todo: list[Job]) -> tuple[int, int]:
+    """What the artifacts of `todo` take on disk: (all, of which reference logits)."""
+    need = co.plan.disk_bytes(j.key for j in todo)
+    return need, sum(j.params["logits_bytes"] for j in todo if j.kind == "base")
+
+
+def disk_refusal(need: int, logits: int, free: int, where: str) -> DiskSpaceError:
+    return DiskSpaceError(f"this run writes about {human(need)} (models {human(need - logits)}, reference logits "
+                          f"{human(logits)}) but {where} has {human(free)} free: free space, or lower "
+                          "evaluation.chunks")
+
+
+def check_disk(co: Coordinator, todo: list[Job]) -> None:
+    """The models, importance matrices and reference logits this run writes must fit the workspace's disk
+    (models estimated from their type, logits exact), with 5 % to spare."""
+    need, logits = disk_need(co, todo)
+    if not need:
+        return
+    co.ws.root.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(co.ws.root).free
+    if not fits_disk(need, free):
+        raise disk_refusal(need, logits, free, f"{co.ws.root}, on {disk_of(co.ws.root)},")
+
+
+def check_logits(co: Coordinator, todo: list[Job]) -> None:
+    """Reference logits kept from an earlier run are checked before a KLD run reads them; a damaged or
+    foreign file stops the run here, named, and is left as it is."""
+    from orchestrator.tools.perplexity import logits_problem
+
+    for key in sorted(co.logits_read(todo)):
+        path, params = co.artifact_path(key), co.jobs[key].params
+        if path.exists():
+            problem = logits_problem(path, params["n_vocab"], params["ctx"])
+            if problem:
+                raise InputFileError(f"{path}: {problem}; not used. Delete it and run again to compute it anew")
