@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from orchestrator import commands
-from orchestrator.plan import graph as planmod
+from orchestrator.plan import planner
 from orchestrator.inputs import prepare
 from orchestrator.tools import toolchain
 from orchestrator.results.store import Store
@@ -99,7 +99,7 @@ def main() -> int:
     pws = Workspace(tmp / "plan-ws")
     inputs = prepare.inputs(big, pws, tc, fetch=True)
     t0 = time.perf_counter()
-    p = planmod.build(inputs)
+    p = planner.build(inputs)
     dt = time.perf_counter() - t0
     print(f"plan of {len(p.cells)} cells ({len(p.jobs)} jobs)      {dt:6.2f} s  (target < 1 s)  "
           f"{'OK' if dt < 1 else 'OVER'}")

@@ -14,7 +14,9 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from orchestrator.plan import jobspec, graph as planmod, simulate
+from orchestrator import jobs as jobkinds
+from orchestrator.jobs import spec as jobspec
+from orchestrator.plan import planner, simulate
 from orchestrator.inputs import prepare
 from orchestrator.tools import toolchain
 from orchestrator.execute.local import thread_policy
@@ -42,7 +44,7 @@ def _isolated(spec: jobspec.JobSpec, isolation: str) -> jobspec.JobSpec:
 def main() -> int:
     tc = toolchain.find()
     ws = Workspace(scratch.folder("qs-sched-"))
-    p = planmod.build(prepare.inputs(REPO / "recipes" / "gpu.yaml", ws, tc, fetch=True))
+    p = planner.build(prepare.inputs(REPO / "recipes" / "gpu.yaml", ws, tc, fetch=True))
     secs = h100_timings()
     jobs = list(p.jobs)
     print(f"recipes/gpu.yaml: {len(jobs)} jobs; seconds per job from the H100 sweep: "
@@ -54,7 +56,7 @@ def main() -> int:
         base = None
         for n in (1, 2, 4, 8):
             inv = Inventory(tuple(Device(f"GPU-{i}", "sim", gib * GIB, gib * GIB, "cuda") for i in range(n)), 16)
-            specs = {j.key: _isolated(jobspec.build(j, p, {}, thread_policy(inv)), isolation) for j in jobs}
+            specs = {j.key: _isolated(jobkinds.build_spec(j, p, {}, thread_policy(inv)), isolation) for j in jobs}
             sched = simulate.run(jobs, lambda j, specs=specs: specs[j.key], inv, lambda s: secs.get(s.kind, 1.0))
             bound = simulate.lower_bound(jobs, lambda j: secs.get(j.kind, 1.0), n,
                                          lambda j, specs=specs: specs[j.key].resources.where == "device")
@@ -88,7 +90,7 @@ def doubles_table(jobs, secs: dict[str, float], scale: float = 0.1) -> None:
         spans = sweep.spans()
         makespan = max(e for *_, e in spans)
         inv = Inventory(tuple(f.device for f in sweep.found[:-1]), 16)
-        specs = {j.key: jobspec.build(j, sweep.plan, {}, thread_policy(inv)) for j in jobs}
+        specs = {j.key: jobkinds.build_spec(j, sweep.plan, {}, thread_policy(inv)) for j in jobs}
         sim = simulate.run(jobs, lambda j, specs=specs: specs[j.key], inv,
                            lambda sp: secs.get(sp.kind, 1.0) * scale).makespan
         bound = simulate.lower_bound(jobs, lambda j: secs.get(j.kind, 1.0) * scale, n,

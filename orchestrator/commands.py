@@ -10,7 +10,8 @@ import tempfile
 from pathlib import Path
 
 from orchestrator.recipe import advice, model as recipemod
-from orchestrator.plan import memory, graph as planmod
+from orchestrator import jobs as jobkinds
+from orchestrator.plan import memory, planner
 from orchestrator.inputs import prepare
 from orchestrator.tools import toolchain
 from orchestrator.errors import FetchError, RecipeError, UsageError
@@ -27,7 +28,7 @@ def _preview(p, statuses: dict, store, found, parallel: int = 1):
     """The schedule of the jobs still to run, simulated with the real scheduler and the per-kind timings
     of earlier runs in the store (or a guess, said as such)."""
     from orchestrator.execute import devices as devmod
-    from orchestrator.plan import jobspec, simulate
+    from orchestrator.plan import simulate
     from orchestrator.execute.local import thread_policy
 
     inv = devmod.inventory(found)
@@ -36,8 +37,8 @@ def _preview(p, statuses: dict, store, found, parallel: int = 1):
     seen = store.kind_timings() if store is not None else {}
     upstream = {k: (store.job(k) or {}).get("result", {}) for k, st in statuses.items() if st == "done"} \
         if store is not None else {}
-    sched = simulate.run(todo, lambda j: jobspec.build(j, p, upstream, threads), inv,
-                         lambda s: seen.get(s.kind, (simulate.GUESS_S[s.kind], 0))[0])
+    sched = simulate.run(todo, lambda j: jobkinds.build_spec(j, p, upstream, threads), inv,
+                         lambda s: seen.get(s.kind, (jobkinds.kind(s.kind).guess_s, 0))[0])
     guessed = sorted({j.kind for j in todo if j.kind not in seen})
     return sched, inv, guessed, seen
 
@@ -54,14 +55,14 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
         n = len(r.weights) * len(r.cache.expanded()) * len(r.evaluation.contexts)
         out(f"{r.name}: {n} cells; inputs not available yet ({exc}); `quantsweep run` fetches them first")
         return
-    p = planmod.build(inp)
+    p = planner.build(inp)
     store = Store.read_only(ws.store_path) if ws.exists() else None
     statuses = store.job_statuses([j.key for j in p.jobs]) if store is not None else {}
     from orchestrator.execute import devices as devmod
 
     found = devmod.find(tuple(tc.backends), only=devices)
     sched, inv, guessed, seen = _preview(p, statuses, store, found, parallel)
-    rows = [{"kind": j.kind, "name": planmod.KIND_NAMES[j.kind], "job": j.label,
+    rows = [{"kind": j.kind, "name": jobkinds.kind(j.kind).title, "job": j.label,
              "status": statuses.get(j.key, "to run"), "key": j.key,
              **({"device": sched.slots[j.key].device or "cpu", "start_s": round(sched.slots[j.key].start, 1),
                  "end_s": round(sched.slots[j.key].end, 1)} if j.key in sched.slots else {})}
@@ -69,7 +70,7 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
     free = shutil.disk_usage(ws.root if ws.root.exists() else Path.cwd()).free
     to_write = [j.key for j in p.jobs if statuses.get(j.key) != "done"]
     need = p.disk_bytes(to_write)
-    logits_need = sum(j.params["logits_bytes"] for j in p.of_kind("base") if statuses.get(j.key) != "done")
+    logits_need = sum(j.params.logits_bytes for j in p.of_kind("base") if statuses.get(j.key) != "done")
     placement = []
     if ray is not None:  # where the data would be on that cluster (nothing is started on it)
         from orchestrator.execute import cluster
@@ -92,16 +93,16 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
         out(warning)
     for line in advice.warnings(inp):
         out(f"warning: {line}")
-    for kind in planmod.KINDS:
-        jobs = [x for x in rows if x["kind"] == kind]
-        if jobs:
-            done = sum(x["status"] == "done" for x in jobs)
-            failed = sum(x["status"] == "failed" for x in jobs)
-            out(f"  {planmod.KIND_NAMES[kind]:<16} {len(jobs):>4} jobs: {done} cached, {failed} failed (recorded), "
-                f"{len(jobs) - done - failed} to run")
+    for kind in jobkinds.KINDS.values():
+        of_kind = [x for x in rows if x["kind"] == kind.name]
+        if of_kind:
+            done = sum(x["status"] == "done" for x in of_kind)
+            failed = sum(x["status"] == "failed" for x in of_kind)
+            out(f"  {kind.title:<16} {len(of_kind):>4} jobs: {done} cached, {failed} failed (recorded), "
+                f"{len(of_kind) - done - failed} to run")
     about = "" if inp.corpus.sha256 in inp.corpus_tokens else "~"  # tokens counted, or estimated
     for j in p.of_kind("base"):
-        out(f"  {j.label}: {about}{j.params['n_chunk']} chunks, {memory.gib(j.params['logits_bytes'], 1)}"
+        out(f"  {j.label}: {about}{j.params.n_chunk} chunks, {memory.gib(j.params.logits_bytes, 1)}"
             f" [{statuses.get(j.key, 'to run')}]")
     verdict = "fits" if fits_disk(need, free) else "DOES NOT FIT: lower evaluation.chunks"
     models = need - logits_need
@@ -161,7 +162,7 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
             raise
         for line in advice.warnings(inp):
             print(f"quantsweep: warning: {line}", file=sys.stderr, flush=True)
-        p = planmod.build(inp)
+        p = planner.build(inp)
         store = Store(ws.store_path)
         found = devmod.find(tuple(tc.backends), only=devices)
         executor = None

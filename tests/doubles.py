@@ -186,7 +186,7 @@ class Sweep:
         from dataclasses import replace
 
         from orchestrator.execute import devices
-        from orchestrator.plan import graph as planmod
+        from orchestrator.plan import planner
         from orchestrator.inputs import prepare
         from orchestrator.tools import toolchain
         from orchestrator.execute.scheduler import Device
@@ -196,7 +196,7 @@ class Sweep:
         self.ws = Workspace(root / "ws")
         self.log = root / "doubles.log"
         self.tc = replace(toolchain.find(), bin_dir=install(root / "bin"))
-        self.plan = planmod.build(prepare.inputs(recipe, self.ws, self.tc, fetch=True))
+        self.plan = planner.build(prepare.inputs(recipe, self.ws, self.tc, fetch=True))
         self.env = environ(seconds, self.log, root / "share", self.plan.inputs.source_info.n_vocab,
                            tiny_gguf(root / "tiny.gguf"))
         self.found = [devices.Found(Device(f"GPU-sim-{i}", "simulated GPU", gib * 2**30, gib * 2**30, "cuda"), i, "sim")

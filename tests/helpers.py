@@ -4,11 +4,11 @@ import from here (and from conftest and doubles), never from one another."""
 
 from pathlib import Path
 
-from orchestrator.plan import graph as plan
+from orchestrator.plan import graph as plan, planner
 from orchestrator.recipe import model as recipe
 from orchestrator.inputs.gguf_info import GGUFInfo
 from orchestrator.inputs.hub import Corpus
-from orchestrator.plan.jobspec import JobSpec, Resources
+from orchestrator.jobs.spec import JobSpec, Resources
 from orchestrator.execute.scheduler import Device, Inventory
 
 GIB = 2**30
@@ -26,7 +26,7 @@ def build(tmp_path, extra: str = "", weights: str = "[Q8_0, Q4_K_M]", toolchain=
     r = recipe.load(p)
     inp = plan.PlanInputs(r, Path("/m.gguf"), "cd" * 32, INFO, CORPUS,
                           toolchain or {"commit": "0c1e570", "backends": ["CPU"]}, {"cpu": "x"})
-    return plan.build(inp)
+    return planner.build(inp)
 
 
 def plan_inputs(tmp_path, weights: str, imatrix_corpus=None):

@@ -5,7 +5,7 @@ import pytest
 
 from orchestrator.execute import scheduler
 from orchestrator.execute.cluster import SHARED, Node, RayExecutor
-from orchestrator.plan.jobspec import JobSpec, Resources
+from orchestrator.jobs.spec import JobSpec, Resources
 
 pytest.importorskip("ray", reason="Ray is not installed: pip install 'quantsweep[ray]'")
 

@@ -1,7 +1,7 @@
 """Planning is pure: keys move exactly when something that changes a number moves."""
 
 
-from orchestrator.plan import graph as plan
+from orchestrator.jobs import KINDS
 
 from .helpers import CORPUS, build, plan_inputs
 
@@ -12,20 +12,20 @@ def keys(p, kind):
 def test_matrix_and_jobs(tmp_path):
     p = build(tmp_path)
     assert len(p.cells) == 2 * 4  # pairs + k×v cross product, deduplicated
-    assert [len(p.of_kind(k)) for k in plan.KINDS] == [1, 0, 2, 1, 8, 8]
+    assert [len(p.of_kind(k)) for k in KINDS] == [1, 0, 2, 1, 8, 8]
     quantize = p.of_kind("quantize")[0]
-    assert quantize.params["input"] == p.of_kind("reference")[0].key  # quantized from the F16 reference
-    assert quantize.params["allow_requantize"] is False
-    assert p.of_kind("reference")[0].params["allow_requantize"] is True  # the Q4_1 source is quantized
-    order = [plan.KINDS.index(j.kind) for j in p.jobs]
+    assert quantize.params.input == p.of_kind("reference")[0].key  # quantized from the F16 reference
+    assert quantize.params.allow_requantize is False
+    assert p.of_kind("reference")[0].params.allow_requantize is True  # the Q4_1 source is quantized
+    order = [list(KINDS).index(j.kind) for j in p.jobs]
     assert order == sorted(order)
 
 
 def test_logits_size_from_the_exact_formula(tmp_path):
     p = build(tmp_path)
     base = p.of_kind("base")[0]
-    assert base.params["n_chunk"] == 8
-    assert base.params["logits_bytes"] == 20 + 4 * 8 * 256 + 8 * 127 * (49152 + 4) * 2
+    assert base.params.n_chunk == 8
+    assert base.params.logits_bytes == 20 + 4 * 8 * 256 + 8 * 127 * (49152 + 4) * 2
 
 
 def test_keys_stable_and_sensitive(tmp_path):

@@ -249,7 +249,7 @@ def test_a_corpus_too_short_for_the_context_is_refused_with_the_numbers(tmp_path
     before anything runs; a recipe the text suffices for passes, and its chunks are counted from tokens."""
     from dataclasses import replace
 
-    from orchestrator.plan import graph as plan
+    from orchestrator.jobs.perplexity import n_chunks
     from orchestrator.inputs import prepare
     from orchestrator.errors import RecipeError
     from tests.helpers import plan_inputs
@@ -269,7 +269,7 @@ def test_a_corpus_too_short_for_the_context_is_refused_with_the_numbers(tmp_path
                                  "(of these, 512), or a longer corpus")
     fine = replace(inp, corpus_tokens={corpus.sha256: 9_000})
     prepare.check_corpus_length(fine, tmp_path / "w.yaml")
-    assert plan._n_chunks(fine, 4096) == 2 and plan._n_chunks(fine, 512) == 17  # 9000 // ctx
+    assert n_chunks(fine, 4096) == 2 and n_chunks(fine, 512) == 17  # 9000 // ctx
     # no tokenizer: only what is certain (a token is at least a byte) is refused
     text.write_text("x" * 5_000)
     prepare.check_corpus_length(replace(fine, corpus_tokens={}, recipe=plan_inputs(tmp_path, "[Q8_0]").recipe),

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.plan import jobspec
+from orchestrator import jobs
+from orchestrator.jobs import spec as jobspec
 from orchestrator.recipe import model as recipe
 from orchestrator.execute import worker
 from orchestrator.cli import main
@@ -254,7 +255,7 @@ def test_a_model_file_is_named_by_its_type_and_key_not_its_label(tmp_path):
     assert a.model_keys["Q8_0"] == b.model_keys["q8"]
     ws = Workspace(tmp_path / "ws")
     key = a.model_keys["Q8_0"]
-    spec = jobspec.output_ref(next(j for j in b.jobs if j.key == key))
+    spec = jobs.output_ref(next(j for j in b.jobs if j.key == key))
     path = worker.WorkerEnv(tool=str, ws=ws).artifact(spec)
     assert path.name == f"Q8_0-{key}.gguf"
     legacy = path.with_name(f"q8-{key}.gguf")  # as an earlier version named it: taken under the new name

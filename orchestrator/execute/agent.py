@@ -101,7 +101,7 @@ def supervise(rundir: Path, started: str, run_args: list[str]) -> int:
 def progress(rundir: Path) -> dict:
     """done/failed/total jobs of the recipe and an ETA: from the status file the run writes as it goes
     (no plan made here), or, before its first run has started, from its plan and the workspace's store."""
-    from orchestrator.plan import graph as planmod
+    from orchestrator.plan import planner
     from orchestrator.inputs import prepare
     from orchestrator.tools import toolchain
     from orchestrator.execute.coordinator import STATUS_FILE
@@ -121,7 +121,7 @@ def progress(rundir: Path) -> dict:
         inp = prepare.inputs(rundir / "recipe.yaml", ws, toolchain.find(), fetch=False)
     except Exception as exc:  # inputs not fetched yet, a toolchain not built yet
         return {"total": None, "note": f"plan not known yet ({str(exc).splitlines()[0][:120]})"}
-    p = planmod.build(inp)
+    p = planner.build(inp)
     if not ws.store_path.exists():
         return {"total": len(p.jobs), "done": 0, "failed": 0, "eta_s": None}
     store = Store.read_only(ws.store_path)

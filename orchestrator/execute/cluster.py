@@ -32,13 +32,13 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING, Sequence
 
-from orchestrator import procs
+from orchestrator import jobs as jobkinds, procs
 from orchestrator.errors import InputFileError, UsageError
 from orchestrator.execute import scheduler, worker
-from orchestrator.execute.coordinator import ARTIFACT_KINDS
 from orchestrator.execute.executor import Finished, Started
 from orchestrator.files import fits_disk
-from orchestrator.plan import jobspec, memory
+from orchestrator.jobs import spec as jobspec
+from orchestrator.plan import memory
 from orchestrator.plan.graph import Job
 
 if TYPE_CHECKING:
@@ -224,7 +224,7 @@ class RayExecutor:
             need = co.plan.disk_bytes(keys)
             free = self._free[node]
             if need and not fits_disk(need, free):
-                logits = co.plan.disk_bytes(k for k in keys if co.jobs[k].kind == "base")
+                logits = co.plan.disk_bytes(k for k in keys if jobkinds.kind(co.jobs[k].kind).makes == "logits")
                 raise disk_refusal(need, logits, free, f"{self._root(node)} on {self._where(node)}")
 
     def _probe_nodes(self, co: Coordinator, read: set[str]) -> None:
@@ -237,12 +237,11 @@ class RayExecutor:
 
         artifacts, logits = {}, {}
         for j in co.plan.jobs:
-            if j.kind in ARTIFACT_KINDS:
-                spec = jobspec.build(j, co.plan, {}, self.threads)
-                if spec.output is not None:
-                    artifacts[j.key] = spec.output.model_dump()
-                if j.kind == "base":
-                    logits[j.key] = (j.params["n_vocab"], j.params["ctx"])
+            out = jobkinds.output_ref(j)
+            if out is not None:
+                artifacts[j.key] = out.model_dump()
+                if out.ref == "logits":
+                    logits[j.key] = (j.params.n_vocab, j.params.ctx)
         alive = [n for n in ray.nodes() if n.get("Alive")]
         probe = ray.remote(_probe)
         refs = [probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
@@ -305,7 +304,7 @@ class RayExecutor:
                 return
             need.add((key, node))
             for d in co.jobs[key].deps:
-                if co.jobs[d].kind in ARTIFACT_KINDS:
+                if jobkinds.makes_artifact(co.jobs[d].kind):
                     want(d, node)
 
         for key in open_keys:
@@ -347,14 +346,15 @@ class RayExecutor:
         need = self._needed(co, open_keys)
         busy = {(s.key, node) for s, node, _ in self._running.values()}
         started = []
-        for key, node in sorted(need - busy, key=lambda kn: (scheduler.PRIORITY[co.jobs[kn[0]].kind], order[kn[0]])):
+        first = lambda kn: (jobkinds.kind(co.jobs[kn[0]].kind).priority, order[kn[0]])  # noqa: E731
+        for key, node in sorted(need - busy, key=first):
             deps = co.jobs[key].deps
             up = next((co.failed[d] for d in deps if d in co.failed), None)
             if up is not None:
                 if key not in open_keys:  # a node's copy that cannot be made: what reads it there fails too
                     co.failed[key] = f"upstream failed: {up}"
                 continue
-            if not all(d not in open_keys and ((d, node) in self.on or co.jobs[d].kind not in ARTIFACT_KINDS)
+            if not all(d not in open_keys and ((d, node) in self.on or not jobkinds.makes_artifact(co.jobs[d].kind))
                        for d in deps):
                 continue
             spec = self._node_spec(co, co.jobs[key], node)
@@ -532,7 +532,7 @@ def placement_lines(p, nodes: int, shared: Path | None) -> list[str]:
 
     weights = sorted({j.cell.weights for j in p.jobs if j.cell is not None})
     bases = p.of_kind("base")
-    logits = sum(j.params["logits_bytes"] for j in bases)
+    logits = sum(j.params.logits_bytes for j in bases)
     reference = p.inputs.source_info.n_params * 2  # an F16/BF16 copy of the model
     messages = f"the job specs and results, about {gib(2 * RESULT_BYTES * len(p.jobs))} for {len(p.jobs)} jobs"
     if shared is not None:

@@ -22,14 +22,12 @@ from orchestrator.execute import worker
 from orchestrator.execute.executor import Executor, Finished
 from orchestrator.execute.progress import Progress, make as make_progress
 from orchestrator.files import remove_partials
-from orchestrator.plan import jobspec
-from orchestrator.plan.graph import Job, Plan, source_key
+from orchestrator import jobs as jobkinds
+from orchestrator.jobs import spec as jobspec
+from orchestrator.plan.graph import Job, Plan
 from orchestrator.results.store import Store
 from orchestrator.tools.toolchain import Toolchain
 from orchestrator.workspace import Workspace
-
-ARTIFACT_KINDS = ("reference", "quantize", "imatrix", "base")
-
 
 @dataclass
 class Summary:
@@ -93,7 +91,7 @@ class Coordinator:
             for key in list(need):
                 for dep in self.jobs[key].deps:
                     if dep in need or dep in self.remade or status.get(dep) != "done" \
-                            or self.jobs[dep].kind not in ARTIFACT_KINDS:
+                            or not jobkinds.makes_artifact(self.jobs[dep].kind):
                         continue
                     problem = self._artifact_problem(dep)
                     if problem:
@@ -105,14 +103,14 @@ class Coordinator:
     def artifact_path(self, key: str) -> Path:
         """Where the artifact of job `key` is in this workspace (from the plan, not from the store: the
         workspace may have been moved or copied since it was recorded)."""
-        ref = jobspec.output_ref(self.jobs[key])
+        ref = jobkinds.output_ref(self.jobs[key])
         assert ref is not None, f"{key} makes no artifact"
         return self.worker_env().artifact(ref)
 
     def logits_read(self, todo: list[Job]) -> set[str]:
-        """The reference-logits jobs done in an earlier run that the KLD jobs of `todo` read as they are."""
+        """The reference-logits jobs done in an earlier run that jobs of `todo` read as they are."""
         keys = {j.key for j in todo}
-        reads = {d for j in todo if j.kind == "kld" for d in j.deps if self.jobs[d].kind == "base"}
+        reads = {d for j in todo for d in j.deps if jobkinds.kind(self.jobs[d].kind).makes == "logits"}
         return {k for k in reads - keys if (rec := self.store.job(k)) is not None and rec["status"] == "done"}
 
     def _artifact_problem(self, key: str) -> str | None:
@@ -124,8 +122,8 @@ class Coordinator:
         if not path.is_file():
             return f"{self.ws.relative(path)} is missing"
         made = self.recorded(key)["result"]
-        if job.kind == "base":
-            problem = logits_problem(path, job.params["n_vocab"], job.params["ctx"])
+        if jobkinds.kind(job.kind).makes == "logits":
+            problem = logits_problem(path, job.params.n_vocab, job.params.ctx)
             if problem and not problem.startswith("truncated"):
                 return None  # not a file of ours at all: the executor's guard refuses it, naming it, untouched
         size, recorded = path.stat().st_size, made.get("file_bytes", made.get("logits_bytes"))
@@ -273,9 +271,8 @@ class Coordinator:
         """The job as data for a worker; `upstream`: the results it reads where they differ from the store's
         (a cluster node's own copies)."""
         if upstream is not None or job.key not in self._specs:
-            read = {d: (upstream or {}).get(d) or self.result(d) for d in job.params.values()
-                    if isinstance(d, str) and d in self.jobs}
-            spec = jobspec.build(job, self.plan, read, self.threads)
+            read = {d: (upstream or {}).get(d) or self.result(d) for d in job.deps}
+            spec = jobkinds.build_spec(job, self.plan, read, self.threads)
             if job.key in self.exclusive:
                 spec = spec.model_copy(update={"resources": spec.resources.model_copy(update={"exclusive": True})})
             if upstream is not None:
@@ -300,14 +297,7 @@ class Coordinator:
 
     def inputs(self) -> dict[str, Path]:
         """The files a spec refers to by key: the source model, corpora, given imatrix files."""
-        inp = self.inp
-        out = {source_key(inp.source_sha): inp.source_path, inp.corpus.sha256: inp.corpus.path}
-        for im in inp.imatrix_inputs.values():
-            if isinstance(im, tuple):
-                out[f"imatrixfile-{im[1][:24]}"] = im[0]
-            else:
-                out[im.sha256] = im.path
-        return out
+        return self.plan.files
 
     # -- results rows ----------------------------------------------------------------------
 

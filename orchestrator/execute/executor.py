@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from orchestrator.plan import jobspec
+from orchestrator.jobs import spec as jobspec
 from orchestrator.plan.graph import Job
 
 if TYPE_CHECKING:

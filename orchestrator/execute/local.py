@@ -8,12 +8,12 @@ import shutil
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
-from orchestrator import procs
+from orchestrator import jobs as jobkinds, procs
 from orchestrator.errors import DiskSpaceError, InputFileError
 from orchestrator.execute import devices, scheduler, worker
 from orchestrator.execute.executor import Finished, Started
 from orchestrator.files import disk_of, fits_disk
-from orchestrator.plan import jobspec
+from orchestrator.jobs import spec as jobspec
 from orchestrator.plan.graph import Job
 from orchestrator.plan.memory import gib as human
 
@@ -104,7 +104,7 @@ class LocalExecutor:
 def disk_need(co: Coordinator, todo: list[Job]) -> tuple[int, int]:
     """What the artifacts of `todo` take on disk: (all, of which reference logits)."""
     need = co.plan.disk_bytes(j.key for j in todo)
-    return need, sum(j.params["logits_bytes"] for j in todo if j.kind == "base")
+    return need, sum(j.params.logits_bytes for j in todo if jobkinds.kind(j.kind).makes == "logits")
 
 
 def disk_refusal(need: int, logits: int, free: int, where: str) -> DiskSpaceError:
@@ -133,6 +133,6 @@ def check_logits(co: Coordinator, todo: list[Job]) -> None:
     for key in sorted(co.logits_read(todo)):
         path, params = co.artifact_path(key), co.jobs[key].params
         if path.exists():
-            problem = logits_problem(path, params["n_vocab"], params["ctx"])
+            problem = logits_problem(path, params.n_vocab, params.ctx)
             if problem:
                 raise InputFileError(f"{path}: {problem}; not used. Delete it and run again to compute it anew")

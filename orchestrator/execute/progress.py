@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Protocol
 
-from orchestrator.plan.simulate import GUESS_S
+from orchestrator.jobs import KINDS
 
 
 class _Job(Protocol):
@@ -107,7 +107,7 @@ class Progress:
         seen = self.per_kind.get(kind)
         if seen:
             return sum(seen) / len(seen)
-        return self.prior.get(kind, GUESS_S.get(kind, 60.0))
+        return self.prior.get(kind, KINDS[kind].guess_s if kind in KINDS else 60.0)
 
 
 class LiveProgress(Progress):

@@ -267,7 +267,7 @@ def remote_recipe(recipe_path: Path) -> tuple[dict, list[tuple[Path, str]]]:
 def _need_bytes(recipe_path: Path, ws) -> int | None:
     """Bytes the box's disk must hold that the laptop can know: the reference logits (from the plan, when
     the model is at hand here) and the uploads."""
-    from orchestrator.plan import graph as planmod
+    from orchestrator.plan import planner
     from orchestrator.inputs import prepare
     from orchestrator.tools import toolchain
 
@@ -275,7 +275,7 @@ def _need_bytes(recipe_path: Path, ws) -> int | None:
         inp = prepare.inputs(recipe_path, ws, toolchain.find(), fetch=False)
     except QuantsweepError:
         return None
-    return planmod.build(inp).logits_bytes()
+    return planner.build(inp).logits_bytes()
 
 
 def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None, llama_cpp: str | None,

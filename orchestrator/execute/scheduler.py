@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from orchestrator.plan.jobspec import JobSpec
+from orchestrator.jobs import KINDS
+from orchestrator.jobs.spec import JobSpec
 
-PRIORITY = {"reference": 0, "base": 1, "imatrix": 2, "quantize": 3, "kld": 4, "bench": 5}
 MARGIN = 256 * 2**20  # kept free on every device beside the reservations
 SHARE = 2  # the most jobs on one device at once: enough to fill one job's gaps, and the rest stay queued
 
@@ -65,7 +65,7 @@ def decide(ready: list[JobSpec], running: list[Placement], inv: Inventory) -> li
     devices = {d.id: d for d in inv.devices}
     now = list(running)
     start: list[Placement] = []
-    order = sorted(range(len(ready)), key=lambda i: (PRIORITY[ready[i].kind], i))
+    order = sorted(range(len(ready)), key=lambda i: (KINDS[ready[i].kind].priority, i))
     hold_cpu = _benches_first(ready, now, inv)
     # sharing pays while there is a backlog; at the end of a sweep a job waits for a device of its own
     # rather than share one that will stay busy after the others are free
@@ -94,10 +94,10 @@ def _benches_first(ready: list[JobSpec], now: list[Placement], inv: Inventory) -
     idle that ready benches could use. So while the ready benches can fill every GPU that other ready
     jobs leave idle, no quantization starts; those running finish, the benches run, then quantizing
     goes on. Fewer benches than idle GPUs: quantizing goes on (the GPUs would idle either way)."""
-    benches = sum(1 for s in ready if s.kind == "bench" and s.resources.quiet_host)
+    benches = sum(1 for s in ready if KINDS[s.kind].speed and s.resources.quiet_host)
     busy = {p.device for p in now}
     idle = sum(1 for d in inv.devices if not d.is_host and d.id not in busy)
-    others = sum(1 for s in ready if s.resources.where == "device" and s.kind != "bench")
+    others = sum(1 for s in ready if s.resources.where == "device" and not KINDS[s.kind].speed)
     return benches > 0 and benches >= idle - others > 0
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Callable
 
 from orchestrator.inputs import gguf_info
+from orchestrator.jobs import KINDS
 from orchestrator import procs
 from orchestrator.errors import ToolFailed
 from orchestrator.files import atomic_path, disk_of, remember_sha256, sha256_file
 from orchestrator.tools.toolchain import cache_root
-from orchestrator.plan.jobspec import JobSpec, Outcome, Ref
-from orchestrator.tools import bench as tb, imatrix as ti, perplexity as tp, quantize as tq
+from orchestrator.jobs.spec import JobSpec, Outcome, Ref
 from orchestrator.workspace import Workspace
 
 
@@ -66,7 +66,7 @@ def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = No
                     res, argv_text, result = _run_judged(spec, env, tmp, log_dir, device_env)
                     # before it gets its name: a model we cannot read is never published, and what it is
                     # (size, sha256) is recorded, for every job that reads it to check
-                    result.update(describe_model(tmp) if spec.kind in ("reference", "quantize") else
+                    result.update(describe_model(tmp) if KINDS[spec.kind].makes == "model" else
                                   {"file_bytes": tmp.stat().st_size, "sha256": sha256_file(tmp)})
                 remember_sha256(final, result["sha256"], hash_memo())
         except OSError as exc:  # a tool that cannot start, a full disk: this job fails, the sweep goes on
@@ -177,18 +177,4 @@ def _disk_failure(res: procs.ProcResult, out: Path | None, root: Path) -> str | 
 
 
 def _judge(spec: JobSpec, res: procs.ProcResult, tmp: Path | None) -> dict:
-    j, out, err = spec.judge, res.stdout, res.stderr
-    if spec.kind in ("reference", "quantize"):
-        result = tq.judge(res.rc, out, err, tmp)
-        if j.overrides and not result.get("overrides_applied"):
-            # llama-quantize ignores a pattern that matches nothing (or an F16/BF16 target) silently
-            raise ToolFailed(f"tensor_types {j.overrides} matched no tensor: check the patterns (regex searched "
-                             "in lower-cased names such as blk.0.ffn_down.weight)", stderr_tail=res.tail())
-        return result
-    if spec.kind == "imatrix":
-        return ti.judge(res.rc, out, err, tmp)
-    if spec.kind == "base":
-        return tp.judge_base(res.rc, out, err, tmp, j.n_vocab, j.ctx)
-    if spec.kind == "kld":
-        return tp.judge_kld(res.rc, out, err, j.base_ppl)
-    return {"tests": tb.judge(res.rc, out, err, j.n_tests)}
+    return KINDS[spec.kind].judge(spec.judge, res, tmp)

@@ -8,11 +8,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from orchestrator.execute import scheduler
-from orchestrator.plan.jobspec import JobSpec
+from orchestrator.jobs.spec import JobSpec
 from orchestrator.plan.graph import Job
 
-# seconds per job kind when the store has no earlier timing: a guess, and `plan` says so
-GUESS_S = {"reference": 30.0, "imatrix": 120.0, "quantize": 60.0, "base": 120.0, "kld": 90.0, "bench": 60.0}
 
 
 @dataclass(frozen=True)

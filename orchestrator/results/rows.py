@@ -7,6 +7,7 @@ import json
 from orchestrator.recipe import advice
 from orchestrator.inputs import gguf_info
 from orchestrator.files import sha256_file
+from orchestrator.jobs import KINDS
 from orchestrator.tools.toolchain import cache_root
 
 
@@ -21,7 +22,7 @@ def _source_label(r) -> str:
 
 def _weights_info(runner, key: str) -> dict:
     inp = runner.inp
-    if key.startswith("source-"):
+    if key not in runner.jobs:  # the source model itself, not a model a job made
         info = inp.source_info
         return {"weights_type": "source", "file_bytes": inp.source_path.stat().st_size, "bpw": info.bpw,
                 "tensor_bytes": info.tensor_bytes, "weights_sha256": inp.source_sha,
@@ -69,13 +70,13 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
     wcache: dict[str, dict] = {}
     rows = []
     for job in plan.measured:
-        cell = job.cell
-        mk = job.params["model"]
+        cell, kind = job.cell, KINDS[job.kind]
+        mk = job.params.model
         if mk not in wcache:
             wcache[mk] = _weights_info(runner, mk)
         base = {**common, **wcache[mk], "cell_id": cell.id, "weights": cell.weights,
                 "weights_type": weights_type[cell.weights], "type_k": cell.type_k, "type_v": cell.type_v,
-                "ctx": cell.ctx if job.kind == "kld" else None, "imatrix": imatrix[cell.weights],
+                "ctx": cell.ctx if kind.per_context else None, "imatrix": imatrix[cell.weights],
                 "measurement": job.kind, "job_key": job.key}
         if base.get("file_bytes"):
             base["file_gib"] = base["file_bytes"] / 2**30
@@ -91,14 +92,10 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
         ran = result.pop("ran_on", None)
         if ran:  # run on a node of a Ray cluster: that machine is the provenance, not the coordinator's
             meta.update(host_cpu=ran["cpu"], host_gpu=ran["gpu"], node=f"{ran['host']} ({ran['node'][:12]})")
-        if job.kind == "kld":  # the exact chunk count: from the reference logits file's header
-            meta["n_chunks"] = (store.job(job.params["base"]) or {}).get("result", {}).get("n_chunks")
+        meta.update(kind.row_extra(job, store.job))
         if rec["status"] == "failed":
             rows.append({**base, **meta, "test": "", "status": "failed", "reason": rec["reason"],
                          "stderr_tail": rec["stderr_tail"]})
-        elif job.kind == "kld":
-            rows.append({**base, **meta, **result, "test": "", "status": "ok"})
         else:
-            for t in result["tests"]:
-                rows.append({**base, **meta, **t, "status": "ok"})
+            rows += [{**base, **meta, **row, "status": "ok"} for row in kind.rows(result)]
     return rows

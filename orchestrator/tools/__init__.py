@@ -4,6 +4,9 @@ Everything here is a pure function of text and arguments, so it is tested on out
 from real runs (tests/fixtures/<build>/). Success is judged from the output, never from rc alone.
 """
 
+# a file an argv names: a path or a string here, or a placeholder the worker resolves where the job runs
+File = object
+
 NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan|inf)"
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 
 from orchestrator.errors import ToolFailed
-from orchestrator.tools import first_failure, tail, threads_args
+from orchestrator.tools import File, first_failure, tail, threads_args
 
 FAILURES = [
     (re.compile(r"failed to create context"),
@@ -20,7 +19,7 @@ FAILURES = [
 ]
 
 
-def argv(exe: str, model: Path, *, cache_k: str, cache_v: str, prompt: int, gen: int, depth: list[int],
+def argv(exe: File, model: File, *, cache_k: str, cache_v: str, prompt: int, gen: int, depth: list[int],
          repetitions: int, flash_attn: str, gpu_layers: int, threads: int | None, batch: int, ubatch: int,
          extra: list[str]) -> list:
     return [exe, "-m", model, "-o", "jsonl", "-p", str(prompt), "-n", str(gen),

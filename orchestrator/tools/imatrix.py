@@ -6,13 +6,13 @@ import re
 from pathlib import Path
 
 from orchestrator.errors import ToolFailed
-from orchestrator.tools import NUM, tail, threads_args
+from orchestrator.tools import File, NUM, tail, threads_args
 
 FINAL_RE = re.compile(rf"Final estimate: PPL = ({NUM}) \+/- ({NUM})")
 SHORT_RE = re.compile(r"you need at least (\d+) tokens|tokenizes to only (\d+) tokens")
 
 
-def argv(exe: str, model: Path, corpus: Path, out: Path, *, ctx: int, chunks: int | None,
+def argv(exe: File, model: File, corpus: File, out: File, *, ctx: int, chunks: int | None,
          gpu_layers: int, threads: int | None) -> list:
     return [exe, "-m", model, "-f", corpus, "-o", out, "-c", str(ctx),
             *(["--chunks", str(chunks)] if chunks else []), "-ngl", str(gpu_layers),

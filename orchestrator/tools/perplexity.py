@@ -8,7 +8,7 @@ import struct
 from pathlib import Path
 
 from orchestrator.errors import ToolFailed
-from orchestrator.tools import NUM, first_failure, tail, threads_args
+from orchestrator.tools import File, NUM, first_failure, tail, threads_args
 
 FINAL_RE = re.compile(rf"Final estimate: PPL = ({NUM}) \+/- ({NUM})")
 OVER_RE = re.compile(r"(?:perplexity|kl_divergence): (?:calculating perplexity|computing) over (\d+) chunks, "
@@ -43,7 +43,7 @@ def common_args(ctx: int, batch: int, ubatch: int, flash_attn: str, gpu_layers: 
             "-ngl", str(gpu_layers), *threads_args(threads)]
 
 
-def base_argv(exe: str, model: Path, corpus: Path, logits: Path, *, ctx: int, chunks: int | None,
+def base_argv(exe: File, model: File, corpus: File, logits: File, *, ctx: int, chunks: int | None,
               batch: int, ubatch: int, flash_attn: str, gpu_layers: int, threads: int | None,
               extra: list[str]) -> list:
     """The reference run: PPL of the reference model, and its logits written to `logits`."""
@@ -53,7 +53,7 @@ def base_argv(exe: str, model: Path, corpus: Path, logits: Path, *, ctx: int, ch
             "-ctk", "f16", "-ctv", "f16", *extra]
 
 
-def kld_argv(exe: str, model: Path, logits: Path, *, ctx: int, batch: int, ubatch: int,
+def kld_argv(exe: File, model: File, logits: File, *, ctx: int, batch: int, ubatch: int,
              cache_k: str, cache_v: str, flash_attn: str, gpu_layers: int, threads: int | None,
              extra: list[str]) -> list:
     return [exe, "-m", model, "--kl-divergence-base", logits, "--kl-divergence",

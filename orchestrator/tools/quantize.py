@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from orchestrator.errors import ToolFailed
-from orchestrator.tools import NUM, first_failure, tail
+from orchestrator.tools import File, NUM, first_failure, tail
 
 TOTALS_RE = re.compile(rf"(model|quant) size\s*=\s*({NUM}) (MiB|MB)(?: \(({NUM}) BPW\))?")
 TIME_RE = re.compile(rf"(quantize|total) time =\s*({NUM}) ms")
@@ -23,7 +23,7 @@ FAILURES = [
 ]
 
 
-def argv(exe: str, src: Path, out: Path, qtype: str, *, imatrix: Path | None = None,
+def argv(exe: File, src: File, out: File, qtype: str, *, imatrix: File | None = None,
          tensor_types: dict[str, str] | None = None, allow_requantize: bool = False,
          threads: int | None = None, extra: list[str] | None = None) -> list:
     flags = ["--allow-requantize"] if allow_requantize else []

@@ -26,7 +26,7 @@ def test_two_simulated_gpus_are_both_used_within_the_rules(tools, tmp_path):
     text = (REPO / "recipes" / "gpu.yaml").read_text()
     recipe.write_text(text.replace("  ctx: 2048\n", "  ctx: 2048\n  chunks: 4\n"))
     sweep = doubles.Sweep(recipe, tmp_path / "box", 2, SECONDS)
-    assert sweep.plan.of_kind("base")[0].params["n_chunk"] == 4
+    assert sweep.plan.of_kind("base")[0].params.n_chunk == 4
     summary = sweep.run()
     assert summary.jobs_run == len(sweep.plan.jobs) == 79 and not summary.failed
     spans = sweep.spans()

@@ -1,0 +1,151 @@
+"""What a job kind is: one typed definition holding everything quantsweep knows about that kind of job.
+
+A kind plans its jobs from the recipe (with their content keys and typed parameters), builds a job's spec
+(tool, argv, judge, resources, timeout), judges its tool's output into a result, and says how that result
+becomes store rows. The coordinator, scheduler, worker and reports ask the kind; none of them names one.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from orchestrator.jobs.spec import Arg, Expect, Judge, Ref, Resources, Threads
+from orchestrator.plan import memory
+from orchestrator.plan.graph import Cell, Job, Plan, PlanInputs
+
+if TYPE_CHECKING:
+    from orchestrator.procs import ProcResult
+
+
+class Params(BaseModel):
+    """A kind's parameters: typed, frozen, no field the kind does not name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def disk_bytes(self) -> int:
+        """What the job writes to the workspace (the pre-run disk check)."""
+        return 0
+
+
+@dataclass
+class Parts:
+    """The kind-specific part of a spec."""
+
+    argv: list[Arg]
+    resources: Resources
+    timeout_min: float
+    judge: Judge = field(default_factory=Judge)
+
+
+@dataclass
+class PlanState:
+    """What the kinds plan into, in registry order: each kind adds its jobs and leaves what later kinds
+    read (the model of each weights entry, the reference logits of each context)."""
+
+    inp: PlanInputs
+    source: str                                  # the source model's input key
+    cells: list[Cell]
+    jobs: list[Job] = field(default_factory=list)
+    reference: str = ""                          # the reference model: a job's key, or the source
+    quant_input: str = ""                        # what the weights quants are made from
+    input_quantized: bool = False
+    imatrix_keys: dict[str, str] = field(default_factory=dict)    # weights label -> its imatrix (job or file)
+    model_keys: dict[str, str] = field(default_factory=dict)      # weights label -> its model (job or source)
+    base_keys: dict[int, str] = field(default_factory=dict)       # ctx -> the reference-logits job
+    files: dict[str, object] = field(default_factory=dict)        # input key -> the file it names
+
+    def add(self, job: Job, *, once: bool = True) -> None:
+        """A job; `once`: not again when a job of that key is planned (weights entries of equal content)."""
+        if not (once and any(j.key == job.key for j in self.jobs)):
+            self.jobs.append(job)
+
+    def deps(self, *keys: str | None) -> tuple[str, ...]:
+        """The keys among `keys` that are jobs planned so far (the source and given files are inputs)."""
+        made = {j.key for j in self.jobs}
+        return tuple(k for k in keys if k and k in made)
+
+
+class Kind:
+    """One kind of job. Subclasses set the class attributes and the methods their jobs need."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]             # what `plan`, `run` and every message call it
+    tool: ClassVar[str]              # the llama.cpp tool it runs
+    params: ClassVar[type[Params]]
+    priority: ClassVar[int]          # among ready jobs, lower starts first
+    guess_s: ClassVar[float]         # its seconds before the store has timed one: a guess, and `plan` says so
+    makes: ClassVar[Literal["model", "imatrix", "logits"] | None] = None  # the artifact it writes
+    measures: ClassVar[bool] = False     # its results are a cell's rows (KLD, speed)
+    per_context: ClassVar[bool] = False  # its rows carry the cell's context
+    speed: ClassVar[bool] = False        # measures speed: nothing CPU-heavy beside it where asked
+
+    def plan(self, st: PlanState) -> None:
+        """Add this kind's jobs for the recipe."""
+        raise NotImplementedError
+
+    def parts(self, job: Job, plan: Plan, upstream: dict[str, dict], threads: Threads) -> Parts:
+        """Argv, resources, timeout and judge of `job`; `upstream`: results of the jobs it reads."""
+        raise NotImplementedError
+
+    def judge(self, judge: Judge, res: ProcResult, out) -> dict:
+        """The result, from the tool's output (never from its exit code alone); ToolFailed if none."""
+        raise NotImplementedError
+
+    def rows(self, result: dict) -> list[dict]:
+        """A measurement's result as store rows (the cell's columns are added by the caller)."""
+        return [{**result, "test": ""}]
+
+    def row_extra(self, job: Job, recorded) -> dict:
+        """Columns a row takes from other jobs' records (`recorded(key)` -> the store's record or None)."""
+        return {}
+
+    def output_ref(self, job: Job) -> Ref | None:
+        if self.makes == "model":
+            return Ref(ref="model", key=job.key, label=job.params.stem)
+        return Ref(ref=self.makes, key=job.key) if self.makes else None
+
+
+# -- helpers the kinds share ------------------------------------------------------------------------
+
+
+def model_ref(plan: Plan, key: str) -> Ref:
+    """A model a job reads: an artifact of the plan (by its key and file stem), else an input file."""
+    stem = plan.artifact_stems.get(key)
+    return Ref(ref="model", key=key, label=stem) if stem is not None else Ref(ref="input", key=key)
+
+
+def device_resources(plan: Plan, upstream: dict, model_key: str, type_k: str, type_v: str, ctx: int, ev,
+                     hold: int) -> Resources:
+    """A quality job's device memory: the model's weights + K/V + compute, from the memory model. An
+    architecture the model cannot size gets the device alone (exclusive) rather than a guess."""
+    need = device_bytes(plan, upstream, model_key, type_k, type_v, ctx, ev.ubatch)
+    return Resources(where="device", threads=ev.threads or hold, device_bytes=need or 0, exclusive=need is None)
+
+
+def device_bytes(plan: Plan, upstream: dict, model_key: str, type_k: str, type_v: str, ctx: int,
+                 ubatch: int) -> int | None:
+    info = plan.inputs.source_info
+    try:
+        arch = memory.Architecture.from_hparams(info.architecture, info.hparams, info.n_vocab)
+    except memory.MemoryModelError:
+        return None
+    made = upstream.get(model_key, {})
+    weights = int(made["quant_mib"] * 2**20) if made.get("quant_mib") else info.tensor_bytes
+    return memory.footprint(arch, weights, type_k, type_v, ctx, ubatch).total
+
+
+def expectations(plan: Plan, upstream: dict[str, dict], job: Job, output_ref) -> list[Expect]:
+    """The artifacts of other jobs this job reads, with the size and sha256 recorded when they were made
+    (none for a result of an earlier version that did not record them)."""
+    by_key = {j.key: j for j in plan.jobs}
+    out = []
+    for dep in job.deps:
+        made = upstream.get(dep) or {}
+        ref = output_ref(by_key[dep]) if dep in by_key else None
+        if ref is not None and made.get("sha256") and made.get("file_bytes") is not None:
+            out.append(Expect(ref=ref, bytes=made["file_bytes"], sha256=made["sha256"]))
+    return out
