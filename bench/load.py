@@ -16,6 +16,7 @@ from orchestrator.inputs import prepare
 from orchestrator.tools import toolchain
 from orchestrator.results.store import Store
 from orchestrator.workspace import Workspace
+from orchestrator.output import Output
 
 from bench import scratch
 
@@ -55,7 +56,7 @@ def main() -> int:
     n = big_store(ws)
     print(f"store: {n} cells, {(ws / 'store.sqlite').stat().st_size / 2**20:.0f} MiB "
           f"(made in {time.perf_counter() - t0:.1f} s)")
-    quiet = lambda *_: None  # noqa: E731
+    quiet = Output(quiet=True, write=lambda _: None)
     import matplotlib.pyplot  # noqa: F401  (imports are start-up, not a command's own work)
     import pyarrow.parquet  # noqa: F401
     from orchestrator.results import snapshot

@@ -20,6 +20,7 @@ from orchestrator import commands
 from orchestrator.inputs import hub
 from orchestrator.recipe import model as recipe
 from orchestrator.results.store import Store
+from orchestrator.output import Output
 
 REPO = Path(__file__).parents[1]
 
@@ -30,7 +31,7 @@ def main() -> int:
     path = small_recipe(tmp, model, name="bench", ctx=128, chunks=4, weights=("Q8_0", "Q4_K_M", "Q2_K"),
                         pairs=(("f16", "f16"), ("q8_0", "q8_0")))
     ws = tmp / "ws"
-    quiet = lambda *_: None  # noqa: E731
+    quiet = Output(quiet=True, write=lambda _: None)
     t0 = time.monotonic()
     commands.run(path, ws, None, False, True, quiet)
     wall = time.monotonic() - t0

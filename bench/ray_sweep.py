@@ -19,6 +19,7 @@ from bench import scratch
 from orchestrator import commands
 from orchestrator.inputs import hub
 from orchestrator.recipe import model as recipe
+from orchestrator.output import Output
 
 REPO = Path(__file__).parents[1]
 
@@ -36,7 +37,7 @@ def main() -> int:
     tmp = scratch.folder("qs-bench-ray-")
     path = small_recipe(tmp, model, name="bench", ctx=128, chunks=4, weights=("Q8_0", "Q4_K_M", "Q2_K"),
                         pairs=(("f16", "f16"), ("q8_0", "q8_0")))
-    quiet = lambda *_: None  # noqa: E731
+    quiet = Output(quiet=True, write=lambda _: None)
     t0 = time.monotonic()
     commands.run(path, tmp / "local", None, False, True, quiet)
     local = time.monotonic() - t0

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from orchestrator import __version__
+from orchestrator import __version__, output
 from orchestrator.errors import PipeClosed, QuantsweepError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -31,10 +31,12 @@ DEVICES = typer.Option(None, "--devices", envvar="QUANTSWEEP_DEVICES",
 
 
 def _out(line: str = "") -> None:
-    try:
-        print(line, flush=True)
-    except BrokenPipeError:  # typer would turn it into exit 1: the reader (`| head`) has what it wanted
-        raise PipeClosed() from None
+    output.current()(line)
+
+
+def _sink(as_json: bool = False, quiet: bool = False) -> output.Output:
+    """This command's output: answers as text or JSON, warnings and notes on stderr."""
+    return output.use(output.Output(as_json, quiet))
 
 
 @app.command()
@@ -47,7 +49,7 @@ def plan(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Opti
     """Show the matrix: cells, what is cached, what will run, the disk the reference logits need, the schedule."""
     from orchestrator import commands
 
-    commands.plan(recipe, workspace, llama_cpp, as_json, _out, devices=devices, parallel=parallel, ray=ray,
+    commands.plan(recipe, workspace, llama_cpp, _sink(as_json), devices=devices, parallel=parallel, ray=ray,
                   ray_shared=ray_shared)
 
 
@@ -86,7 +88,7 @@ def run(recipe: Path = typer.Argument(..., help="recipe YAML"), workspace: Optio
             ([f"--rerun={rerun}"] if rerun else []) + ([f"--devices={devices}"] if devices else [])
         raise typer.Exit(remote.run_on(host, recipe, workspace, remote_dir=remote_dir, llama_cpp=remote_llama_cpp,
                                        cpu=cpu, detach=detach, run_args=args))
-    raise typer.Exit(commands.run(recipe, workspace, llama_cpp, retry_failed, quiet, _out, rerun=rerun,
+    raise typer.Exit(commands.run(recipe, workspace, llama_cpp, retry_failed, quiet, _sink(quiet=quiet), rerun=rerun,
                                   devices=devices, parallel=parallel, ray=ray, ray_shared=ray_shared,
                                   ray_node_dir=ray_node_dir))
 
@@ -95,20 +97,18 @@ HOST = typer.Option(None, "--host", help="only this box [default: every box this
 
 
 @app.command()
-def status(workspace: Optional[Path] = WS, host: Optional[str] = HOST):
+def status(workspace: Optional[Path] = WS, host: Optional[str] = HOST, as_json: bool = JSON):
     """Runs on this machine, on boxes (`run --host`) and on a Ray cluster (`run --ray`): what runs where,
     jobs done/total, failures, ETA."""
     from orchestrator.execute import coordinator, remote
     from orchestrator.workspace import Workspace
 
     ws = Workspace(workspace)
-    if host is None:
-        here = coordinator.status_lines(ws.root / coordinator.STATUS_FILE)
-        for line in here:
-            _out(line)
-        if here and not (ws.root / "hosts.json").exists():
-            raise typer.Exit(0)
-    raise typer.Exit(remote.status(workspace, host, _out))
+    here = coordinator.read_status(ws.root / coordinator.STATUS_FILE) if host is None else None
+    boxes = [] if here is not None and host is None and not (ws.root / "hosts.json").exists() \
+        else remote.status(workspace, host)
+    _sink(as_json).answer({"local": here, "boxes": boxes},
+                          lambda d: coordinator.status_text(d["local"]) + remote.status_text(d["boxes"]))
 
 
 @app.command()
@@ -137,7 +137,7 @@ def devices_(llama_cpp: Optional[str] = LLAMA, devices: Optional[str] = DEVICES,
     """What this box has to run jobs on: GPUs (NVML, nvidia-smi, rocm-smi) and the CPU."""
     from orchestrator import commands
 
-    commands.devices(llama_cpp, devices, _out, as_json)
+    commands.devices(llama_cpp, devices, _sink(as_json))
 
 
 @app.command()
@@ -162,7 +162,7 @@ def recommend(name: str = typer.Argument(..., help="recipe name (as in the store
     """Which measured (weights, K, V) cell to use on this card at this context, with a verdict."""
     from orchestrator import commands
 
-    commands.recommend(name, workspace, vram, ctx, max_kld, reserve, _out, as_json)
+    commands.recommend(name, workspace, vram, ctx, max_kld, reserve, _sink(as_json))
 
 
 @app.command()
@@ -185,7 +185,7 @@ def compare(a: str = typer.Argument(..., help="recipe name, or NAME@WORKSPACE fo
     """Two runs cell by cell: Δ KLD, Δ PPL ratio, Δ same-top, flagged only beyond their combined ±."""
     from orchestrator import commands
 
-    commands.compare(a, b, workspace, _out, as_json)
+    commands.compare(a, b, workspace, _sink(as_json))
 
 
 @app.command()
@@ -223,7 +223,7 @@ def toolchain_show(llama_cpp: Optional[str] = LLAMA, as_json: bool = JSON):
     """Which llama.cpp tools are used: directory, commit, backends, devices."""
     from orchestrator import commands
 
-    commands.toolchain_show(llama_cpp, as_json, _out)
+    commands.toolchain_show(llama_cpp, _sink(as_json))
 
 
 @toolchain_app.command("build")
@@ -241,7 +241,7 @@ def toolchain_build(cuda: Optional[bool] = typer.Option(None, "--cuda/--no-cuda"
     from orchestrator.tools import toolchain
 
     tc = toolchain.build(cuda=cuda, jobs=jobs, fa_quants=fa_quants, portable=portable, rocm=rocm,
-                         log=lambda m: print(m, file=sys.stderr, flush=True))
+                         log=_sink().note)
     _out(str(tc.bin_dir))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -43,8 +42,10 @@ def _preview(p, statuses: dict, store, found, parallel: int = 1):
     return sched, inv, guessed, seen
 
 
-def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: str | None = None,
-         parallel: int = 1, ray: str | None = None, ray_shared: Path | None = None) -> None:
+def plan(recipe_path: Path, workspace, llama_cpp, out, devices: str | None = None, parallel: int = 1,
+         ray: str | None = None, ray_shared: Path | None = None) -> None:
+    """The matrix, what is cached, what runs, the disk it takes and the predicted schedule: one answer,
+    as text or JSON."""
     r = recipemod.load(recipe_path)  # a bad recipe stops here, before anything is touched
     prepare.check_local_files(r, recipe_path)
     ws = Workspace(workspace)
@@ -53,7 +54,9 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
         inp = prepare.inputs(recipe_path, ws, tc, fetch=False)
     except FetchError as exc:
         n = len(r.weights) * len(r.cache.expanded()) * len(r.evaluation.contexts)
-        out(f"{r.name}: {n} cells; inputs not available yet ({exc}); `quantsweep run` fetches them first")
+        out.answer({"recipe": r.name, "cells": n, "inputs_missing": str(exc)}, lambda d: [
+            f"{d['recipe']}: {d['cells']} cells; inputs not available yet ({d['inputs_missing']}); "
+            "`quantsweep run` fetches them first"])
         return
     p = planner.build(inp)
     store = Store.read_only(ws.store_path) if ws.exists() else None
@@ -62,70 +65,80 @@ def plan(recipe_path: Path, workspace, llama_cpp, as_json: bool, out, devices: s
 
     found = devmod.find(tuple(tc.backends), only=devices)
     sched, inv, guessed, seen = _preview(p, statuses, store, found, parallel)
-    rows = [{"kind": j.kind, "name": jobkinds.kind(j.kind).title, "job": j.label,
-             "status": statuses.get(j.key, "to run"), "key": j.key,
-             **({"device": sched.slots[j.key].device or "cpu", "start_s": round(sched.slots[j.key].start, 1),
-                 "end_s": round(sched.slots[j.key].end, 1)} if j.key in sched.slots else {})}
-            for j in p.jobs]
-    free = shutil.disk_usage(ws.root if ws.root.exists() else Path.cwd()).free
     to_write = [j.key for j in p.jobs if statuses.get(j.key) != "done"]
-    need = p.disk_bytes(to_write)
-    logits_need = sum(j.params.logits_bytes for j in p.of_kind("base") if statuses.get(j.key) != "done")
     placement = []
     if ray is not None:  # where the data would be on that cluster (nothing is started on it)
         from orchestrator.execute import cluster
 
         cluster.connect(ray)
         placement = cluster.placement_lines(p, cluster.alive_nodes(), ray_shared)
-    if as_json:
-        out(json.dumps({"recipe": r.name, "cells": [c.id for c in p.cells], "jobs": rows, "ray": placement,
-                        "logits_bytes": p.logits_bytes(), "logits_bytes_to_write": logits_need,
-                        "disk_bytes_to_write": need, "free_bytes": free,
-                        "predicted_wall_s": round(sched.makespan, 1), "timings_guessed_for": guessed}, indent=2))
-        return
-    out(f"recipe {r.name}: {len(r.weights)} weights × {len(r.cache.expanded())} K/V pairs × "
-        f"{len(r.evaluation.contexts)} ctx = {len(p.cells)} cells")
-    out(f"model {inp.source_path.name} (sha256 {inp.source_sha[:12]}…, n_vocab {inp.source_info.n_vocab}); "
-        f"reference {r.reference.type}; corpus {inp.corpus.label}")
-    out(f"toolchain {tc.commit} ({', '.join(tc.backends)}) at {tc.bin_dir}")
-    warning = toolchain.fa_warning(tc, r.cache.expanded())
-    if warning:
-        out(warning)
-    for line in advice.warnings(inp):
-        out(f"warning: {line}")
+    shown = {j.kind for j in p.jobs if j.key in sched.slots}
+    doc = {
+        "recipe": r.name, "cells": [c.id for c in p.cells],
+        "shape": {"weights": len(r.weights), "pairs": len(r.cache.expanded()), "contexts": len(r.evaluation.contexts)},
+        "model": {"file": inp.source_path.name, "sha256": inp.source_sha, "n_vocab": inp.source_info.n_vocab},
+        "reference": r.reference.type, "corpus": inp.corpus.label,
+        "toolchain": {"commit": tc.commit, "backends": list(tc.backends), "bin_dir": str(tc.bin_dir)},
+        "warnings": [w for w in (toolchain.fa_warning(tc, r.cache.expanded()),) if w]
+                    + [f"warning: {line}" for line in advice.warnings(inp)],
+        "jobs": [{"kind": j.kind, "name": jobkinds.kind(j.kind).title, "job": j.label,
+                  "status": statuses.get(j.key, "to run"), "key": j.key,
+                  **({"device": sched.slots[j.key].device or "cpu", "start_s": round(sched.slots[j.key].start, 1),
+                      "end_s": round(sched.slots[j.key].end, 1)} if j.key in sched.slots else {})}
+                 for j in p.jobs],
+        "logits": [{"job": j.label, "chunks": j.params.n_chunk, "bytes": j.params.logits_bytes,
+                    "chunks_estimated": inp.corpus.sha256 not in inp.corpus_tokens,
+                    "status": statuses.get(j.key, "to run")} for j in p.of_kind("base")],
+        "logits_bytes": p.logits_bytes(),
+        "logits_bytes_to_write": sum(j.params.logits_bytes for j in p.of_kind("base") if j.key in to_write),
+        "disk_bytes_to_write": p.disk_bytes(to_write),
+        "free_bytes": shutil.disk_usage(ws.root if ws.root.exists() else Path.cwd()).free,
+        "predicted_wall_s": round(sched.makespan, 1), "timings_guessed_for": guessed,
+        "timings": {k: {"mean_s": round(seen[k][0], 1), "runs": seen[k][1]} for k in sorted(seen) if k in shown},
+        "devices": [{"id": d.id, "jobs": sum(1 for s in sched.slots.values() if s.device == d.id),
+                     "busy": sched.busy(d.id)} for d in inv.devices],
+        "host_threads": inv.host_threads, "host_jobs": sum(1 for s in sched.slots.values() if s.device is None),
+        "ray": placement,
+    }
+    out.answer(doc, _plan_text)
+
+
+def _plan_text(d: dict) -> list[str]:
+    sh, m, tc = d["shape"], d["model"], d["toolchain"]
+    lines = [f"recipe {d['recipe']}: {sh['weights']} weights × {sh['pairs']} K/V pairs × {sh['contexts']} ctx = "
+             f"{len(d['cells'])} cells",
+             f"model {m['file']} (sha256 {m['sha256'][:12]}…, n_vocab {m['n_vocab']}); reference {d['reference']}; "
+             f"corpus {d['corpus']}",
+             f"toolchain {tc['commit']} ({', '.join(tc['backends'])}) at {tc['bin_dir']}", *d["warnings"]]
     for kind in jobkinds.KINDS.values():
-        of_kind = [x for x in rows if x["kind"] == kind.name]
+        of_kind = [x for x in d["jobs"] if x["kind"] == kind.name]
         if of_kind:
             done = sum(x["status"] == "done" for x in of_kind)
             failed = sum(x["status"] == "failed" for x in of_kind)
-            out(f"  {kind.title:<16} {len(of_kind):>4} jobs: {done} cached, {failed} failed (recorded), "
-                f"{len(of_kind) - done - failed} to run")
-    about = "" if inp.corpus.sha256 in inp.corpus_tokens else "~"  # tokens counted, or estimated
-    for j in p.of_kind("base"):
-        out(f"  {j.label}: {about}{j.params.n_chunk} chunks, {memory.gib(j.params.logits_bytes, 1)}"
-            f" [{statuses.get(j.key, 'to run')}]")
+            lines.append(f"  {kind.title:<16} {len(of_kind):>4} jobs: {done} cached, {failed} failed (recorded), "
+                         f"{len(of_kind) - done - failed} to run")
+    for x in d["logits"]:
+        lines.append(f"  {x['job']}: {'~' if x['chunks_estimated'] else ''}{x['chunks']} chunks, "
+                     f"{memory.gib(x['bytes'], 1)} [{x['status']}]")
+    need, logits, free = d["disk_bytes_to_write"], d["logits_bytes_to_write"], d["free_bytes"]
     verdict = "fits" if fits_disk(need, free) else "DOES NOT FIT: lower evaluation.chunks"
-    models = need - logits_need
-    out(f"disk: {memory.gib(need, 1)} to write (models ≈{memory.gib(models, 1)}, reference logits "
-        f"{memory.gib(logits_need, 1)}), {memory.gib(free, 1)} free — {verdict}")
-    if sched.slots:
-        basis = ", ".join(f"{k} {seen[k][0]:.1f}s (mean of {seen[k][1]})" for k in sorted(seen)
-                          if any(j.kind == k for j in p.jobs if j.key in sched.slots))
+    lines.append(f"disk: {memory.gib(need, 1)} to write (models ≈{memory.gib(need - logits, 1)}, reference logits "
+                 f"{memory.gib(logits, 1)}), {memory.gib(free, 1)} free — {verdict}")
+    if any(x.get("device") for x in d["jobs"]):
+        basis = ", ".join(f"{k} {t['mean_s']:.1f}s (mean of {t['runs']})" for k, t in d["timings"].items())
         basis = f"from earlier runs: {basis}" if basis else ""
+        guessed = d["timings_guessed_for"]
         guess = f"a guess for {', '.join(guessed)} (no earlier run)" if guessed else ""
-        out(f"schedule on {', '.join(d.id for d in inv.devices)} ({inv.host_threads} host threads): "
-            f"predicted wall {_fmt_s(sched.makespan)}; " + "; ".join(x for x in (basis, guess) if x))
-        for d in inv.devices:
-            n = sum(1 for s in sched.slots.values() if s.device == d.id)
-            out(f"  {d.id}: {n} jobs, busy {100 * sched.busy(d.id):.0f} % of the predicted wall")
-        cpu_jobs = sum(1 for s in sched.slots.values() if s.device is None)
-        if cpu_jobs:
-            out(f"  host CPU: {cpu_jobs} quantize jobs on its cores")
-    for line in placement:
-        out(line)
+        lines.append(f"schedule on {', '.join(x['id'] for x in d['devices'])} ({d['host_threads']} host threads): "
+                     f"predicted wall {_fmt_s(d['predicted_wall_s'])}; " + "; ".join(x for x in (basis, guess) if x))
+        lines += [f"  {x['id']}: {x['jobs']} jobs, busy {100 * x['busy']:.0f} % of the predicted wall"
+                  for x in d["devices"]]
+        if d["host_jobs"]:
+            lines.append(f"  host CPU: {d['host_jobs']} quantize jobs on its cores")
+    return lines + d["ray"]
 
 
-RERUNNABLE = ("bench",)
+RERUNNABLE = tuple(k.name for k in jobkinds.KINDS.values() if k.speed)  # speed: measured again on request
 
 
 def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool, out, rerun: str | None = None,
@@ -151,7 +164,7 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
         cluster.connect(ray, out)
     warning = toolchain.fa_warning(tc, r.cache.expanded())
     if warning:
-        print(warning, file=sys.stderr, flush=True)
+        out.err(warning)
     new = not ws.root.exists()
     with ws.lock():
         try:
@@ -161,7 +174,7 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
                 shutil.rmtree(ws.root, ignore_errors=True)
             raise
         for line in advice.warnings(inp):
-            print(f"quantsweep: warning: {line}", file=sys.stderr, flush=True)
+            out.warn(line)
         p = planner.build(inp)
         store = Store(ws.store_path)
         found = devmod.find(tuple(tc.backends), only=devices)
@@ -319,43 +332,38 @@ def import_logs(files, workspace, name, weights, cache_k, cache_v, out) -> None:
     out(f"imported {len(rows)} rows into {name!r} ({ws.store_path})")
 
 
-def devices(llama_cpp, only: str | None, out, as_json: bool = False) -> None:
+def devices(llama_cpp, only: str | None, out) -> None:
     from orchestrator.execute import devices as devmod
     from orchestrator.report.answers import text_table
 
     tc = toolchain.find(llama_cpp)
     found = devmod.find(tuple(tc.backends), only=only)
-    if as_json:
-        out(json.dumps([{"index": f.index, "kind": f.device.kind, "name": f.device.name, "id": f.device.id,
-                         "total_bytes": f.device.total, "free_bytes": f.device.free, "usable": f.usable,
-                         "source": f.source} for f in found], indent=1))
-        return
-    header = ["index", "kind", "name", "id", "total GiB", "free GiB", "usable", "from"]
-    for line in text_table(devmod.table(found, tc.backends), header):
-        out(line)
     inv = devmod.inventory(found)
-    where = ", ".join(d.id for d in inv.devices)
-    out(f"jobs run on: {where}; {inv.host_threads} host threads; toolchain {tc.commit} ({', '.join(tc.backends)}), "
-        f"its devices: {', '.join(tc.devices) or 'CPU'}")
+
+    def text(_) -> list[str]:
+        header = ["index", "kind", "name", "id", "total GiB", "free GiB", "usable", "from"]
+        return [*text_table(devmod.table(found, tc.backends), header),
+                f"jobs run on: {', '.join(d.id for d in inv.devices)}; {inv.host_threads} host threads; toolchain "
+                f"{tc.commit} ({', '.join(tc.backends)}), its devices: {', '.join(tc.devices) or 'CPU'}"]
+
+    out.answer([{"index": f.index, "kind": f.device.kind, "name": f.device.name, "id": f.device.id,
+                 "total_bytes": f.device.total, "free_bytes": f.device.free, "usable": f.usable,
+                 "source": f.source} for f in found], text)
 
 
-def toolchain_show(llama_cpp, as_json: bool, out) -> None:
-    tc = toolchain.find(llama_cpp)
-    d = tc.describe()
-    if as_json:
-        out(json.dumps(d, indent=2))
-        return
-    for k in ("bin_dir", "origin", "commit", "version", "compiler", "target", "backends", "devices",
-              "cuda_fa_quants", "build_flags"):
-        v = d[k]
-        out(f"{k:<15} {', '.join(v) if isinstance(v, (list, tuple)) else v}")
+def toolchain_show(llama_cpp, out) -> None:
+    d = toolchain.find(llama_cpp).describe()
+    keys = ("bin_dir", "origin", "commit", "version", "compiler", "target", "backends", "devices", "cuda_fa_quants",
+            "build_flags")
+    out.answer(d, lambda d: [f"{k:<15} {', '.join(d[k]) if isinstance(d[k], (list, tuple)) else d[k]}"
+                             for k in keys])
 
 
 GPU_RESERVE = "0.75GiB"  # a CUDA context (≈ 0.6 GiB measured on an H100) and a little for a display
 
 
 def recommend(name: str, workspace, vram: str, ctx: str | None, max_kld: float | None, reserve: str | None,
-              out, as_json: bool = False) -> None:
+              out) -> None:
     from orchestrator.report import analysis
     from orchestrator.plan import memory
     from orchestrator.report.answers import recommend_json, recommend_lines
@@ -386,11 +394,8 @@ def recommend(name: str, workspace, vram: str, ctx: str | None, max_kld: float |
         raise UsageError(f"{name}: no measured KLD cell in the store")
     arch = analysis.architecture(df)
     rec = analysis.recommend(cells, arch, budget, n_ctx, max_kld)
-    if as_json:
-        out(json.dumps(recommend_json(name, rec, budget, n_ctx, max_kld, reserve_why=why), indent=1))
-        return
-    for line in recommend_lines(name, rec, budget, n_ctx, max_kld, reserve_why=why):
-        out(line)
+    out.answer(recommend_json(name, rec, budget, n_ctx, max_kld, reserve_why=why),
+               lambda _: recommend_lines(name, rec, budget, n_ctx, max_kld, reserve_why=why))
 
 
 def _run_ref(ref: str, workspace):
@@ -401,18 +406,14 @@ def _run_ref(ref: str, workspace):
     return ref, workspace
 
 
-def compare(a: str, b: str, workspace, out, as_json: bool = False) -> None:
+def compare(a: str, b: str, workspace, out) -> None:
     from orchestrator.report import analysis
     from orchestrator.report.answers import compare_json, compare_lines
 
     (an, aw), (bn, bw) = _run_ref(a, workspace), _run_ref(b, workspace)
     da, db = results(an, aw, read_only=True), results(bn, bw, read_only=True)  # compare writes nothing
-    c = analysis.compare(da, db)
-    if as_json:
-        out(json.dumps(compare_json(a, b, c, analysis.run_differences(da, db)), indent=1))
-        return
-    for line in compare_lines(a, b, c, analysis.run_differences(da, db)):
-        out(line)
+    c, differ = analysis.compare(da, db), analysis.run_differences(da, db)
+    out.answer(compare_json(a, b, c, differ), lambda _: compare_lines(a, b, c, differ))
 
 
 def memory_table(model: Path, ctxs: str, pairs: str, check: bool, gpu_layers: int, llama_cpp, out) -> int:

@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 
+from orchestrator.output import Output
 from orchestrator.report import analysis
 from orchestrator.plan import memory
 
@@ -208,10 +209,11 @@ def test_recommend_reserve_follows_the_backend_that_measured(tmp_path, backends,
     from orchestrator import commands
 
     lines = []
-    commands.recommend("r", _store_with(tmp_path, rows(MATRIX), backends), "1GiB", "4096", None, None, lines.append)
+    commands.recommend("r", _store_with(tmp_path, rows(MATRIX), backends), "1GiB", "4096", None, None,
+                       Output(write=lines.append))
     assert kept in lines[0]
     lines.clear()
-    commands.recommend("r", tmp_path / "ws", "1GiB", "4096", None, "100MiB", lines.append)
+    commands.recommend("r", tmp_path / "ws", "1GiB", "4096", None, "100MiB", Output(write=lines.append))
     assert "100 MiB kept for the runtime: --reserve" in lines[0]
 
 
@@ -223,7 +225,7 @@ def test_recommend_labels_sizes_and_flags_unsteady_speed(tmp_path):
                       ts_mean=[40.0, 9.17, 41, 42, 43, 44], ts_std=[0.5, 11.76, 0.4, 0.3, 0.2, 0.1])
     lines = []
     ws = _store_with(tmp_path, pd.concat([df, bench], ignore_index=True), "CPU")
-    commands.recommend("r", ws, "1GiB", "4096", None, None, lines.append)
+    commands.recommend("r", ws, "1GiB", "4096", None, None, Output(write=lines.append))
     text = "\n".join(lines)
     assert "tensors MiB" in text and "weights MiB" not in text
     assert "tensors (the weights' tensor data" in text
@@ -257,7 +259,7 @@ def test_compare_reads_another_workspace_without_writing_and_says_what_differs(t
         corpus="python-source", corpus_sha256="bbbb" * 16, model_name="m", toolchain_backends="CPU"))
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in other.iterdir()}
     lines = []
-    commands.compare("r", f"b@{other}", tmp_path / "ws", lines.append)
+    commands.compare("r", f"b@{other}", tmp_path / "ws", Output(write=lines.append))
     assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in other.iterdir()} == before  # no -wal, -shm
     import sqlite3
 
@@ -286,4 +288,4 @@ def test_a_foreign_or_newer_store_is_refused_by_compare(tmp_path):
         where = d if name == "junk" else d / "ws"
         said = "not a quantsweep store" if name == "junk" else "written by a newer quantsweep"
         with pytest.raises(UsageError, match=said):
-            commands.compare("r", f"r@{where}", tmp_path / "ws", lambda _: None)
+            commands.compare("r", f"r@{where}", tmp_path / "ws", Output(write=lambda _: None))

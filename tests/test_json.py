@@ -1,4 +1,4 @@
-"""`--json` for scripts: recommend, compare and devices give the same answer as their text, as data."""
+"""`--json` for scripts: recommend, compare, devices and status give the same answer as their text, as data."""
 
 import json
 import shutil
@@ -55,3 +55,24 @@ def test_devices_json(capsys):
     got = json.loads(capsys.readouterr().out)
     cpu = [d for d in got if d["kind"] == "cpu"]
     assert len(cpu) == 1 and cpu[0]["usable"] is True and cpu[0]["total_bytes"] > 0
+
+
+def test_status_json_is_the_status_file_with_whether_its_run_lives(tmp_path, capsys):
+    import os
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    doc = {"backend": "local", "recipe": "demo", "pid": os.getpid(), "state": "running", "jobs": 21, "cached": 3,
+           "to_run": 18, "failed_before": 0, "finished": 5, "failed": 1, "eta_s": 65.0,
+           "running": [{"job": "kld Q8_0 K=f16 V=f16 c=256", "device": "cpu", "for_s": 2.5}], "updated": 0}
+    (ws / "status.json").write_text(json.dumps(doc))
+    assert main(["status", "-w", str(ws)]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text == [f"local  demo: running (pid {os.getpid()}); 7/21 jobs done (3 cached), 1 failed this run, "
+                    "ETA 1m05s", "  cpu: kld Q8_0 K=f16 V=f16 c=256 (0m02s)"]
+    assert main(["status", "-w", str(ws), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["boxes"] == [] and got["local"] == {**doc, "alive": True}
+    (ws / "status.json").write_text(json.dumps({**doc, "pid": 2**22 + 1}))  # above Linux's pid_max: gone
+    assert main(["status", "-w", str(ws), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["local"]["alive"] is False

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from orchestrator.execute import worker
 from orchestrator.execute.executor import Executor, Finished
 from orchestrator.execute.progress import Progress, make as make_progress
 from orchestrator.files import remove_partials
-from orchestrator import jobs as jobkinds
+from orchestrator import jobs as jobkinds, output
 from orchestrator.jobs import spec as jobspec
 from orchestrator.plan.graph import Job, Plan
 from orchestrator.results.store import Store
@@ -149,8 +148,7 @@ class Coordinator:
         self.progress = progress = make_progress(len(todo), quiet=self.quiet, prior={
             k: w for k, (w, _) in self.store.kind_timings().items()})
         for key, problem in self.remade.items():  # said even with --quiet: a file of ours was damaged
-            print(f"quantsweep: warning: {self.jobs[key].label}: {problem}; made again", file=sys.stderr,
-                  flush=True)
+            output.current().warn(f"{self.jobs[key].label}: {problem}; made again")
         if not todo:
             progress.say(f"all {len(self.plan.jobs)} jobs cached; nothing to run")
         run_id = self.store.start_run(self.inp.recipe.name, self.inp.recipe.canonical_hash(),
@@ -308,15 +306,23 @@ class Coordinator:
         self.store.put_results(rows, self.inp.recipe.name, {c.id for c in self.plan.cells})
 
 
-def status_lines(path: Path) -> list[str]:
-    """`quantsweep status` for a run on this machine (its status file), [] when there is none."""
-    from orchestrator.execute.progress import fmt
-
+def read_status(path: Path) -> dict | None:
+    """The status file of a run on this machine, with `alive`: whether its process still runs (a run
+    killed with -9 or by a power cut never recorded its end). None when there is none."""
     try:
         s = json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+    return {**s, "alive": s["state"] == "running" and _alive(s["pid"])}
+
+
+def status_text(s: dict | None) -> list[str]:
+    """`quantsweep status` for a run on this machine: one line, then what runs where (device or node)."""
+    from orchestrator.execute.progress import fmt
+
+    if s is None:
         return []
-    running = s["state"] == "running" and _alive(s["pid"])
+    running = s["alive"]
     if running:
         state = f"running (pid {s['pid']})"
     elif s["state"] == "running":  # killed (-9, power): nothing recorded its end

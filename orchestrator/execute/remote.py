@@ -18,11 +18,10 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import __version__
+from orchestrator import __version__, output
 from orchestrator.errors import QuantsweepError
 from orchestrator.files import fits_disk, write_text_atomic
 
@@ -162,7 +161,9 @@ class Box:
 
 
 def _source_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+    import orchestrator
+
+    return Path(orchestrator.__file__).resolve().parents[1]
 
 
 def _source_files() -> list[Path]:
@@ -292,7 +293,7 @@ def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None,
     ws = Workspace(workspace)
     box = Box(target, remote_dir or os.environ.get("QUANTSWEEP_REMOTE_DIR") or DEFAULT_ROOT)
     info = box.probe()
-    say = lambda m: print(f"quantsweep: {m}", file=sys.stderr, flush=True)  # noqa: E731
+    say = lambda m: output.current().err(f"quantsweep: {m}")  # noqa: E731
     if not info["gpus"] and not cpu:
         raise RemoteError(f"{target}: no GPU found on the box (nvidia-smi/rocm-smi list none); add --cpu to "
                           "sweep on its CPU")
@@ -330,11 +331,11 @@ def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None,
         if res.returncode != 0:
             raise RemoteError(f"{target}: writing the recipe failed: {_last_line(res.stderr)}")
     secrets = {k: os.environ[k] for k in ("HF_TOKEN", "HF_ENDPOINT") if os.environ.get(k)}
+    remember(ws, box, r.name, llama_cpp, python)  # before it starts: a client gone at once leaves it findable
     res = box.agent(python, llama_cpp, "start", rundir, *run_args, stdin=json.dumps(secrets))
     if res.returncode != 0:
         raise RemoteError(f"{target}: starting the run failed: {_last_line(res.stderr)}")
     started = json.loads(res.stdout.strip().splitlines()[-1])
-    remember(ws, box, r.name, llama_cpp, python)
     verb = "attached to the run" if started.get("attached") else "started"
     say(f"{target}: {verb} {r.name} (pid {started['pid']} on the box, since {started['started_at']}); it goes on "
         f"if this connection drops: `quantsweep status`, `quantsweep logs -f {r.name}`, `quantsweep pull`")
@@ -362,12 +363,14 @@ def _entries(ws, host: str | None, name: str | None) -> list[tuple[Box, str, dic
     return out
 
 
-def status(workspace, host: str | None, out) -> int:
-    from orchestrator.execute.progress import fmt
+def status(workspace, host: str | None) -> list[dict]:
+    """The runs this workspace started on boxes, as each box's agent reports them (an unreachable box:
+    one entry with its error)."""
     from orchestrator.workspace import Workspace
 
     ws = Workspace(workspace)
     seen: set[tuple[str, str]] = set()
+    runs: list[dict] = []
     for box, _recipe, meta in _entries(ws, host, None):
         if (box.target, meta["python"]) in seen:
             continue
@@ -375,16 +378,27 @@ def status(workspace, host: str | None, out) -> int:
         try:
             res = box.agent(meta["python"], meta.get("llama_cpp"), "status", box.root)
         except RemoteError as exc:
-            out(f"{box.target}: {exc}")
+            runs.append({"box": box.target, "error": str(exc)})
             continue
-        for run in json.loads(res.stdout or "[]"):
-            total = run.get("total")
-            done = (f"{run['done']}/{total} jobs done, {run['failed']} failed" if total is not None
-                    else run.get("note", ""))
-            eta = f", ETA {fmt(run['eta_s'])}" if run["state"] == "running" and run.get("eta_s") else ""
-            ended = f" (exit {run['rc']} at {run['finished_at']})" if run["state"] == "finished" else ""
-            out(f"{box.target}  {run['recipe']}: {run['state']}{ended}; {done}{eta}")
-    return 0
+        runs += [{"box": box.target, **run} for run in json.loads(res.stdout or "[]")]
+    return runs
+
+
+def status_text(runs: list[dict]) -> list[str]:
+    from orchestrator.execute.progress import fmt
+
+    lines = []
+    for run in runs:
+        if "error" in run:
+            lines.append(f"{run['box']}: {run['error']}")
+            continue
+        total = run.get("total")
+        done = (f"{run['done']}/{total} jobs done, {run['failed']} failed" if total is not None
+                else run.get("note", ""))
+        eta = f", ETA {fmt(run['eta_s'])}" if run["state"] == "running" and run.get("eta_s") else ""
+        ended = f" (exit {run['rc']} at {run['finished_at']})" if run["state"] == "finished" else ""
+        lines.append(f"{run['box']}  {run['recipe']}: {run['state']}{ended}; {done}{eta}")
+    return lines
 
 
 def logs(workspace, host: str | None, name: str | None, follow: bool, lines: int) -> int:

@@ -14,7 +14,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from orchestrator import procs
+from orchestrator import output, procs
 from orchestrator.inputs import Corpus
 from orchestrator.errors import FetchError, InputFileError
 from orchestrator.inputs.gguf_info import SHARD_RE, shard_paths
@@ -139,8 +139,8 @@ def _hf_call(what: str, call):
             raise _classify(what, exc) from None
 
     def say(state) -> None:
-        print(f"quantsweep: {what}: {state.outcome.exception().why}; try {state.attempt_number + 1} of "
-              f"{HF_TRIES} in {state.next_action.sleep:.0f} s", file=sys.stderr, flush=True)
+        output.current().err(f"quantsweep: {what}: {state.outcome.exception().why}; try "
+                             f"{state.attempt_number + 1} of {HF_TRIES} in {state.next_action.sleep:.0f} s")
 
     try:
         return Retrying(retry=retry_if_exception_type(_Transient), stop=stop_after_attempt(HF_TRIES),
