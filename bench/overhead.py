@@ -1,7 +1,7 @@
 """`make bench`: what quantsweep costs on top of the tools, on a small real matrix.
 
-Prints overhead = sweep wall time ÷ Σ tool wall times (target ≤ 1.02) and the wall time of a
-re-run of the finished recipe (target < 2 s, 0 tools run).
+Prints overhead = sweep wall time ÷ Σ tool wall times on one slot (target ≤ 1.02, the artifacts' sha256
+included) and the wall time of a re-run of the finished recipe (target < 1 s, 0 tools run).
 """
 
 from __future__ import annotations
@@ -44,15 +44,17 @@ def main() -> int:
     rerun_jobs = int(Store(ws / "store.sqlite").runs().iloc[-1].n_jobs_run)
     overhead = wall / run.tool_wall_s
     results = Store(ws / "store.sqlite").db.execute("SELECT result_json FROM jobs WHERE result_json IS NOT NULL")
-    hashing = sum(json.loads(r).get("describe_s", 0.0) for (r,) in results)
+    made = [json.loads(r) for (r,) in results]
+    hashing = sum(r.get("hash_s", 0.0) for r in made)
+    describing = sum(r.get("describe_s", 0.0) for r in made)
     print(f"matrix: 3 weights x 2 K/V pairs, ctx 128, 4 chunks; {int(run.n_jobs_run)} tool runs")
     print(f"sweep wall {wall:.2f}s, sum of tool walls {run.tool_wall_s:.2f}s")
     print(f"overhead = {overhead:.4f}  (target <= 1.02)  {'OK' if overhead <= 1.02 else 'OVER'}")
-    print(f"  of which {hashing:.2f}s: sha256 and metadata of the new models (the results' provenance); "
-          f"without it {(wall - hashing) / run.tool_wall_s:.4f}, "
-          f"{1000 * (wall - hashing - run.tool_wall_s) / run.n_jobs_run:.0f} ms a job")
-    print(f"re-run of the finished recipe (a new process): {rerun:.2f}s, {rerun_jobs} tools run  (target < 2 s, 0)  "
-          f"{'OK' if rerun < 2 and rerun_jobs == 0 else 'OVER'}")
+    print(f"  provenance of the artifacts made: their sha256 {hashing:.2f}s (hashed beside the next tool), "
+          f"their metadata {describing:.2f}s; {1000 * (wall - run.tool_wall_s) / run.n_jobs_run:.0f} ms a job "
+          "in all")
+    print(f"re-run of the finished recipe (a new process): {rerun:.2f}s, {rerun_jobs} tools run  (target < 1 s, 0)  "
+          f"{'OK' if rerun < 1 and rerun_jobs == 0 else 'OVER'}")
     describe_time()
     return 0
 

@@ -183,10 +183,11 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
             from orchestrator.execute.cluster import RayExecutor
 
             executor = RayExecutor(ray, ray_shared, ray_node_dir, found=found, parallel=parallel)
-        summary = Coordinator(p, ws, store, tc, executor, quiet=quiet, retry_failed=retry_failed, rerun=kinds,
-                              found=found, parallel=parallel).run()
         from orchestrator.results import snapshot
 
+        snapshot.warm()
+        summary = Coordinator(p, ws, store, tc, executor, quiet=quiet, retry_failed=retry_failed, rerun=kinds,
+                              found=found, parallel=parallel).run()
         snapshot.table(store)  # the columnar copy of the new results: report, export… read it at once
     out(f"{inp.recipe.name}: {summary.cells} cells; {summary.jobs_run} jobs run, {summary.jobs_cached} cached; "
         f"{len(summary.failed)} failed; wall {summary.wall_s:.1f}s, tools {summary.tool_wall_s:.1f}s")

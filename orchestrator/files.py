@@ -16,8 +16,13 @@ _CHUNK = 1 << 22
 _memo_lock = threading.Lock()
 
 
-def sha256_file(path: Path, memo_path: Path | None = None) -> str:
-    """sha256 of a file; a memo beside the workspace avoids re-reading multi-GB GGUFs."""
+class Stopped(Exception):
+    """A hash given up half-way (the run was interrupted)."""
+
+
+def sha256_file(path: Path, memo_path: Path | None = None, stop: threading.Event | None = None) -> str:
+    """sha256 of a file; a memo beside the workspace avoids re-reading multi-GB GGUFs. `stop`: given up
+    (Stopped) between two chunks once set."""
     path = Path(path).resolve()
     st = path.stat()
     stamp = f"{st.st_size}:{st.st_mtime_ns}"
@@ -28,6 +33,8 @@ def sha256_file(path: Path, memo_path: Path | None = None) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
+            if stop is not None and stop.is_set():
+                raise Stopped(str(path))
             h.update(chunk)
     digest = h.hexdigest()
     if memo_path is not None:
@@ -43,7 +50,7 @@ def remember_sha256(path: Path, digest: str, memo_path: Path, stamp: str | None 
         st = path.stat()
         stamp = f"{st.st_size}:{st.st_mtime_ns}"
     with _memo_lock:  # workers hash their artifacts in their own threads
-        memo = _read_memo(memo_path)
+        memo = {p: v for p, v in _read_memo(memo_path).items() if os.path.exists(p)}  # files gone: forgotten
         memo[str(path)] = [stamp, digest]
         write_memo(memo_path, json.dumps(memo, indent=0, sort_keys=True))
 

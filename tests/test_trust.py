@@ -324,3 +324,24 @@ def test_sigterm_ends_a_command_as_interrupted(tmp_path):
             "sys.exit(cli.main(['sleepy']))\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 128 + 15 and "interrupted" in res.stderr
+
+
+def test_an_artifact_recorded_before_its_hash_was_is_hashed_before_it_is_read_again(tmp_path):
+    """A job's artifact is hashed beside the next tool and its sha256 added to the record; a run stopped in
+    between leaves a record without one: the next run hashes the file before anything reads it, and
+    checks it against that from then on."""
+    from orchestrator.execute.coordinator import Coordinator
+
+    p = build(tmp_path)
+    ws = Workspace(tmp_path / "ws")
+    store = Store(ws.store_path)
+    ref, q8 = p.of_kind("reference")[0], p.of_kind("quantize")[0]
+    co = Coordinator(p, ws, store, tc=None, quiet=True)
+    path = co.artifact_path(ref.key)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"GGUF" + b"r" * 4000)
+    store.record_job(ref.key, "reference", "done", result={"file_bytes": 4004, "quant_mib": 0.1})
+    assert ref.key not in {j.key for j in co.to_run()} and q8.key in {j.key for j in co.to_run()}
+    assert store.job(ref.key)["result"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    path.write_bytes(b"GGUF" + b"R" * 4000)  # damaged since: now found, and made again
+    assert ref.key in {j.key for j in co.to_run()} and "sha256 differs" in co.remade[ref.key]

@@ -130,6 +130,9 @@ class Coordinator:
             return f"{self.ws.relative(path)} has {size} bytes, {recorded} when it was made"
         if made.get("sha256") and sha256_file(path, worker.hash_memo()) != made["sha256"]:
             return f"{self.ws.relative(path)} is not the file that was made (its sha256 differs)"
+        if not made.get("sha256") and recorded is not None:
+            # made by a run stopped before its hash (done beside the next tool) was recorded: hashed now
+            self.store.amend_result(key, {"sha256": sha256_file(path, worker.hash_memo())})
         return None
 
     # -- running ---------------------------------------------------------------------------
@@ -211,6 +214,10 @@ class Coordinator:
     def _record(self, fin: Finished, summary: Summary) -> None:
         """Record what a job's worker returned, or put it back among the open jobs to run again."""
         job, out, started = self.jobs[fin.started.key], fin.outcome, fin.started
+        if fin.amends:  # the artifact's sha256, hashed beside the next tool: later readers check it
+            self.store.amend_result(job.key, out.result)
+            self.result(job.key).update(out.result)
+            return
         summary.jobs_run += 1
         summary.tool_wall_s += out.result.get("tool_s", out.wall_s) if out.ok else out.wall_s
         if not out.ok and out.out_of_memory and started.on_device and job.key not in self.exclusive:

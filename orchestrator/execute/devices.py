@@ -53,7 +53,8 @@ def find(backends: tuple[str, ...] = ("CPU",), only: str | None = None) -> list[
 
 def refresh(found: list[Found]) -> list[Found]:
     """The same devices with their free memory read again (the scheduler's guard against foreign use)."""
-    now = {f.device.id: f.device for f in (_nvml() or _nvidia_smi() or _rocm_smi())}
+    gpus = any(f.device.kind != "cpu" for f in found)  # none: no vendor tool is asked again, each job end
+    now = {f.device.id: f.device for f in (_nvml() or _nvidia_smi() or _rocm_smi())} if gpus else {}
     now["cpu"] = _host().device
     return [Found(now.get(f.device.id, f.device), f.index, f.source, f.usable) for f in found]
 

@@ -26,6 +26,7 @@ class Started:
 class Finished:
     started: Started
     outcome: jobspec.Outcome
+    amends: bool = False  # what a done job's record lacked (its artifact's sha256, hashed beside the next tool)
 
 
 class Executor(Protocol):

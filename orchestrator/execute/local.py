@@ -4,7 +4,9 @@ the coordinator decides, records and reports."""
 
 from __future__ import annotations
 
+import functools
 import shutil
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
@@ -44,7 +46,10 @@ class LocalExecutor:
         self.inventory = devices.inventory(found)
         self.threads = thread_policy(self.inventory, parallel)
         self._running: dict[Future, Started] = {}
+        self._hashing: dict[Future, Started] = {}  # the sha256 of artifacts just made, one at a time
+        self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._hasher: ThreadPoolExecutor | None = None
 
     # -- before any tool starts ------------------------------------------------------------
 
@@ -52,6 +57,10 @@ class LocalExecutor:
         check_disk(co, todo)
         check_logits(co, todo)
         self._pool = ThreadPoolExecutor(max_workers=max(2, len(todo)), thread_name_prefix="quantsweep-job")
+        # a job's artifact is hashed while the next tool runs (a spare core does it; a single-core box
+        # shares one): the job is recorded at once, its sha256 added when known
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantsweep-hash")
+        worker.STOP_HASHING.clear()
 
     # -- the interface the coordinator drives ----------------------------------------------
 
@@ -68,31 +77,56 @@ class LocalExecutor:
         assert self._pool is not None
         for place in scheduler.decide([co.spec(j) for j in ready], running, self.inventory):
             dev = self._found.get(place.device)
+            s = Started(place.key, place.device or "cpu", place.spec, on_device=dev is not None
+                        and dev.device.kind != "cpu")
             fut = self._pool.submit(worker.run, place.spec, env, device_env=dev.pin_env() if dev else None,
-                                    device=place.device or "cpu")
-            self._running[fut] = s = Started(place.key, place.device or "cpu", place.spec, on_device=dev is not None
-                                             and dev.device.kind != "cpu")
+                                    device=place.device or "cpu", hash_later=functools.partial(self._hash, s))
+            self._running[fut] = s
             started.append(s)
         return started
 
+    def _hash(self, s: Started, work) -> None:
+        """From a job's thread, before its outcome is returned: so the coordinator knows of the hash when
+        it records the job."""
+        assert self._hasher is not None
+        with self._lock:
+            self._hashing[self._hasher.submit(work)] = s
+
     def busy(self) -> bool:
-        return bool(self._running)
+        return bool(self._running or self._hashing)
 
     def wait(self, co: Coordinator, timeout: float) -> list[Finished]:
-        done, _ = wait(self._running, timeout=timeout, return_when=FIRST_COMPLETED)
-        return [Finished(self._running.pop(f), f.result()) for f in done]
+        with self._lock:
+            futures = [*self._running, *self._hashing]
+        done, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        out = []
+        for f in done:
+            if f in self._running:
+                out.append(Finished(self._running.pop(f), f.result()))
+                continue
+            with self._lock:
+                s = self._hashing.pop(f)
+            try:
+                amendment = f.result()
+            except OSError:  # the file went away since it was made: the next run's checks make it again
+                continue
+            out.append(Finished(s, jobspec.Outcome(key=s.key, ok=True, result=amendment), amends=True))
+        return out
 
     def forget(self, key: str, where: Started) -> None:
         pass  # the coordinator's open set is all it takes here
 
     def cancel(self) -> None:
         procs.kill_all()  # every tool in flight dies with its process group; none is recorded
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        worker.STOP_HASHING.set()  # a hash half-way is given up: the next run hashes that artifact
+        for pool in (self._pool, self._hasher):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def end(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        for pool in (self._pool, self._hasher):
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     def detail(self) -> dict:
         return {}

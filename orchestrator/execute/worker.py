@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,13 @@ class WorkerEnv:
         raise ValueError(f"no path for {ref}")
 
 
-def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = None, device: str = "") -> Outcome:
+Hash = Callable[[Callable[[], dict]], None]
+
+
+def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = None, device: str = "",
+        hash_later: Hash | None = None) -> Outcome:
+    """`hash_later`: where the sha256 of a published artifact is handed (a function to call, returning the
+    result's amendment) so that it runs beside the next tool; without it, hashed here before returning."""
     log_dir = env.ws.log_dir(spec.key)
     final = env.artifact(spec.output) if spec.output is not None else None
     argv_text = ""
@@ -64,11 +71,16 @@ def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = No
             else:
                 with atomic_path(final) as tmp:
                     res, argv_text, result = _run_judged(spec, env, tmp, log_dir, device_env)
-                    # before it gets its name: a model we cannot read is never published, and what it is
-                    # (size, sha256) is recorded, for every job that reads it to check
+                    # before it gets its name: a model we cannot read is never published; what it is (size,
+                    # sha256) is recorded, for every job that reads it later to check
                     result.update(describe_model(tmp) if KINDS[spec.kind].makes == "model" else
-                                  {"file_bytes": tmp.stat().st_size, "sha256": sha256_file(tmp)})
-                remember_sha256(final, result["sha256"], hash_memo())
+                                  {"file_bytes": tmp.stat().st_size})
+                    if hash_later is None:
+                        result.update(hash_artifact(tmp))
+                if hash_later is None:
+                    remember_sha256(final, result["sha256"], hash_memo())
+                else:
+                    hash_later(lambda: hash_artifact(final, memo=True))
         except OSError as exc:  # a tool that cannot start, a full disk: this job fails, the sweep goes on
             where = Path(exc.filename) if exc.filename else final.parent if final is not None else env.ws.root
             raise ToolFailed(_disk_full(where) or f"{type(exc).__name__}: {exc}", machine=True) from exc
@@ -80,7 +92,8 @@ def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = No
                        bad_input=exc.bad_input)
     result["tool_s"] = round(res.wall_s, 4)
     return Outcome(key=spec.key, ok=True, result=result, artifact=str(final or ""), wall_s=time.monotonic() - t0,
-                   argv=argv_text, log_dir=str(log_dir), device=device)
+                   argv=argv_text, log_dir=str(log_dir), device=device,
+                   hashing=final is not None and hash_later is not None)
 
 
 def hash_memo() -> Path:
@@ -113,13 +126,23 @@ def describe_model(path: Path) -> dict:
     cache and beside jobs on other devices, so the coordinator never reads the file again (and need not
     have it: the worker may run on another machine)."""
     t0 = time.monotonic()
-    sha = sha256_file(path)
     try:
-        info = gguf_info.read(path, cache_root() / "gguf-info", sha)
+        info = gguf_info.read(path)
     except Exception as exc:  # the tool wrote something its own format's reader rejects
         raise ToolFailed(f"output is not a readable GGUF: {type(exc).__name__}: {exc}") from exc
-    return {"file_bytes": path.stat().st_size, "sha256": sha, "tensor_bytes": info.tensor_bytes,
-            "type_bytes": info.type_bytes, "describe_s": round(time.monotonic() - t0, 4)}
+    return {"file_bytes": path.stat().st_size, "tensor_bytes": info.tensor_bytes, "type_bytes": info.type_bytes,
+            "describe_s": round(time.monotonic() - t0, 4)}
+
+
+STOP_HASHING = threading.Event()  # set when a run is interrupted: hashes beside it give up between two chunks
+
+
+def hash_artifact(path: Path, memo: bool = False) -> dict:
+    """An artifact's sha256 (with the time it took); `memo`: noted in the hash memo under its name, so a
+    later check of it reads nothing."""
+    t0 = time.monotonic()
+    return {"sha256": sha256_file(path, hash_memo() if memo else None, stop=STOP_HASHING),
+            "hash_s": round(time.monotonic() - t0, 4)}
 
 
 def _run_judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, log_dir: Path, device_env):

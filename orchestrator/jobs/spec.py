@@ -91,6 +91,7 @@ class Outcome(Strict):
     machine: bool = False       # failed because of the machine (disk, signal, memory, a damaged input):
                                 # the next plain `run` tries it again
     bad_input: str = ""         # the key of an artifact found damaged before the tool ran
+    hashing: bool = False       # its artifact's sha256 follows, hashed beside the next tool (an amendment)
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,14 @@ class Store:
                             (key, kind, status, json.dumps(result or {}), artifact, log_dir, reason,
                              stderr_tail, wall_s, argv, now()))
 
+    def amend_result(self, key: str, update: dict) -> None:
+        """Add to a done job's result what was learnt after it was recorded (its artifact's sha256)."""
+        with self.tx():
+            row = self.db.execute("SELECT result_json FROM jobs WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                result = {**(json.loads(row[0]) if row[0] else {}), **update}
+                self.db.execute("UPDATE jobs SET result_json = ? WHERE key = ?", (json.dumps(result), key))
+
     def kind_timings(self) -> dict[str, tuple[float, int]]:
         """Mean wall seconds and count of the done jobs of each kind: what `plan` predicts with."""
         rows = self.db.execute("SELECT kind, avg(wall_s), count(*) FROM jobs WHERE status='done' AND wall_s > 0 "

@@ -3,6 +3,7 @@ weights label and a copied or moved workspace work as they are, and a real full 
 by a plain `run`."""
 
 import hashlib
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -44,6 +45,10 @@ def test_damaged_renamed_copied_and_moved(tmp_path, tools, demo_model, capsys, m
     made = _sha(q8)
     jobs = Store(ws / "store.sqlite").db.execute("SELECT artifact FROM jobs WHERE kind='quantize'").fetchall()
     assert all(not Path(a).is_absolute() and a.startswith("artifacts/models/") for (a,) in jobs)
+    # every artifact's sha256, hashed beside the next tool, is in its record by the end of the run
+    made_files = Store(ws / "store.sqlite").db.execute("SELECT artifact, result_json FROM jobs WHERE artifact > ''")
+    hashes = [(json.loads(r)["sha256"], _sha(ws / a)) for a, r in made_files]
+    assert len(hashes) == 4 and all(a == b for a, b in hashes)  # the reference, 2 quantized models, the logits
 
     # 1 + 3: bits flipped in the Q8_0 file (same size); its label renamed; a new pair reads it
     with open(q8, "r+b") as f:
