@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 
-from tests.integration.conftest import small_recipe
+from tests.helpers import small_recipe
 from bench import scratch
 from tests.helpers import tools_running_on
 

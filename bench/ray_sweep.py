@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 
-from tests.integration.conftest import small_recipe
+from tests.helpers import small_recipe
 from bench import scratch
 
 from orchestrator import commands

@@ -3,8 +3,7 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
-BUILD = "0c1e570-cpu-gnu12"  # the build that recorded tests/fixtures/<BUILD>/ (see its README)
+from .helpers import BUILD, FIXTURES  # noqa: F401  (tests/helpers.py holds what tests share)
 
 
 def _link_tree(src: Path, dest: Path) -> None:

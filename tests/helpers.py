@@ -1,6 +1,6 @@
 """What several test modules share: a plan built from a recipe text, plan inputs, scheduler specs and
 boxes, a Hugging Face cache laid out as huggingface_hub writes it, the demo model's keys. Test modules
-import from here (and from conftest and doubles), never from one another."""
+import from here (and from doubles), never from one another or from a conftest."""
 
 from pathlib import Path
 
@@ -10,6 +10,10 @@ from orchestrator.inputs.gguf_info import GGUFInfo
 from orchestrator.inputs.hub import Corpus
 from orchestrator.jobs.spec import JobSpec, Resources
 from orchestrator.execute.scheduler import Device, Inventory
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+BUILD = "0c1e570-cpu-gnu12"  # the build that recorded tests/fixtures/<BUILD>/ (see its README)
 
 GIB = 2**30
 
@@ -85,3 +89,21 @@ def tools_running_on(path) -> list[str]:
         if argv and b"llama-" in argv[0] and any(str(path).encode() in a for a in argv):
             out.append(proc.name)
     return out
+
+
+def small_recipe(tmp_path: Path, model: Path, name: str = "itest", ctx: int = 128, chunks: int = 3,
+                 pairs=(("f16", "f16"), ("q4_0", "q4_0")), weights=("Q8_0", "Q2_K"), bench=True,
+                 corpus: str = "python-docs") -> Path:
+    text = f"""\
+name: {name}
+model: {{path: {model}}}
+reference: F16
+weights: [{', '.join(weights)}]
+cache:
+  pairs: [{', '.join(f'[{k}, {v}]' for k, v in pairs)}]
+evaluation: {{corpus: {corpus}, ctx: {ctx}, chunks: {chunks}, batch: 512}}
+bench: {{enabled: {str(bench).lower()}, prompt: 16, gen: 4, repetitions: 1}}
+"""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path

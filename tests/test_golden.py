@@ -9,7 +9,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.results.store import MIGRATIONS
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES
 
 GOLDEN = FIXTURES / "golden" / "demo"
 STORES = FIXTURES / "stores"

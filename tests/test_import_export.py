@@ -8,7 +8,7 @@ import pandas as pd
 from orchestrator.cli import main
 from orchestrator.results.store import Store
 
-from .conftest import BUILD, FIXTURES
+from .helpers import BUILD, FIXTURES
 
 
 def _combined_log(tmp_path):

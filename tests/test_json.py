@@ -5,7 +5,7 @@ import shutil
 
 from orchestrator.cli import main
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES
 
 
 def _workspace(tmp_path):

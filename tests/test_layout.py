@@ -4,6 +4,7 @@ no module imports another's private name, and the pure parts import neither the 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,22 @@ def test_typer_stays_in_the_cli_and_its_vendored_click_is_not_reached_into():
     users = {m for m, t in MODULES.items() for mod, _ in _imports(t, top_level=False) if mod.split(".")[0] == "typer"}
     assert users <= {"orchestrator.cli"}
     assert "_click" not in (PACKAGE / "cli.py").read_text()
+
+
+def test_tests_and_benches_share_helpers_not_each_other():
+    """Shared code lives in tests/helpers.py and tests/doubles.py: no test, conftest or bench script imports
+    a test module or a conftest, and none edits sys.path."""
+    root = PACKAGE.parent
+    found = []
+    for path in [*(root / "tests").rglob("*.py"), *(root / "bench").glob("*.py")]:
+        text = path.read_text()
+        if re.search(r"sys\.path\.(insert|append)\(|sys\.path\s*=[^=]", text):
+            found.append(f"{path.relative_to(root)} edits sys.path")
+        for node in ast.walk(ast.parse(text)):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names += [a.name for a in node.names]
+            found += [f"{path.relative_to(root)} imports {n}" for n in names
+                      if n.split(".")[-1] == "conftest" or n.split(".")[-1].startswith("test_")]
+    assert found == []

@@ -109,7 +109,7 @@ def test_parse_size_rejects_nonsense():
 def test_footprint_against_llama_cpp_on_cuda():
     """An H100 run at ctx 8192 (see the fixture's README): our VRAM estimate is never below llama.cpp's
     device account and at most 10 % above it; the CUDA context comes on top (the reserve)."""
-    from .conftest import FIXTURES
+    from .helpers import FIXTURES
 
     lines = (FIXTURES / "0c1e570-cuda-h100" / "ppl_breakdown.jsonl").read_text().splitlines()
     weights = 96_576_768  # tensor data of SmolLM2-135M-Instruct.Q4_1.gguf (92.1 MiB)
@@ -134,7 +134,7 @@ def test_a_sliding_window_model_reports_two_caches_and_the_estimate_matches_thei
     and one for its 15 sliding-window layers (1024 cells); both count."""
     import json
 
-    from .conftest import BUILD, FIXTURES
+    from .helpers import BUILD, FIXTURES
 
     rep = perplexity.parse_kv_report(fixture_text("gemma3_kv_probe.stdout"))
     assert [(c["layers"], c["cells"], c["k_mib"]) for c in rep["caches"]] == [(3, 4096, 6.0), (15, 1024, 7.5)]

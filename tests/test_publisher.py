@@ -94,7 +94,7 @@ def _demo_cells(twin: bool = True):
 
     from orchestrator.report import analysis
     from orchestrator.results.store import Store
-    from tests.conftest import FIXTURES
+    from tests.helpers import FIXTURES
 
     df = Store.read_only(FIXTURES / "stores" / "demo-v3.sqlite").results()
     if twin:
@@ -164,7 +164,7 @@ def _imatrix_report(tmp_path):
 
     from orchestrator.report import render
     from orchestrator.results.store import Store
-    from tests.conftest import FIXTURES
+    from tests.helpers import FIXTURES
 
     df = Store.read_only(FIXTURES / "stores" / "demo-v3.sqlite").results()
     t = df[df.weights == "Q4_K_M"].copy()

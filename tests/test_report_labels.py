@@ -8,7 +8,7 @@ import pandas as pd
 from orchestrator.inputs.gguf_info import GGUFInfo
 from orchestrator.report import plots, tables
 
-from .conftest import BUILD, FIXTURES
+from .helpers import BUILD, FIXTURES
 
 INFO = json.loads((FIXTURES / BUILD / "gemma3_gguf_info.json").read_text())
 

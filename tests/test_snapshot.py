@@ -11,7 +11,7 @@ from orchestrator.cli import main
 from orchestrator.report import plots
 from orchestrator.results.store import Store
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from orchestrator.inputs import hub, prepare
 from orchestrator.cli import main
 from orchestrator.files import sha256_file
 
-from .conftest import REPO, small_recipe
+from ..helpers import REPO, small_recipe
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from orchestrator.cli import main
 from orchestrator.results.store import Store
 
 from ..helpers import tools_running_on
-from .conftest import small_recipe
+from ..helpers import small_recipe
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'quantsweep[ray]'")
 pytestmark = pytest.mark.integration

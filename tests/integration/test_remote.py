@@ -17,7 +17,7 @@ import pytest
 
 from orchestrator.results.store import Store
 
-from .conftest import small_recipe
+from ..helpers import small_recipe
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[2]

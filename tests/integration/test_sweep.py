@@ -15,7 +15,7 @@ from orchestrator.results.store import Store
 from orchestrator.workspace import Workspace
 
 from ..helpers import tools_running_on
-from .conftest import small_recipe
+from ..helpers import small_recipe
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from orchestrator.execute import local
 from orchestrator.execute.coordinator import Coordinator
 from orchestrator.results.store import Store
 
-from .conftest import small_recipe
+from ..helpers import small_recipe
 
 pytestmark = pytest.mark.integration
 
