@@ -65,7 +65,8 @@ class ToolFailed(QuantsweepError):
 
     def __init__(self, reason: str, *, stderr_tail: str = "", machine: bool = False, bad_input: str = ""):
         self.reason, self.stderr_tail = reason, stderr_tail
-        self.machine, self.bad_input = machine, bad_input  # see jobspec.Outcome
+        self.machine, self.bad_input = machine, bad_input  # see jobs.spec.Outcome
+        self.wall_s, self.argv = 0.0, ""  # the tool's, once it ran
         super().__init__(reason)
 
 

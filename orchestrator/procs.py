@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 _live: set[subprocess.Popen] = set()  # tools running now, from any thread
@@ -57,6 +58,7 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+_prctl: Any
 try:  # loaded once here: a dlopen in every forked child cost ~5 ms a job
     _prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
 except OSError:  # not Linux/glibc: the process group kill on interrupt still applies

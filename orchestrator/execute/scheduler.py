@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from orchestrator.jobs import KINDS
 from orchestrator.jobs.spec import JobSpec
@@ -132,7 +133,7 @@ def reserved(dev: Device, now: list[Placement]) -> int:
     return sum(p.spec.resources.device_bytes for p in now if p.device == dev.id)
 
 
-def available(dev: Device, now: list[Placement], inv: Inventory, fresh: list[Placement] = ()) -> int:
+def available(dev: Device, now: list[Placement], inv: Inventory, fresh: Sequence[Placement] = ()) -> int:
     """What the ledger can still give on `dev`: its total less the reservations, never more than the
     live free memory allows (a foreign process is respected), a margin kept on both. `dev.free` was read
     with the jobs already running in it; `fresh` are those placed since, not yet in that reading."""

@@ -13,6 +13,7 @@ import shutil
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from orchestrator import output, procs
 from orchestrator.inputs import Corpus
@@ -59,7 +60,7 @@ class _Transient(Exception):
         self.why, self.retry_after = why, retry_after
 
 
-def _chain(exc: BaseException):
+def _chain(exc: BaseException | None):
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -68,7 +69,7 @@ def _chain(exc: BaseException):
 
 
 def _status(exc: BaseException) -> tuple[int | None, str | None]:
-    resp = getattr(exc, "response", None)
+    resp: Any = getattr(exc, "response", None)
     try:
         return resp.status_code, resp.headers.get("Retry-After")
     except AttributeError:

@@ -56,7 +56,7 @@ def run(jobs: list[Job], spec_of: Callable[[Job], JobSpec], inv: scheduler.Inven
     t = 0.0
     while pending or running:
         busy = set(running)
-        ready = [specs[k] for k in sorted(pending, key=order.get)
+        ready = [specs[k] for k in sorted(pending, key=lambda k: order[k])
                  if not any(d in pending or d in busy for d in pending[k].deps)]
         for place in scheduler.decide(ready, list(running.values()), inv):
             del pending[place.key]
@@ -65,7 +65,7 @@ def run(jobs: list[Job], spec_of: Callable[[Job], JobSpec], inv: scheduler.Inven
             slots[place.key] = Slot(place.key, place.device, t, t)
         if not running:
             raise RuntimeError(f"the scheduler starts nothing of {sorted(pending)}")
-        sharing = {}
+        sharing: dict = {}
         for p in running.values():
             if p.device is not None:
                 sharing[p.device] = sharing.get(p.device, 0) + 1

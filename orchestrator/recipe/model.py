@@ -128,7 +128,7 @@ class CorpusSpec(Strict):
 
     @property
     def label(self) -> str:
-        return self.name or Path(self.path).name
+        return self.name or Path(self.path or "").name
 
 
 class ReferenceSpec(TypeShorthand):
@@ -291,7 +291,7 @@ class CacheSpec(Strict):
     def expanded(self) -> list[tuple[str, str]]:
         seen: dict[tuple[str, str], None] = {}
         for pair in [*self.pairs, *product(self.k, self.v)]:
-            seen.setdefault(tuple(pair), None)
+            seen.setdefault((pair[0], pair[1]), None)
         return list(seen)
 
 

@@ -94,7 +94,7 @@ def tie_ranks(values, errors) -> list[str]:
     ranks: list[str] = [""] * len(values)
     leader = None
     group_rank = 0
-    tied = {}
+    tied: dict = {}
     for pos, i in enumerate(order):
         if leader is None or values[i] - values[leader] > combined(errors[i], errors[leader]):
             leader, group_rank = i, pos + 1

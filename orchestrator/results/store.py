@@ -235,6 +235,7 @@ class Store:
             cur = self.db.execute("INSERT INTO runs (recipe, recipe_hash, recipe_json, toolchain_json, host_json, "
                                   "started_at, status) VALUES (?,?,?,?,?,?, 'running')",
                                   (recipe, recipe_hash, recipe_json, json.dumps(toolchain), json.dumps(host), now()))
+            assert cur.lastrowid is not None
             return cur.lastrowid
 
     def finish_run(self, run_id: int, status: str, n_jobs_run: int, n_failed: int, wall_s: float,
@@ -316,7 +317,7 @@ class Store:
 
     def rows(self, recipe: str | None = None, columns: str = "*"):
         """(column names, a cursor over the rows in insertion order): `fetch`, and `pull` merging another store."""
-        q, args = f"SELECT {columns} FROM results", ()
+        q, args = f"SELECT {columns} FROM results", tuple[str, ...]()
         if recipe is not None:
             q, args = q + " WHERE recipe = ?", (recipe,)
         cur = self.db.execute(q + " ORDER BY id", args)

@@ -26,7 +26,7 @@ FAILURES = [
 def argv(exe: File, src: File, out: File, qtype: str, *, imatrix: File | None = None,
          tensor_types: dict[str, str] | None = None, allow_requantize: bool = False,
          threads: int | None = None, extra: list[str] | None = None) -> list:
-    flags = ["--allow-requantize"] if allow_requantize else []
+    flags: list = ["--allow-requantize"] if allow_requantize else []
     if imatrix is not None:
         flags += ["--imatrix", imatrix]
     for pattern, ggml_type in (tensor_types or {}).items():

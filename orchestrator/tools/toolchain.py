@@ -91,7 +91,7 @@ def find(llama_cpp: str | None = None) -> Toolchain:
     if built:
         return built[0]
     on_path = [shutil.which(t) for t in TOOLS]
-    if all(on_path):
+    if all(on_path) and on_path[0] is not None:
         return identify(Path(on_path[0]).parent)
     raise ToolchainError("no llama.cpp tools found: run `quantsweep toolchain build`, or pass "
                          "--llama-cpp DIR / set QUANTSWEEP_LLAMA_CPP to a directory holding "
@@ -323,7 +323,7 @@ def fetch_source(log=print) -> Path:
         members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
         for m in members:
             m.name = m.name[len(prefix):]
-        kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        kwargs: dict = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         tar.extractall(tmp, members=[m for m in members if m.name], **kwargs)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(dest)
