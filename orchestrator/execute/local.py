@@ -141,9 +141,10 @@ def disk_need(co: Coordinator, todo: list[Job]) -> tuple[int, int]:
     return need, sum(j.params.logits_bytes for j in todo if jobkinds.kind(j.kind).makes == "logits")
 
 
-def disk_refusal(need: int, logits: int, free: int, where: str) -> DiskSpaceError:
+def disk_refusal(need: int, logits: int, free: int, where: str, disk: str = "") -> DiskSpaceError:
+    on = f", on {disk}" if disk else ""
     return DiskSpaceError(f"this run writes about {human(need)} (models {human(need - logits)}, reference logits "
-                          f"{human(logits)}) but {where} has {human(free)} free: free space, or lower "
+                          f"{human(logits)}) but {where} has {human(free)} free{on}: free space, or lower "
                           "evaluation.chunks")
 
 
@@ -156,7 +157,7 @@ def check_disk(co: Coordinator, todo: list[Job]) -> None:
     co.ws.root.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(co.ws.root).free
     if not fits_disk(need, free):
-        raise disk_refusal(need, logits, free, f"{co.ws.root}, on {disk_of(co.ws.root)},")
+        raise disk_refusal(need, logits, free, str(co.ws.root), disk_of(co.ws.root))
 
 
 def check_logits(co: Coordinator, todo: list[Job]) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.inputs import hub
-from orchestrator.execute import coordinator as runner_mod
+from orchestrator.execute import local
 from orchestrator import commands
 from orchestrator.cli import main
 from orchestrator.results.store import Store
@@ -65,7 +65,7 @@ def free_disk(monkeypatch, gib: float) -> None:
     usage = namedtuple("usage", "total used free")
     fake = lambda _: usage(2**45, 0, int(gib * 2**30))  # noqa: E731
     monkeypatch.setattr(commands.shutil, "disk_usage", fake)
-    monkeypatch.setattr(runner_mod.shutil, "disk_usage", fake)
+    monkeypatch.setattr(local.shutil, "disk_usage", fake)
 
 
 def test_plan_prints_the_logits_size_and_run_refuses_when_the_disk_cannot_hold_it(big, tmp_path, monkeypatch,
