@@ -68,10 +68,10 @@ def plan(recipe_path: Path, workspace, llama_cpp, out, devices: str | None = Non
     to_write = [j.key for j in p.jobs if statuses.get(j.key) != "done"]
     placement = []
     if ray is not None:  # where the data would be on that cluster (nothing is started on it)
-        from orchestrator.execute import cluster
+        from orchestrator.execute import ray_nodes
 
-        cluster.connect(ray)
-        placement = cluster.placement_lines(p, cluster.alive_nodes(), ray_shared)
+        ray_nodes.connect(ray)
+        placement = ray_nodes.placement_lines(p, ray_nodes.alive_nodes(), ray_shared)
     shown = {j.kind for j in p.jobs if j.key in sched.slots}
     doc = {
         "recipe": r.name, "cells": [c.id for c in p.cells],
@@ -159,9 +159,9 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
     ws = Workspace(workspace)
     tc = toolchain.find(llama_cpp)
     if ray is not None:
-        from orchestrator.execute import cluster
+        from orchestrator.execute import ray_nodes
 
-        cluster.connect(ray, out)
+        ray_nodes.connect(ray, out)
     warning = toolchain.fa_warning(tc, r.cache.expanded())
     if warning:
         out.err(warning)

@@ -63,7 +63,7 @@ def test_on_a_node_without_gpus_each_job_has_the_node_s_cores_as_its_tool_uses_t
 
 
 def test_the_plan_says_where_the_data_is_and_what_crosses_the_network(tmp_path):
-    from orchestrator.execute.cluster import placement_lines
+    from orchestrator.execute.ray_nodes import placement_lines
 
     from .helpers import build
 
