@@ -40,6 +40,7 @@ class Summary:
 
 RESULTS_EVERY_S = 10  # how often a running sweep publishes its finished cells to `results`
 STATUS_FILE = "status.json"  # what `quantsweep status` shows of a run, on this machine or a box
+STATUS_EVERY_S = 0.5  # how often it is written while jobs end (a few hundred bytes; at most twice a second)
 
 
 class Coordinator:
@@ -63,6 +64,7 @@ class Coordinator:
         self._results: dict[str, dict] = {}
         self._in_flight: set[str] = set()
         self._status: dict = {}            # what the status file is written from (run() fills it)
+        self._published = 0.0              # when it was last written
         self._remade_now: set[str] = set()  # artifacts made again during it (once each)
 
     # -- deciding what runs ----------------------------------------------------------------
@@ -194,7 +196,8 @@ class Coordinator:
                     break  # the last jobs were skipped: their upstream failed
                 for fin in ex.wait(self, RESULTS_EVERY_S):
                     self._record(fin, summary)
-                self._publish_status("running")
+                if time.monotonic() - self._published >= STATUS_EVERY_S:
+                    self._publish_status("running")
                 if self.open and time.monotonic() - written > RESULTS_EVERY_S:
                     self._write_results(run_id)  # a report during the run shows the cells done so far
                     written = time.monotonic()
@@ -258,6 +261,7 @@ class Coordinator:
         view (a cluster's nodes). A few hundred bytes a job end."""
         from orchestrator.files import write_text_atomic
 
+        self._published = time.monotonic()
         now = self.progress.snapshot()
         if state != "running" or not now["finished"]:
             now["eta_s"] = None  # none before a job has ended, and none once the run has
