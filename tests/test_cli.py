@@ -53,3 +53,13 @@ def test_export_parquet_refuses_a_terminal(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
     assert main(["export", "--format", "parquet", "--workspace", str(tmp_path)]) == 2  # no store: past the check
     assert "no store in" in capsys.readouterr().err
+
+
+def test_python_dash_m_orchestrator_is_the_quantsweep_command():
+    import subprocess
+    import sys
+
+    from orchestrator import __version__
+
+    out = subprocess.run([sys.executable, "-m", "orchestrator", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"quantsweep {__version__}"
