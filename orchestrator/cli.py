@@ -109,6 +109,8 @@ def status(workspace: Optional[Path] = WS, host: Optional[str] = HOST, as_json: 
         else remote.status(workspace, host)
     _sink(as_json).answer({"local": here, "boxes": boxes},
                           lambda d: coordinator.status_text(d["local"]) + remote.status_text(d["boxes"]))
+    if any("error" in b for b in boxes):  # a box that could not be asked: the machine's, not the input's
+        raise typer.Exit(3)
 
 
 @app.command()
@@ -120,6 +122,15 @@ def logs(name: Optional[str] = typer.Argument(None, help="recipe name [default: 
     from orchestrator.execute import remote
 
     raise typer.Exit(remote.logs(workspace, host, name, follow, lines))
+
+
+@app.command()
+def stop(name: Optional[str] = typer.Argument(None, help="recipe name [default: the only remote run]"),
+         workspace: Optional[Path] = WS, host: Optional[str] = HOST):
+    """End a run on a box: its tools die, its results stay, `status` says stopped; `run --host` resumes it."""
+    from orchestrator.execute import remote
+
+    raise typer.Exit(remote.stop(workspace, host, name, _sink()))
 
 
 @app.command()

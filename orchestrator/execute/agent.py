@@ -11,6 +11,7 @@ session (setsid), so neither the ssh connection nor the laptop going to sleep st
     python -m orchestrator.execute.agent start RUNDIR [run options]   (env: a JSON object on stdin)
     python -m orchestrator.execute.agent status ROOT
     python -m orchestrator.execute.agent logs RUNDIR [-n N] [-f]
+    python -m orchestrator.execute.agent stop RUNDIR
     python -m orchestrator.execute.agent export RUNDIR
 """
 
@@ -44,13 +45,14 @@ def _alive(pid: int) -> bool:
 
 
 def state(rundir: Path) -> dict:
-    """{"state": running | finished | stopped | new, "pid", "rc", "started_at", "finished_at"}."""
+    """{"state": running | finished | stopped | new, "pid", "rc", "started_at", "finished_at"}: stopped by
+    `quantsweep stop`, or killed with the box (then nothing recorded its end)."""
     info = _read_json(rundir / "run.json")
     ended = _read_json(rundir / "exit.json")
     if info is None:
         return {"state": "new"}
-    if ended is not None and ended.get("started_at") == info.get("started_at"):
-        return {**info, **ended, "state": "finished"}
+    if ended is not None and ended.get("token", ended.get("started_at")) == info.get("token", info.get("started_at")):
+        return {**info, **ended, "state": "stopped" if ended.get("stopped") else "finished"}
     if _alive(int(info["pid"])):
         return {**info, "state": "running"}
     return {**info, "state": "stopped"}  # killed with the box, say: the next start resumes it
@@ -64,23 +66,54 @@ def _read_json(path: Path) -> dict | None:
 
 
 def start(rundir: Path, run_args: list[str], env: dict[str, str]) -> dict:
-    """Start the detached supervisor unless one already runs this recipe (then: attach to it)."""
-    now = state(rundir)
-    if now["state"] == "running":
-        return {**now, "attached": True}
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    child_env = {**os.environ, **{k: v for k, v in env.items() if k in PASSED_ENV}, "QUANTSWEEP_PLAIN": "1"}
-    with open(rundir / "run.log", "ab") as log:
-        log.write(f"--- quantsweep run started {started}\n".encode())
-        log.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "orchestrator.execute.agent", "supervise", str(rundir), started,
-                                 *run_args], stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=child_env,
-                                cwd=rundir, start_new_session=True)
-    write_text_atomic(rundir / "run.json", json.dumps({"pid": proc.pid, "started_at": started}))
+    """Start the detached supervisor unless one already runs this recipe (then: attach to it). Under a
+    lock on the run's folder: of starts that race (several `run --host` at once), one starts, the others
+    attach."""
+    import fcntl
+
+    with open(rundir / ".start.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        now = state(rundir)
+        if now["state"] == "running":
+            return {**now, "attached": True}
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        token = os.urandom(8).hex()  # which start an exit.json ends (two may share a second)
+        (rundir / STOP_FILE).unlink(missing_ok=True)
+        child_env = {**os.environ, **{k: v for k, v in env.items() if k in PASSED_ENV}, "QUANTSWEEP_PLAIN": "1"}
+        with open(rundir / "run.log", "ab") as log:
+            log.write(f"--- quantsweep run started {started}\n".encode())
+            log.flush()
+            proc = subprocess.Popen([sys.executable, "-m", "orchestrator.execute.agent", "supervise", str(rundir),
+                                     started, token, *run_args], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    env=child_env, cwd=rundir, start_new_session=True)
+        write_text_atomic(rundir / "run.json", json.dumps({"pid": proc.pid, "started_at": started, "token": token}))
     return {"state": "running", "pid": proc.pid, "started_at": started, "attached": False}
 
 
-def supervise(rundir: Path, started: str, run_args: list[str]) -> int:
+STOP_FILE = "stop.json"  # `quantsweep stop` was asked: the run's end is recorded as stopped
+
+
+def stop(rundir: Path, wait_s: float = 60.0) -> dict:
+    """End a running sweep as Ctrl-C would: SIGTERM to its supervisor and its run (their process group);
+    the run kills its tools, keeps every result it recorded, and its end is recorded as stopped."""
+    now = state(rundir)
+    if now["state"] != "running":
+        return now
+    write_text_atomic(rundir / STOP_FILE, json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+    pid = int(now["pid"])
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + wait_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):  # a run that does not end on SIGTERM: its group is killed
+        os.killpg(pid, signal.SIGKILL)
+    return state(rundir)
+
+
+def supervise(rundir: Path, started: str, token: str, run_args: list[str]) -> int:
     """Run the sweep as a child and record how it ended (the exit status `status` and `pull` report)."""
     argv = [sys.executable, "-m", "orchestrator.cli", "run", str(rundir / "recipe.yaml"),
             "--workspace", str(rundir / "ws"), *run_args]
@@ -93,8 +126,10 @@ def supervise(rundir: Path, started: str, run_args: list[str]) -> int:
         signal.signal(sig, forward)
     rc = child.wait()
     finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_text_atomic(rundir / "exit.json", json.dumps({"rc": rc, "started_at": started, "finished_at": finished}))
-    print(f"--- quantsweep run ended {finished}: exit {rc}", flush=True)
+    stopped = (rundir / STOP_FILE).exists()
+    write_text_atomic(rundir / "exit.json", json.dumps({"rc": rc, "started_at": started, "token": token,
+                                                        "finished_at": finished, "stopped": stopped}))
+    print(f"--- quantsweep run {'stopped' if stopped else 'ended'} {finished}: exit {rc}", flush=True)
     return rc
 
 
@@ -168,11 +203,14 @@ def logs(rundir: Path, n: int, follow: bool) -> int:
     if not log.exists():
         print(f"{rundir.name}: no log yet", file=sys.stderr)
         return 1
+    parent = os.getppid()
     with open(log, "rb") as f:
-        lines = f.read().splitlines(keepends=True)[-n:] if n else []
-        sys.stdout.buffer.write(b"".join(lines))
+        text = f.read()  # read to its end whatever n is: -n 0 -f follows from here, replaying nothing
+        sys.stdout.buffer.write(b"".join(text.splitlines(keepends=True)[-n:]) if n else b"")
         sys.stdout.flush()
         while follow:
+            if os.getppid() != parent:  # the ssh session that asked has gone: nothing reads us any more
+                return 0
             chunk = f.read()
             if chunk:
                 sys.stdout.buffer.write(chunk)
@@ -191,7 +229,9 @@ def main(argv: list[str]) -> int:
         env = json.loads(sys.stdin.read() or "{}")
         print(json.dumps(start(where, rest, env)))
     elif cmd == "supervise":
-        return supervise(where, rest[0], rest[1:])
+        return supervise(where, rest[0], rest[1], rest[2:])
+    elif cmd == "stop":
+        print(json.dumps(stop(where)))
     elif cmd == "status":
         print(json.dumps(status(where)))
     elif cmd == "export":

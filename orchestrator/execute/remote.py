@@ -341,9 +341,7 @@ def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None,
         f"if this connection drops: `quantsweep status`, `quantsweep logs -f {r.name}`, `quantsweep pull`")
     if detach:
         return 0
-    res = box.agent(python, llama_cpp, "logs", rundir, "-n", "0" if not started.get("attached") else "20", "-f",
-                    capture=False)
-    return res.returncode
+    return follow(box, python, llama_cpp, "logs", rundir, "-n", "0" if not started.get("attached") else "20", "-f")
 
 
 def _entries(ws, host: str | None, name: str | None) -> list[tuple[Box, str, dict]]:
@@ -389,8 +387,8 @@ def status_text(runs: list[dict]) -> list[str]:
 
     lines = []
     for run in runs:
-        if "error" in run:
-            lines.append(f"{run['box']}: {run['error']}")
+        if "error" in run:  # the error names the box already
+            lines.append(run["error"] if run["error"].startswith(run["box"]) else f"{run['box']}: {run['error']}")
             continue
         total = run.get("total")
         done = (f"{run['done']}/{total} jobs done, {run['failed']} failed" if total is not None
@@ -401,16 +399,49 @@ def status_text(runs: list[dict]) -> list[str]:
     return lines
 
 
-def logs(workspace, host: str | None, name: str | None, follow: bool, lines: int) -> int:
+def _one(workspace, host: str | None, name: str | None) -> tuple[Box, str, dict]:
     from orchestrator.workspace import Workspace
 
     entries = _entries(Workspace(workspace), host, name)
     if len(entries) > 1:
         raise RemoteError("several remote runs: name one (" + ", ".join(f"{r} on {b.target}" for b, r, _ in entries)
                           + ")")
-    box, recipe, meta = entries[0]
-    args = ["logs", box.rundir(recipe), "-n", str(lines)] + (["-f"] if follow else [])
-    return box.agent(meta["python"], meta.get("llama_cpp"), *args, capture=False).returncode
+    return entries[0]
+
+
+FOLLOWING = ("quantsweep: stopped following; the run goes on on the box (`quantsweep logs -f` follows it again, "
+             "`quantsweep stop --host` ends it)")
+
+
+def follow(box: Box, python: str, llama_cpp: str | None, *args: str) -> int:
+    """The box's log as it grows; Ctrl-C here stops following, not the run."""
+    try:
+        return box.agent(python, llama_cpp, *args, capture=False).returncode
+    except KeyboardInterrupt:
+        output.current().err(FOLLOWING)
+        return 0
+
+
+def logs(workspace, host: str | None, name: str | None, follow_it: bool, lines: int) -> int:
+    box, recipe, meta = _one(workspace, host, name)
+    args = ["logs", box.rundir(recipe), "-n", str(lines)] + (["-f"] if follow_it else [])
+    return follow(box, meta["python"], meta.get("llama_cpp"), *args)
+
+
+def stop(workspace, host: str | None, name: str | None, out) -> int:
+    """End a run on a box as Ctrl-C would end a local one: its tools die, what it recorded stays, and
+    `status` says stopped; `run --host` resumes it."""
+    box, recipe, meta = _one(workspace, host, name)
+    res = box.agent(meta["python"], meta.get("llama_cpp"), "stop", box.rundir(recipe))
+    if res.returncode != 0:
+        raise RemoteError(f"{box.target}: stopping {recipe} failed: {_last_line(res.stderr)}")
+    now = json.loads(res.stdout.strip().splitlines()[-1])
+    if now["state"] == "stopped":
+        out(f"{box.target}  {recipe}: stopped (exit {now.get('rc')}); its results are kept, `quantsweep run "
+            f"--host {box.target}` resumes it")
+        return 0
+    out(f"{box.target}  {recipe}: not running ({now['state']}); nothing to stop")
+    return 0
 
 
 def pull(workspace, host: str | None, name: str | None, artifacts: bool, out) -> int:

@@ -17,7 +17,7 @@ import pytest
 
 from orchestrator.results.store import Store
 
-from ..helpers import small_recipe
+from ..helpers import small_recipe, tools_running_on
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[2]
@@ -96,6 +96,14 @@ def test_a_sweep_on_the_box_survives_its_client_and_pulls_the_numbers_of_a_local
 
     again = qs("run", recipe, "--workspace", ws, "--host", target, *flags, "--detach")
     assert again.returncode == 0 and "attached to the run boxed" in again.stderr  # not a second run
+
+    # stopped from the laptop: its tools die, what it recorded stays, status says so; a run resumes it
+    stopped = qs("stop", "--workspace", ws)
+    assert stopped.returncode == 0 and f"{target}  boxed: stopped (exit 143)" in stopped.stdout, stopped.stdout
+    assert f"{target}  boxed: stopped" in qs("status", "--workspace", ws).stdout
+    assert tools_running_on(rundir) == [] and "--- quantsweep run stopped" in (rundir / "run.log").read_text()
+    resumed = qs("run", recipe, "--workspace", ws, "--host", target, *flags, "--detach")
+    assert resumed.returncode == 0 and "started boxed" in resumed.stderr
 
     follow = qs("logs", "--workspace", ws, "-f", timeout=600)  # waits for the end
     assert follow.returncode == 0 and "--- quantsweep run ended" in follow.stdout
