@@ -155,7 +155,7 @@ def progress(rundir: Path) -> dict:
     try:
         inp = prepare.inputs(rundir / "recipe.yaml", ws, toolchain.find(), fetch=False)
     except Exception as exc:  # inputs not fetched yet, a toolchain not built yet
-        return {"total": None, "note": f"plan not known yet ({str(exc).splitlines()[0][:120]})"}
+        return {"total": None, "note": f"plan not known yet ({str(exc).splitlines()[0]})"}
     p = planner.build(inp)
     if not ws.store_path.exists():
         return {"total": len(p.jobs), "done": 0, "failed": 0, "eta_s": None}

@@ -207,10 +207,19 @@ def _hosts_file(ws) -> Path:
 def remember(ws, box: Box, name: str, llama_cpp: str | None, python: str) -> None:
     known = known_hosts(ws)
     entry = known.setdefault(box.target, {"root": box.root, "recipes": {}})
-    entry["root"] = box.root
-    entry["recipes"][name] = {"python": python, "llama_cpp": llama_cpp}
+    entry["root"] = box.root  # the last one used (a workspace written by an earlier version has only this)
+    entry["recipes"][name] = {"python": python, "llama_cpp": llama_cpp, "root": box.root}  # each run its own
     ws.root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(_hosts_file(ws), json.dumps(known, indent=2))
+
+
+def remembered_root(ws, target: str, name: str) -> str | None:
+    """The folder on `target` where this workspace last ran recipe `name`: a later `run --host` without
+    --remote-dir goes on there rather than bootstrapping the default one again."""
+    entry = known_hosts(ws).get(target)
+    if entry is None or name not in entry["recipes"]:
+        return None
+    return entry["recipes"][name].get("root", entry["root"])
 
 
 def known_hosts(ws) -> dict:
@@ -291,7 +300,8 @@ def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None,
     r = recipemod.load(recipe_path)  # a bad recipe stops here, before the box is touched
     prepare.check_local_files(r, recipe_path)
     ws = Workspace(workspace)
-    box = Box(target, remote_dir or os.environ.get("QUANTSWEEP_REMOTE_DIR") or DEFAULT_ROOT)
+    box = Box(target, remote_dir or os.environ.get("QUANTSWEEP_REMOTE_DIR") or remembered_root(ws, target, r.name)
+              or DEFAULT_ROOT)
     info = box.probe()
     say = lambda m: output.current().err(f"quantsweep: {m}")  # noqa: E731
     if not info["gpus"] and not cpu:
@@ -355,7 +365,7 @@ def _entries(ws, host: str | None, name: str | None) -> list[tuple[Box, str, dic
             continue
         for recipe, meta in entry["recipes"].items():
             if name in (None, recipe):
-                out.append((Box(target, entry["root"]), recipe, meta))
+                out.append((Box(target, meta.get("root", entry["root"])), recipe, meta))
     if not out:
         raise RemoteError(f"no remote run {'of ' + name + ' ' if name else ''}is known to {ws.root}")
     return out
@@ -367,12 +377,12 @@ def status(workspace, host: str | None) -> list[dict]:
     from orchestrator.workspace import Workspace
 
     ws = Workspace(workspace)
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     runs: list[dict] = []
     for box, _recipe, meta in _entries(ws, host, None):
-        if (box.target, meta["python"]) in seen:
+        if (box.target, box.root, meta["python"]) in seen:  # each root of a box is asked once
             continue
-        seen.add((box.target, meta["python"]))
+        seen.add((box.target, box.root, meta["python"]))
         try:
             res = box.agent(meta["python"], meta.get("llama_cpp"), "status", box.root)
         except RemoteError as exc:
