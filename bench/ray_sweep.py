@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 
-from tests.helpers import small_recipe
+from tests.helpers import ray_token, small_recipe
 from bench import scratch
 
 from orchestrator import commands
@@ -25,6 +25,8 @@ REPO = Path(__file__).parents[1]
 
 
 def main() -> int:
+    # a token of its own, set before Ray is imported (it reads them then): a bench never writes ~/.ray
+    os.environ.update(ray_token(scratch.folder("qs-bench-ray-token-")))
     try:
         import ray
     except ImportError:
@@ -35,6 +37,7 @@ def main() -> int:
     ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
     model = hub.fetch_model(recipe.load(REPO / "recipes" / "demo.yaml").model, REPO)
     tmp = scratch.folder("qs-bench-ray-")
+
     path = small_recipe(tmp, model, name="bench", ctx=128, chunks=4, weights=("Q8_0", "Q4_K_M", "Q2_K"),
                         pairs=(("f16", "f16"), ("q8_0", "q8_0")))
     quiet = Output(quiet=True, write=lambda _: None)

@@ -1,9 +1,18 @@
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from .helpers import BUILD, FIXTURES  # noqa: F401  (tests/helpers.py holds what tests share)
+from .helpers import BUILD, FIXTURES, ray_token  # noqa: F401  (tests/helpers.py holds what tests share)
+
+# Ray reads its authentication settings when it is imported, so before any test module imports it: every
+# cluster a test starts uses token authentication with a token file of the suite's own, never ~/.ray's
+_RAY_DIR = tempfile.mkdtemp(prefix="qs-ray-token-")
+os.environ.update(ray_token(Path(_RAY_DIR)))
+atexit.register(shutil.rmtree, _RAY_DIR, ignore_errors=True)
 
 
 def _link_tree(src: Path, dest: Path) -> None:

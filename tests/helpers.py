@@ -107,3 +107,14 @@ bench: {{enabled: {str(bench).lower()}, prompt: 16, gen: 4, repetitions: 1}}
     path = tmp_path / f"{name}.yaml"
     path.write_text(text)
     return path
+
+
+def ray_token(folder: Path) -> dict[str, str]:
+    """The environment of a Ray cluster with token authentication and a token file of its own: a test or a
+    bench never reads or writes the user's ~/.ray/auth_token."""
+    import secrets
+
+    path = Path(folder) / "ray-auth-token"
+    path.write_text(secrets.token_hex(32))
+    path.chmod(0o600)
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}

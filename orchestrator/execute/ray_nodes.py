@@ -4,7 +4,9 @@ as a task), and what `plan --ray` says of a sweep there. The executor that drive
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from orchestrator.errors import UsageError
@@ -13,8 +15,9 @@ from orchestrator.jobs import spec as jobspec
 from orchestrator.plan import memory
 
 INSTALL = "--ray needs Ray: pip install 'quantsweep[ray]' (here and on every node of the cluster)"
-SAFETY = ("Ray runs without authentication unless the cluster was started with RAY_AUTH_MODE=token; between "
-          "real nodes keep its ports (GCS 6379, node manager, object manager, workers) on a private network")
+SAFETY = ("this client uses no Ray token (RAY_AUTH_MODE=token with RAY_AUTH_TOKEN_PATH, the same on every node, turns "
+          "token authentication on; Ray 2.59+ does for a cluster it starts itself): keep the cluster's ports (GCS "
+          "6379, node manager, object manager, workers) on a private network")
 NODE_RETRIES = 3  # a task lost to a worker crash on a node still alive is tried this many times more
 SHARED = "shared"
 
@@ -34,14 +37,48 @@ def connect(address: str | None, out=None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or "auto"
-    try:
-        ray.init(address=address, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
-    except ConnectionError as exc:
-        raise UsageError(f"--ray {address}: no Ray cluster there ({exc}); start one with `ray start --head`, "
-                         "or use --ray local for one on this machine") from None
-    if out is not None and address != "local":
+    auth = getattr(ray.exceptions, "AuthenticationError", ())  # Ray 2.59+
+    failed = None
+    with _ray_noise() as noise:  # Ray's own lines while it connects (a dozen when it cannot): kept aside
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except auth:
+            raise UsageError(TOKEN.format(address=address)) from None
+        except ConnectionError as exc:
+            noise.seek(0)
+            said, failed = noise.read(), exc
+    if failed is not None:
+        if b"InvalidAuthToken" in said:  # what Ray says only in its own lines
+            raise UsageError(TOKEN.format(address=address))
+        if os.environ.get("RAY_AUTH_MODE") == "token":
+            why = ("or it refused this client's token (RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN must hold the "
+                   "cluster's)")
+        else:
+            why = ("or it asks for a token this client has not (set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH "
+                   "to the cluster's token file)")
+        raise UsageError(f"--ray {address}: no Ray cluster there, {why} ({str(failed).splitlines()[0]}); start one "
+                         "with `ray start --head`, or use --ray local for one on this machine")
+    if out is not None and address != "local" and os.environ.get("RAY_AUTH_MODE") != "token":
         out(f"note: {SAFETY}")
+
+
+TOKEN = ("--ray {address}: the cluster refused this client's authentication token (none, or another): set "
+         "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN) to the cluster's token before quantsweep "
+         "starts")
+
+
+@contextmanager
+def _ray_noise():
+    """Standard error, at the file-descriptor level (Ray's C++ core writes there), into an unnamed temporary
+    file for the block (nothing is left on disk)."""
+    with tempfile.TemporaryFile() as f:
+        saved = os.dup(2)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield f
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def alive_nodes() -> int:

@@ -15,8 +15,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.results.store import Store
 
-from ..helpers import tools_running_on
-from ..helpers import small_recipe
+from ..helpers import small_recipe, tools_running_on
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'quantsweep[ray]'")
 pytestmark = pytest.mark.integration
@@ -31,6 +30,9 @@ def cluster(tmp_path_factory):
     mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # for the processes Ray starts
     mp.setattr(ray._private.ray_constants, "ENABLE_RAY_CLUSTER", False)  # for this one, which read it at import
     mp.setenv("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine
+    assert os.environ["RAY_AUTH_MODE"] == "token"  # with a token file of the suite's own (tests/conftest.py)
+    users = Path.home() / ".ray" / "auth_token"
+    before = users.stat().st_mtime_ns if users.exists() else None
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1",
                                                        "include_dashboard": False})
     workers = [c.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
@@ -39,6 +41,7 @@ def cluster(tmp_path_factory):
     ray.shutdown()
     c.shutdown()
     mp.undo()
+    assert (users.stat().st_mtime_ns if users.exists() else None) == before, "the user's ~/.ray/auth_token was written"
 
 
 def _rows(ws: Path, name: str) -> list[tuple]:
@@ -197,3 +200,22 @@ def test_ctrl_c_cancels_the_cluster_s_tasks_and_their_tools_die(cluster, demo_mo
     assert tools_running_on(nodes) == []  # cancelled on the nodes, not left running there
     done = Store(ws / "store.sqlite").db.execute("SELECT count(*) FROM jobs").fetchone()[0]
     assert done < 11  # stopped before the end; what finished is recorded and a re-run resumes from it
+
+
+def test_a_client_without_the_cluster_s_token_is_told_so_in_one_line(cluster, demo_model, tmp_path):
+    import subprocess
+    import sys
+
+    from ..helpers import ray_token
+
+    c, _, _ = cluster
+    recipe = small_recipe(tmp_path, demo_model, name="tokenless", weights=("Q8_0",), bench=False)
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **ray_token(tmp_path)}  # another token
+    res = subprocess.run([sys.executable, "-m", "orchestrator.cli", "plan", str(recipe), "-w", str(tmp_path / "ws"),
+                          "--ray", c.address], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"quantsweep: error: --ray {c.address}: the cluster refused this client's "
+                                "authentication token (none, or another): set RAY_AUTH_MODE=token and "
+                                "RAY_AUTH_TOKEN_PATH")
+    assert len(lines) <= 3, res.stderr  # not Ray's dozen lines of warnings
