@@ -39,3 +39,30 @@ def test_warning_names_the_pairs_a_cuda_build_lacks():
     assert toolchain.fa_warning(tc(("CUDA",), "all"), pairs) is None
     assert toolchain.fa_warning(tc(("CPU",), None), pairs) is None
     assert toolchain.fa_warning(tc(("CUDA",), None), pairs) is None  # tools we did not build: unknown
+
+
+def test_a_build_s_progress_is_read_from_its_real_output():
+    from orchestrator.tools.toolchain import build_step
+
+    from .helpers import BUILD, FIXTURES
+
+    text = (FIXTURES / BUILD / "cmake_build.stdout").read_bytes()  # make's [ NN%] lines, as recorded
+    assert build_step(text) == "100 %"
+    half = text[: len(text) // 2]
+    assert build_step(half) == f"{int(half.splitlines()[-2][1:4])} %"
+    assert build_step(b"[12/345] Building CXX object ggml/src/ggml.c.o\n[13/345] Linking") == "step 13 of 345"
+    assert build_step(b"-- Configuring done\n") is None
+
+
+def test_a_running_build_says_how_far_it_is(tmp_path):
+    import time
+
+    from orchestrator.tools.toolchain import build_progress
+
+    out, said = tmp_path / "build.stdout", []
+    out.write_bytes(b"[  3%] Building C object a.o\n")
+    with build_progress(out, said.append, every_s=0.05):
+        time.sleep(0.2)
+        out.write_bytes(out.read_bytes() + b"[ 57%] Building CXX object b.o\n")
+        time.sleep(0.2)
+    assert [s.split(" (")[0] for s in said] == ["  building: 3 %", "  building: 57 %"]  # each step said once

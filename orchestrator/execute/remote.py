@@ -142,8 +142,7 @@ class Box:
     def toolchain(self, python: str, llama_cpp: str | None, log) -> dict:
         """The tools on the box: those at llama_cpp, else built there (cached; CUDA when the box has it)."""
         qs = [*self.env(llama_cpp), python, "-m", "orchestrator.cli"]
-        if llama_cpp is None:
-            log(f"{self.target}: finding or building the llama.cpp tools (a first build takes minutes)")
+        if llama_cpp is None:  # found in the box's cache (said so), or built there, its progress said as it goes
             res = self.ssh([*qs, "toolchain", "build"], capture=False)
             if res.returncode != 0:
                 raise RemoteError(f"{self.target}: building the llama.cpp tools failed: {_last_line(res.stderr)}")

@@ -17,6 +17,9 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -248,6 +251,45 @@ def build_key(flags: list[str]) -> str:
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
 
+STEP_RE = re.compile(rb"^\[\s*(\d+)%\]|^\[(\d+)/(\d+)\]", re.M)  # make's [ 42%], ninja's [123/456]
+
+
+def build_step(text: bytes) -> str | None:
+    """Where a build's output says it is: "42 %" (make) or "step 123 of 456" (ninja), None before any step."""
+    matches = list(STEP_RE.finditer(text))
+    if not matches:
+        return None
+    last = matches[-1]
+    return f"{int(last.group(1))} %" if last.group(1) else f"step {int(last.group(2))} of {int(last.group(3))}"
+
+
+@contextmanager
+def build_progress(out: Path, log, every_s: float = 20.0):
+    """Say, every `every_s` while a build runs, how far its output says it is (a 20-minute build is not
+    silent)."""
+    done = threading.Event()
+    t0 = time.monotonic()
+
+    def watch() -> None:
+        said = None
+        while not done.wait(every_s):
+            try:
+                step = build_step(out.read_bytes())
+            except OSError:
+                continue
+            if step and step != said:
+                log(f"  building: {step} ({int(time.monotonic() - t0) // 60}m{int(time.monotonic() - t0) % 60:02d}s)")
+                said = step
+
+    thread = threading.Thread(target=watch, name="quantsweep-build-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 def build(cuda: bool | None = None, jobs: int | None = None, fa_quants: str = "all",
           log=print, portable: bool = False, rocm: bool | None = None) -> Toolchain:
     """Build the four tools and the helpers once per machine (cached by source and flags) and identify
@@ -277,9 +319,10 @@ def build(cuda: bool | None = None, jobs: int | None = None, fa_quants: str = "a
                      log_dir=logs, name="configure", env=procs.child_env(_hip_env() if rocm else None)),
            "cmake configure")
     log(f"building {', '.join((*TOOLS, *HELPERS))} with {jobs or os.cpu_count()} jobs (several minutes)")
-    _check(procs.run(["cmake", "--build", str(work), "--config", "Release", "-j",
-                      str(jobs or os.cpu_count() or 2), "--target", *TOOLS, *HELPERS],
-                     log_dir=logs, name="build", env=procs.child_env()), "cmake build")
+    with build_progress(logs / "build.stdout", log):
+        _check(procs.run(["cmake", "--build", str(work), "--config", "Release", "-j",
+                          str(jobs or os.cpu_count() or 2), "--target", *TOOLS, *HELPERS],
+                         log_dir=logs, name="build", env=procs.child_env()), "cmake build")
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=dest.parent))
     (tmp / "bin").mkdir()
     for tool in (*TOOLS, *HELPERS):
