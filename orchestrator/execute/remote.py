@@ -117,12 +117,21 @@ class Box:
 
     # -- installing quantsweep and the tools ---------------------------------------------------------
 
-    def install(self, log) -> str:
-        """This exact quantsweep (its source, hashed) in a venv of its own on the box; its python."""
-        src_files = _source_files()
+    def home(self) -> tuple[str, str]:
+        """Where this exact quantsweep (its source, hashed) lives on the box, and that hash."""
         digest = hashlib.sha256(b"".join(p.relative_to(_source_root()).as_posix().encode() + p.read_bytes()
-                                         for p in src_files)).hexdigest()[:12]
-        home = f"{self.root}/qs/{__version__}-{digest}"
+                                         for p in _source_files())).hexdigest()[:12]
+        return f"{self.root}/qs/{__version__}-{digest}", digest
+
+    def has(self, pattern: str) -> bool:
+        """Whether a path matching `pattern` (`*` its only wildcard) exists on the box."""
+        quoted = "*".join(shlex.quote(part) for part in pattern.split("*"))
+        return self.ssh(["sh", "-c", f"ls -d {quoted} >/dev/null 2>&1"]).returncode == 0
+
+    def install(self, log) -> str:
+        """This exact quantsweep in a venv of its own on the box; its python."""
+        src_files = _source_files()
+        home, digest = self.home()
         python = f"{home}/venv/bin/python"
         if self.ssh(["test", "-e", f"{home}/venv/.installed"]).returncode == 0:
             return python
@@ -135,8 +144,10 @@ class Box:
                  ["touch", f"{home}/venv/.installed"]]
         res = self.ssh(["sh", "-c", " && ".join(shlex.join(s) for s in steps)])
         if res.returncode != 0:
+            hint = (f"the box's disk is full in {self.root}" if "No space left" in res.stderr
+                    else "does the box have python3-venv and reach PyPI?")
             raise RemoteError(f"{self.target}: installing quantsweep in {home}/venv failed: {_last_line(res.stderr)}"
-                              " (does the box have python3-venv and reach PyPI?)")
+                              f" ({hint})")
         return python
 
     def toolchain(self, python: str, llama_cpp: str | None, log) -> dict:
@@ -273,9 +284,14 @@ def remote_recipe(recipe_path: Path) -> tuple[dict, list[tuple[Path, str]]]:
     return data, files
 
 
-def _need_bytes(recipe_path: Path, ws) -> int | None:
-    """Bytes the box's disk must hold that the laptop can know: the reference logits (from the plan, when
-    the model is at hand here) and the uploads."""
+VENV_BYTES = 600 << 20       # quantsweep's venv on a box (measured: 521 MB with its dependencies)
+TOOLCHAIN_BYTES = 600 << 20  # a llama.cpp build in the box's cache (measured: 474 MB for a CPU build)
+
+
+def _artifact_bytes(recipe_path: Path, ws) -> tuple[int, int] | None:
+    """What the sweep's workspace on the box will hold, as far as the laptop can know it (the model at hand
+    here): (every artifact — the reference model, the quantized ones, importance matrices, reference logits —,
+    of which reference logits)."""
     from orchestrator.plan import planner
     from orchestrator.inputs import prepare
     from orchestrator.tools import toolchain
@@ -284,7 +300,22 @@ def _need_bytes(recipe_path: Path, ws) -> int | None:
         inp = prepare.inputs(recipe_path, ws, toolchain.find(), fetch=False)
     except QuantsweepError:
         return None
-    return planner.build(inp).logits_bytes()
+    p = planner.build(inp)
+    return p.disk_bytes(j.key for j in p.jobs), p.logits_bytes()
+
+
+def _disk_parts(box: Box, recipe_path: Path, ws, files, llama_cpp: str | None) -> list[tuple[str, int]]:
+    """Everything a sweep puts on the box's disk: its venv and the llama.cpp build unless there already, the
+    uploads, and the workspace's artifacts."""
+    parts = [("uploads", sum(p.stat().st_size for p, _ in files))]
+    if not box.has(f"{box.home()[0]}/venv/.installed"):
+        parts.append(("quantsweep's venv", VENV_BYTES))
+    if llama_cpp is None and not box.has(f"{box.root}/cache/toolchains/*/toolchain.json"):
+        parts.append(("the llama.cpp build", TOOLCHAIN_BYTES))
+    made = _artifact_bytes(recipe_path, ws)
+    if made is not None:
+        parts += [("models", made[0] - made[1]), ("reference logits", made[1])]
+    return [(what, n) for what, n in parts if n]
 
 
 def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None, llama_cpp: str | None,
@@ -308,13 +339,12 @@ def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None,
                           "sweep on its CPU")
     data, files = remote_recipe(recipe_path)
     upload = sum(p.stat().st_size for p, _ in files)
-    logits = _need_bytes(recipe_path, ws)
-    need = upload + (logits or 0)
-    if not fits_disk(need, info["free"]):
-        what = f"{logits / 2**30:.2f} GiB of reference logits + " if logits else ""
+    parts = _disk_parts(box, recipe_path, ws, files, llama_cpp)
+    if not fits_disk(sum(n for _, n in parts), info["free"]):
+        what = " + ".join(f"{n / 2**30:.2f} GiB of {w}" for w, n in parts)
         raise RemoteError(f"{target}: the box has {info['free'] / 2**30:.2f} GiB free in {box.root} but the "
-                          f"sweep needs {what}{upload / 2**30:.2f} GiB of uploads; lower evaluation.chunks or "
-                          f"use another --remote-dir")
+                          f"sweep needs {what}; lower evaluation.chunks, free space there, or use another "
+                          "--remote-dir")
     say(f"{target}: {info['os']} {info['machine']}, Python {'.'.join(map(str, info['python']))}, "
         f"{info['cpus']} CPUs, {len(info['gpus'])} GPU(s), {info['free'] / 2**30:.1f} GiB free in {box.root}")
     rundir = box.rundir(r.name)

@@ -162,6 +162,8 @@ def test_failures_speak_plainly_and_start_nothing(box, sshd, tmp_path, demo_mode
     huge = small_recipe(tmp_path, demo_model, name="huge", weights=("Q8_0",), bench=False, pairs=(("f16", "f16"),),
                         ctx=16384, chunks=None, corpus=f"{{path: {corpus}}}")
     huge.write_text(huge.read_text().replace("chunks: None, ", ""))
-    one_line(qs("run", huge, "-w", ws, "--host", target, *flags), "GiB of reference logits", "GiB free in")
+    # every part counts: the venv not installed yet, the models (the F16 reference first), the logits
+    one_line(qs("run", huge, "-w", ws, "--host", target, *flags), "GiB of quantsweep's venv + ", "GiB of models + ",
+             "GiB of reference logits", "GiB free in")
     assert not (root / "runs").exists() and not (root / "qs").exists()  # nothing installed, nothing started
     assert not (ws / "hosts.json").exists()
