@@ -22,7 +22,7 @@ def test_plain_lines_count_started_jobs_and_spread_the_eta_over_the_jobs_in_flig
         p.end(KLD1, 10.0, False, [KLD2], note=": out of memory")  # now 10 s per KLD, one other in flight
     lines = out.getvalue().splitlines()
     assert lines[0] == "[1/3] base logits …"
-    assert lines[1] == "    done in 12.0s  (1/3, ETA 1m00s)"
+    assert lines[1] == "    done base logits in 12.0s  (1/3, ETA 1m00s)"
     assert lines[2:4] == ["[2/3] Q8_0 f16/f16 …", "[3/3] Q4_0 q8_0/q8_0 on GPU-1 …"]
     assert lines[4] == "    FAILED Q8_0 f16/f16 in 10.0s: out of memory  (2/3, ETA 0m05s)"
     p.end(KLD2, 10.0, True, [Job("x", "bench", "bench Q8_0")])  # no bench timed yet, none in the store

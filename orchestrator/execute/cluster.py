@@ -80,6 +80,7 @@ class RayExecutor:
         self.results_on: dict[tuple[str, str], dict] = {}
         self.moved_bytes: dict[str, dict] = {}      # per job kind: tasks, bytes of specs sent and results back
         self.overhead: list[float] = []             # per task: sent to result back, less the tool's own wall
+        self.lost: list[dict] = []                  # nodes lost mid-sweep: what they had done, where it went
         self._running: dict = {}                    # ObjectRef -> (Started, node, sent at)
         self._counted: set[tuple[str, str]] = set()  # instances the progress counts as started
         self._tries: dict[tuple[str, str], int] = {}
@@ -300,9 +301,10 @@ class RayExecutor:
         if task_s is not None:  # Ray's part: dispatch (with any wait for resources) and the way back
             self.overhead.append(time.monotonic() - sent - task_s)
         self._counted.discard((key, node))
-        if node in self.nodes:
-            self.nodes[node].done += out.ok
-            self.nodes[node].failed += not out.ok
+        who = ran_on if ran_on in self.nodes else node  # on a shared folder: the node Ray chose
+        if who in self.nodes:
+            self.nodes[who].done += out.ok
+            self.nodes[who].failed += not out.ok
         if out.ok:
             self.on.add((key, node))
             self.results_on[(key, node)] = out.result
@@ -346,6 +348,8 @@ class RayExecutor:
                 raise RuntimeError("every node of the cluster was lost") from exc
             self._place_groups(co, [j for j in co.plan.jobs if j.cell is not None and j.cell.weights in moved])
             to = ", ".join(sorted({self._where(self.assign[g]) for g in moved}))
+            self.lost.append({"node": lost.id, "host": lost.host, "done": lost.done, "failed": lost.failed,
+                              "moved": moved, "to": to})
             self._requeue(co, key, node,
                           f"    node {lost.host} ({node[:8]}) lost: {', '.join(moved) or 'nothing'} moved to {to}")
             return None
@@ -391,7 +395,7 @@ class RayExecutor:
                            "running": list(n.running.values()), "done": n.done, "failed": n.failed,
                            "weights": sorted(g for g, x in self.assign.items() if x == n.id)}
                           for n in self.nodes.values()],
-                "result_bytes": self.moved_bytes, "tasks": len(over),
+                "lost": self.lost, "result_bytes": self.moved_bytes, "tasks": len(over),
                 "overhead_s": {"min": over[0], "median": over[len(over) // 2]} if over else None}
 
 

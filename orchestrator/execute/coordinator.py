@@ -347,10 +347,15 @@ def status_text(s: dict | None) -> list[str]:
         where, mode = f"ray {s['address']} ", f" ({s['mode']})"
     lines = [f"{where} {s['recipe']}: {state}{mode}; {ok}/{s['jobs']} jobs done ({s['cached']} cached), "
              f"{s['failed']} failed this run{eta}"]
-    for n in s.get("nodes", []):
-        busy = "; running: " + ", ".join(n["running"]) if n["running"] and running else ""
+    shared = s.get("mode", "").startswith("shared")
+    for n in s.get("nodes", []) if s["to_run"] else []:  # a run that ran nothing has nothing to say per node
+        busy = "; running or queued: " + ", ".join(n["running"]) if n["running"] and running else ""
+        weights = "" if shared else f"; weights {', '.join(n['weights']) or '—'}"  # anywhere, on a shared folder
         lines.append(f"  {n['host']} ({n['node'][:8]}, {', '.join(n['gpus']) or 'CPU'}): {n['done']} done, "
-                     f"{n['failed']} failed; weights {', '.join(n['weights']) or '—'}{busy}")
+                     f"{n['failed']} failed{weights}{busy}")
+    for n in s.get("lost", []):
+        lines.append(f"  {n['host']} ({n['node'][:8]}): LOST mid-sweep after {n['done']} done; "
+                     f"{', '.join(n['moved']) or 'nothing'} moved to {n['to'] or '—'}")
     if running and "nodes" not in s:
         lines += [f"  {r['device']}: {r['job']} ({fmt(r['for_s'])})" for r in s["running"]]
     return lines

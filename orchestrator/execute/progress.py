@@ -84,8 +84,8 @@ class Progress:
             slots = max(1, len(self.running) + 1)
             self.eta_s = sum(self.expected(j.kind) for j in remaining) / slots
             self.eta_guessed = any(self._guessed(j.kind) for j in remaining)
-        name = f" {job.label}" if self.running or not self.says_starts else ""
-        self.say(f"    {'done' if ok else 'FAILED'}{name} in {wall:.1f}s{note}  ({self.done}/{self.total}, "
+        # named: on a cluster other lines (a node's copy, a node lost) come between a start and its end
+        self.say(f"    {'done' if ok else 'FAILED'} {job.label} in {wall:.1f}s{note}  ({self.done}/{self.total}, "
                  f"ETA {self.eta()})")
 
     def snapshot(self) -> dict:

@@ -84,11 +84,15 @@ def test_a_sweep_on_three_nodes_equals_a_local_run_and_a_rerun_runs_nothing(clus
         == {None}
 
     capsys.readouterr()
+    assert main(["status", "-w", str(ws)]) == 0
+    first = capsys.readouterr().out
+    assert "rayed: done (node-local); 17/17 jobs done (0 cached)" in first
+    assert first.count("done, 0 failed; weights") == 3  # each node: what it did, its weights quant
     assert _run(recipe, ws, c, nodes) == 0
     assert "0 jobs run, 17 cached" in capsys.readouterr().out
     assert main(["status", "-w", str(ws)]) == 0
     out = capsys.readouterr().out
-    assert "rayed: done (node-local); 17/17 jobs done (17 cached)" in out and out.count("done, 0 failed; weights") == 3
+    assert "rayed: done (node-local); 17/17 jobs done (17 cached)" in out and "weights" not in out  # ran nothing
     assert main(["plan", str(recipe), "-w", str(ws), "--ray", c.address]) == 0
     out = capsys.readouterr().out
     assert "ray, node-local on 3 nodes: 3 weights quants on 3 of them" in out
@@ -137,6 +141,8 @@ def test_a_node_lost_mid_sweep_loses_nothing(cluster, demo_model, tmp_path):
     state = json.loads((ws / "status.json").read_text())
     assert state["finished"] == state["to_run"] and state["failed"] == 0
     assert len(state["nodes"]) == 2 and victim.node_id not in {n["node"] for n in state["nodes"]}
+    assert [n["node"] for n in state["lost"]] == [victim.node_id] and state["lost"][0]["moved"]
+    assert main(["status", "-w", str(ws)]) == 0  # the lost node is in the status, with where its work went
     local = tmp_path / "local"
     assert main(["run", str(recipe), "-w", str(local), "-q"]) == 0
     assert _rows(ws, "lossy") == _rows(local, "lossy")
@@ -168,6 +174,7 @@ def test_with_a_shared_folder_each_artifact_is_made_once_whichever_node_runs_it(
     assert _run(recipe, ws, c, nodes, "--ray-shared", str(shared)) == 0
     state = json.loads((ws / "status.json").read_text())
     assert state["mode"] == f"shared {shared}" and state["finished"] == state["to_run"] == 6
+    assert sum(n["done"] for n in state["nodes"]) == 6  # counted on the node Ray chose for each
     assert len(list((shared / "artifacts" / "logits").glob("*.kld"))) == 1  # one base run for the cluster
     assert len(list((shared / "artifacts" / "models").glob("*.gguf"))) == 3
     df = Store(ws / "store.sqlite").results("shared")
