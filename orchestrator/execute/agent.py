@@ -2,9 +2,10 @@
 the quantsweep installed on the box, never by a user.
 
 A box keeps everything of quantsweep under one directory (ROOT): venvs, the cache (toolchain, model
-hashes), and one folder per recipe under ROOT/runs/NAME with the recipe, its uploaded inputs, its
-workspace (ws/), `run.log`, and the state of the detached run: `run.json` (the supervisor's pid, when
-it started) and, once it has ended, `exit.json` (its exit status). The supervisor is started in a new
+hashes), one workspace for all its recipes (ROOT/ws, like a local one: what one recipe made, another
+reuses; runs take it in turn), and one folder per recipe under ROOT/runs/NAME with the recipe, its uploaded
+inputs, `run.log`, and the state of the detached run: `run.json` (the supervisor's pid, when it started)
+and, once it has ended, `exit.json` (its exit status). The supervisor is started in a new
 session (setsid), so neither the ssh connection nor the laptop going to sleep stops it; it runs
 `quantsweep run` as its child and records how it ended.
 
@@ -56,6 +57,14 @@ def state(rundir: Path) -> dict:
     if _alive(int(info["pid"])):
         return {**info, "state": "running"}
     return {**info, "state": "stopped"}  # killed with the box, say: the next start resumes it
+
+
+def workspace_of(rundir: Path) -> Path:
+    """The workspace a run on this box uses: one per box root (ROOT/ws), shared by its recipes like a local
+    one, so a reference, its logits and the models are made once for all; a run started by an earlier
+    version keeps its own (RUNDIR/ws)."""
+    own = rundir / "ws"
+    return own if own.exists() else rundir.parent.parent / "ws"
 
 
 def _read_json(path: Path) -> dict | None:
@@ -114,17 +123,35 @@ def stop(rundir: Path, wait_s: float = 60.0) -> dict:
 
 
 def supervise(rundir: Path, started: str, token: str, run_args: list[str]) -> int:
-    """Run the sweep as a child and record how it ended (the exit status `status` and `pull` report)."""
-    argv = [sys.executable, "-m", "orchestrator.cli", "run", str(rundir / "recipe.yaml"),
-            "--workspace", str(rundir / "ws"), *run_args]
-    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    """Run the sweep as a child and record how it ended (the exit status `status` and `pull` report). Runs
+    of several recipes share the box's workspace one after another: a run waits its turn."""
+    import fcntl
+
+    ws = workspace_of(rundir)
+    argv = [sys.executable, "-m", "orchestrator.cli", "run", str(rundir / "recipe.yaml"), "--workspace", str(ws),
+            *run_args]
+    child: subprocess.Popen | None = None
 
     def forward(sig, _frame):
+        if child is None:  # stopped while waiting its turn
+            raise SystemExit(128 + sig)
         child.send_signal(sig)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
-    rc = child.wait()
+    ws.mkdir(parents=True, exist_ok=True)
+    turn = open(ws.parent / f".{ws.name}.turn", "a")  # held until this process ends
+    rc = 0
+    try:
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"--- waiting for {ws}: another recipe's run uses it", flush=True)
+            fcntl.flock(turn, fcntl.LOCK_EX)
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        rc = child.wait()
+    except SystemExit as exc:
+        rc = int(exc.code or 1)
     finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     stopped = (rundir / STOP_FILE).exists()
     write_text_atomic(rundir / "exit.json", json.dumps({"rc": rc, "started_at": started, "token": token,
@@ -143,12 +170,12 @@ def progress(rundir: Path) -> dict:
     from orchestrator.results.store import Store
     from orchestrator.workspace import Workspace
 
-    ws = Workspace(rundir / "ws")
+    ws = Workspace(workspace_of(rundir))
     try:
         s = json.loads((ws.root / STATUS_FILE).read_text())
     except (OSError, ValueError):
         s = None
-    if s is not None:
+    if s is not None and s.get("recipe") == rundir.name:  # the workspace's last run: this recipe's
         failed = s.get("failed_before", 0) + s["failed"]
         return {"total": s["jobs"], "done": s["cached"] - s.get("failed_before", 0) + s["finished"] - s["failed"],
                 "failed": failed, "eta_s": s["eta_s"], "running": s["running"]}
@@ -180,7 +207,7 @@ def status(root: Path) -> list[dict]:
 def export(rundir: Path) -> dict:
     """A consistent copy of the workspace's store (SQLite's online backup: a run may be writing), for
     the laptop to pull; written under a temporary name and renamed when complete."""
-    src = rundir / "ws" / "store.sqlite"
+    src = workspace_of(rundir) / "store.sqlite"
     if not src.exists():
         return {"store": None}
     dest = rundir / "pull" / "store.sqlite"

@@ -85,7 +85,7 @@ def test_a_sweep_on_the_box_survives_its_client_and_pulls_the_numbers_of_a_local
                               stderr=subprocess.PIPE, text=True)
     rundir = root / "runs" / "boxed"
     deadline = time.time() + 300
-    while not (rundir / "ws" / "store.sqlite").exists() and time.time() < deadline:
+    while not (root / "ws" / "store.sqlite").exists() and time.time() < deadline:  # one workspace per box root
         time.sleep(0.2)
     client.kill()  # the laptop goes away mid-sweep
     client.wait()
@@ -110,7 +110,7 @@ def test_a_sweep_on_the_box_survives_its_client_and_pulls_the_numbers_of_a_local
     final = qs("status", "--workspace", ws).stdout
     assert "exit 0" in final  # and the counts from the status file the run wrote on the box, all done
     assert re.search(r"boxed: finished \(exit 0 at [^)]*\); (\d+)/\1 jobs done, 0 failed", final), final
-    assert (rundir / "ws" / "status.json").exists()
+    assert (root / "ws" / "status.json").exists() and not (rundir / "ws").exists()
 
     pulled = qs("pull", "--workspace", ws)
     assert pulled.returncode == 0 and "4 rows pulled, 0 already here; the run is finished" in pulled.stdout
@@ -126,6 +126,12 @@ def test_a_sweep_on_the_box_survives_its_client_and_pulls_the_numbers_of_a_local
                .extra_json.map(__import__("json").loads))
     rep = qs("report", "boxed", "--workspace", ws, "--out", tmp_path / "rep")
     assert rep.returncode == 0 and "| Q2_K |" in (tmp_path / "rep" / "README.md").read_text()
+
+    # one workspace per box root, as locally: another recipe reuses the reference, its logits and the models
+    more = small_recipe(tmp_path, demo_model, name="boxed2", weights=("Q8_0",), bench=False, chunks=3,
+                        pairs=(("f16", "f16"), ("q8_0", "q8_0")))
+    assert qs("run", more, "--workspace", ws, "--host", target, *flags, timeout=600).returncode == 0
+    assert "boxed2: 2 cells; 1 jobs run, 4 cached" in (root / "runs" / "boxed2" / "run.log").read_text()
 
 
 def _rows(ws: Path, name: str) -> list[tuple]:
