@@ -186,8 +186,15 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
         from orchestrator.results import snapshot
 
         snapshot.warm()
-        summary = Coordinator(p, ws, store, tc, executor, quiet=quiet, retry_failed=retry_failed, rerun=kinds,
-                              found=found, parallel=parallel).run()
+        coordinator = Coordinator(p, ws, store, tc, executor, quiet=quiet, retry_failed=retry_failed, rerun=kinds,
+                                  found=found, parallel=parallel)
+        if ray is not None:
+            from orchestrator.execute import ray_nodes
+
+            with ray_nodes.own_lines_to(ws.logs / "ray.log"):  # Ray's own (a lost raylet's dump) kept there
+                summary = coordinator.run()
+        else:
+            summary = coordinator.run()
         snapshot.table(store)  # the columnar copy of the new results: report, export… read it at once
     out(f"{inp.recipe.name}: {summary.cells} cells; {summary.jobs_run} jobs run, {summary.jobs_cached} cached; "
         f"{len(summary.failed)} failed; wall {summary.wall_s:.1f}s, tools {summary.tool_wall_s:.1f}s")

@@ -62,6 +62,31 @@ def connect(address: str | None, out=None) -> None:
         out(f"note: {SAFETY}")
 
 
+@contextmanager
+def own_lines_to(path: Path):
+    """While a sweep runs on the cluster: what Ray's core writes to standard error itself (a lost raylet dumps
+    dozens of `[state-dump]` lines) goes to `path`; quantsweep's own lines (Python's sys.stderr) still reach the
+    terminal."""
+    import sys
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    python_stderr = sys.stderr
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=python_stderr.encoding or "utf-8",
+                           errors="replace")
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sys.stderr.close()
+            sys.stderr = python_stderr
+
+
 TOKEN = ("--ray {address}: the cluster refused this client's authentication token (none, or another): set "
          "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN) to the cluster's token before quantsweep "
          "starts")

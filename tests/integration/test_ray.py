@@ -114,7 +114,7 @@ def test_a_sweep_on_three_nodes_equals_a_local_run_and_a_rerun_runs_nothing(clus
         logits.write_bytes(kept)
 
 
-def test_a_node_lost_mid_sweep_loses_nothing(cluster, demo_model, tmp_path):
+def test_a_node_lost_mid_sweep_loses_nothing(cluster, demo_model, tmp_path, capfd):
     c, workers, nodes = cluster
     recipe = small_recipe(tmp_path, demo_model, name="lossy", weights=("Q8_0", "Q4_K_M", "Q2_K"), bench=False,
                           chunks=4)
@@ -143,6 +143,8 @@ def test_a_node_lost_mid_sweep_loses_nothing(cluster, demo_model, tmp_path):
     assert len(state["nodes"]) == 2 and victim.node_id not in {n["node"] for n in state["nodes"]}
     assert [n["node"] for n in state["lost"]] == [victim.node_id] and state["lost"][0]["moved"]
     assert main(["status", "-w", str(ws)]) == 0  # the lost node is in the status, with where its work went
+    assert "state-dump" not in capfd.readouterr().err  # Ray's own lines went to the workspace's log folder
+    assert (ws / "logs" / "ray.log").exists()
     local = tmp_path / "local"
     assert main(["run", str(recipe), "-w", str(local), "-q"]) == 0
     assert _rows(ws, "lossy") == _rows(local, "lossy")
