@@ -76,3 +76,19 @@ def test_the_plan_says_where_the_data_is_and_what_crosses_the_network(tmp_path):
     assert len(one) == 2 and "no artifact" in one[1]
     shared = placement_lines(p, 4, tmp_path / "nfs")
     assert f"shared {tmp_path / 'nfs'}" in shared[0] and "every artifact is made once" in shared[0]
+
+
+def test_status_tells_a_node_s_running_jobs_from_those_ray_holds_queued():
+    from orchestrator.execute.coordinator import status_text
+
+    s = {"alive": True, "pid": 1, "state": "running", "eta_s": 60, "cached": 0, "finished": 1, "failed": 0,
+         "jobs": 6, "to_run": 6, "recipe": "r", "backend": "ray", "address": "127.0.0.1:6379", "mode": "node-local",
+         "nodes": [{"node": NODE, "host": "box", "gpus": [], "running": ["kld Q8_0"], "queued": ["bench Q8_0"],
+                    "done": 1, "failed": 0, "weights": ["Q8_0"]},
+                   {"node": NODE.replace("a", "c"), "host": "box2", "gpus": [], "running": [], "queued": [],
+                    "done": 0, "failed": 0, "weights": []}]}
+    lines = status_text(s)
+    assert lines[1].endswith("; weights Q8_0; running: kld Q8_0; queued: bench Q8_0")
+    assert lines[2].endswith("0 done, 0 failed; weights —")
+    s["alive"] = False  # a run that ended shows neither
+    assert all("running:" not in x and "queued:" not in x for x in status_text(s))

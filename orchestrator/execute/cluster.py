@@ -53,7 +53,8 @@ class Node:
     gpus: list = field(default_factory=list)
     cpus: float = 1.0
     cpu: str = ""
-    running: dict = field(default_factory=dict)  # key -> label
+    running: dict = field(default_factory=dict)  # key -> label: begun on the node
+    queued: dict = field(default_factory=dict)   # key -> label: sent, held by Ray until its resources free
     done: int = 0
     failed: int = 0
 
@@ -81,7 +82,7 @@ class RayExecutor:
         self.moved_bytes: dict[str, dict] = {}      # per job kind: tasks, bytes of specs sent and results back
         self.overhead: list[float] = []             # per task: sent to result back, less the tool's own wall
         self.lost: list[dict] = []                  # nodes lost mid-sweep: what they had done, where it went
-        self._running: dict = {}                    # ObjectRef -> (Started, node, sent at)
+        self._running: dict = {}                    # task (yields: began, outcome) -> (Started, node, sent at)
         self._counted: set[tuple[str, str]] = set()  # instances the progress counts as started
         self._tries: dict[tuple[str, str], int] = {}
         self._groups: dict[str, set[str]] = {}
@@ -246,7 +247,7 @@ class RayExecutor:
             spec = self._node_spec(co, co.jobs[key], node)
             opts = self._options(spec, node)
             args = (spec.model_dump(), self._root(node), self._inputs, node)
-            ref = self._execute.options(**opts).remote(*args)
+            ref = self._execute.options(num_returns="streaming", **opts).remote(*args)
             self._count(spec.kind, "sent", len(json.dumps(args, default=str)))
             s = Started(key, self._where(node), spec, on_device=opts["num_gpus"] > 0)
             self._running[ref] = (s, node, time.monotonic())
@@ -257,7 +258,7 @@ class RayExecutor:
                 co.progress.say(f"    {co.jobs[key].label}: made again on {s.where}, where its readers run")
             busy.add((key, node))
             if node in self.nodes:
-                self.nodes[node].running[key] = co.jobs[key].label
+                self.nodes[node].queued[key] = co.jobs[key].label
         return started
 
     def busy(self) -> bool:
@@ -267,29 +268,40 @@ class RayExecutor:
         ray = ray_module()
         done, _ = ray.wait(list(self._running), num_returns=1, timeout=timeout)
         out = []
-        for ref in done:
-            started, node, sent = self._running.pop(ref)
-            if node in self.nodes:
-                self.nodes[node].running.pop(started.key, None)
-            fin = self._arrived(co, ref, started, node, sent)
+        for task in done:
+            started, node, sent = self._running[task]
+            n = self.nodes.get(node)
+            try:
+                got = ray.get(next(task))
+            except Exception as exc:  # noqa: BLE001  (sorted out below, with the task's end)
+                got = exc
+            if isinstance(got, dict) and got.get("began"):  # out of Ray's queue, onto the node
+                if n is not None and started.key in n.queued:
+                    n.running[started.key] = n.queued.pop(started.key)
+                continue
+            del self._running[task]
+            if n is not None:
+                n.running.pop(started.key, None)
+                n.queued.pop(started.key, None)
+            fin = self._arrived(co, got, started, node, sent)
             if fin is not None:
                 out.append(fin)
         return out
 
-    def _arrived(self, co: Coordinator, ref, started: Started, node: str, sent: float) -> Finished | None:
+    def _arrived(self, co: Coordinator, got, started: Started, node: str, sent: float) -> Finished | None:
         ray = ray_module()
         from ray.exceptions import RayTaskError
 
         key = started.key
         job = co.jobs[key]
-        try:
-            got = ray.get(ref)
-        except RayTaskError as exc:  # our code raised on the node: recorded as this job's failure
-            got = jobspec.Outcome(key=key, ok=False, reason=f"error on the node: {exc.cause!r}").model_dump()
-        except ray.exceptions.RayError as exc:  # lost with its node, or its worker died
-            got = self._lost(co, key, node, exc)
+        if isinstance(got, RayTaskError):  # our code raised on the node: recorded as this job's failure
+            got = jobspec.Outcome(key=key, ok=False, reason=f"error on the node: {got.cause!r}").model_dump()
+        elif isinstance(got, ray.exceptions.RayError):  # lost with its node, or its worker died
+            got = self._lost(co, key, node, got)
             if got is None:
                 return None  # made again: on another node, or on this one once more
+        elif isinstance(got, BaseException):
+            raise got
         self._count(job.kind, "back", len(json.dumps(got)))
         ran_on, task_s, gpu_ids = got.pop("node", node), got.pop("task_s", None), got.pop("gpu_ids", [])
         out = jobspec.Outcome(**got)
@@ -392,7 +404,8 @@ class RayExecutor:
         over = sorted(self.overhead)
         return {"address": self.address, "mode": "shared " + str(self.shared) if self.shared else "node-local",
                 "nodes": [{"node": n.id, "host": n.host, "gpus": [g["name"] for g in n.gpus],
-                           "running": list(n.running.values()), "done": n.done, "failed": n.failed,
+                           "running": list(n.running.values()), "queued": list(n.queued.values()),
+                           "done": n.done, "failed": n.failed,
                            "weights": sorted(g for g, x in self.assign.items() if x == n.id)}
                           for n in self.nodes.values()],
                 "lost": self.lost, "result_bytes": self.moved_bytes, "tasks": len(over),

@@ -349,7 +349,8 @@ def status_text(s: dict | None) -> list[str]:
              f"{s['failed']} failed this run{eta}"]
     shared = s.get("mode", "").startswith("shared")
     for n in s.get("nodes", []) if s["to_run"] else []:  # a run that ran nothing has nothing to say per node
-        busy = "; running or queued: " + ", ".join(n["running"]) if n["running"] and running else ""
+        busy = "".join(f"; {what}: " + ", ".join(n[what]) for what in ("running", "queued")
+                       if n.get(what) and running)  # queued: sent, held by Ray until its resources free
         weights = "" if shared else f"; weights {', '.join(n['weights']) or '—'}"  # anywhere, on a shared folder
         lines.append(f"  {n['host']} ({n['node'][:8]}, {', '.join(n['gpus']) or 'CPU'}): {n['done']} done, "
                      f"{n['failed']} failed{weights}{busy}")

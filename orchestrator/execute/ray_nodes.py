@@ -170,21 +170,25 @@ def probe(base: str | None, shared: str | None, commit: str, version: str, input
             "gpus": gpus, "problems": problems, "bad_logits": bad, "free": shutil.disk_usage(existing).free}
 
 
-def execute(spec: dict, root: str, inputs: dict[str, str], node: str) -> dict:
-    """On a node: one job, exactly as a local sweep runs it; Ray pins the GPU (CUDA_VISIBLE_DEVICES)."""
+def execute(spec: dict, root: str, inputs: dict[str, str], node: str):
+    """On a node: one job, exactly as a local sweep runs it; Ray pins the GPU (CUDA_VISIBLE_DEVICES).
+
+    A generator: its first item says the job began (until then Ray held it queued for resources), its
+    second is the outcome."""
     import ray
 
     from orchestrator.tools import toolchain
     from orchestrator.workspace import Workspace
 
     t0 = time.monotonic()
+    yield {"began": True}
     tc = toolchain.find()
     env = worker.WorkerEnv(tool=tc.exe, ws=Workspace(root), inputs={k: Path(v) for k, v in inputs.items()})
     gpus = ray.get_gpu_ids()
     where = f"{node[:8]}" + (f" gpu {','.join(map(str, gpus))}" if gpus else "")
     out = worker.run(jobspec.JobSpec(**spec), env, device=where)
-    return {**out.model_dump(), "node": ray.get_runtime_context().get_node_id(), "gpu_ids": list(map(str, gpus)),
-            "task_s": time.monotonic() - t0}
+    yield {**out.model_dump(), "node": ray.get_runtime_context().get_node_id(), "gpu_ids": list(map(str, gpus)),
+           "task_s": time.monotonic() - t0}
 
 
 # ---------------------------------------------------------------------------------------------
