@@ -12,12 +12,14 @@ cache (toolchain, hashes) and one folder per recipe: see orchestrator/execute/ag
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
 import re
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,11 +66,15 @@ class Box:
 
     # -- the two transports ------------------------------------------------------------------------
 
-    def ssh(self, argv: list[str], *, stdin: str | None = None, capture: bool = True,
+    def ssh(self, argv: list[str], *, stdin: str | None = None, capture: bool = True, prefix: str = "",
             timeout: float | None = None) -> subprocess.CompletedProcess:
+        """`capture`: the command's output is returned; else it reaches this terminal as it comes (stderr too,
+        line by line after `prefix`: a build's progress), and the returned stderr holds its last lines."""
         cmd = [*self.ssh_base, self.target, "--", shlex.join(str(a) for a in argv)]
-        res = subprocess.run(cmd, input=stdin, text=True, timeout=timeout,
-                             stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE)
+        if capture:
+            res = subprocess.run(cmd, input=stdin, text=True, timeout=timeout, capture_output=True)
+        else:
+            res = _passed_through(cmd, stdin, prefix)
         if res.returncode == 255:
             raise RemoteError(_ssh_failure(self.target, res.stderr))
         return res
@@ -154,7 +160,7 @@ class Box:
         """The tools on the box: those at llama_cpp, else built there (cached; CUDA when the box has it)."""
         qs = [*self.env(llama_cpp), python, "-m", "orchestrator.cli"]
         if llama_cpp is None:  # found in the box's cache (said so), or built there, its progress said as it goes
-            res = self.ssh([*qs, "toolchain", "build"], capture=False)
+            res = self.ssh([*qs, "toolchain", "build"], capture=False, prefix=f"quantsweep: {self.target}: ")
             if res.returncode != 0:
                 raise RemoteError(f"{self.target}: building the llama.cpp tools failed: {_last_line(res.stderr)}")
         res = self.ssh([*qs, "toolchain", "show", "--json"])
@@ -190,6 +196,23 @@ def _source_files() -> list[Path]:
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
     return lines[-1] if lines else "no message"
+
+
+def _passed_through(cmd: list[str], stdin: str | None, prefix: str) -> subprocess.CompletedProcess:
+    """Run cmd with its stdout on ours and each of its stderr lines on ours as it comes, keeping the last."""
+    tail: collections.deque[str] = collections.deque(maxlen=20)
+    with subprocess.Popen(cmd, text=True, stdin=subprocess.PIPE if stdin is not None else None,
+                          stderr=subprocess.PIPE) as proc:
+        if stdin is not None:
+            assert proc.stdin is not None
+            proc.stdin.write(stdin)
+            proc.stdin.close()
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            sys.stderr.write(prefix + line)
+            sys.stderr.flush()
+            tail.append(line)
+    return subprocess.CompletedProcess(cmd, proc.returncode, None, "".join(tail))
 
 
 def _ssh_failure(target: str, stderr: str) -> str:

@@ -173,3 +173,30 @@ def test_failures_speak_plainly_and_start_nothing(box, sshd, tmp_path, demo_mode
              "GiB of reference logits", "GiB free in")
     assert not (root / "runs").exists() and not (root / "qs").exists()  # nothing installed, nothing started
     assert not (ws / "hosts.json").exists()
+
+
+def test_a_box_command_s_lines_reach_this_terminal_as_they_come_not_when_it_ends(sshd, monkeypatch, tmp_path):
+    """How a toolchain build on the box shows its progress: each stderr line, named with the box, while
+    the command still runs (the box waits for its first line to arrive here before it writes the next)."""
+    import io
+
+    from orchestrator.execute.remote import Box
+
+    target, opts, _, _ = sshd
+    monkeypatch.setenv("QUANTSWEEP_SSH_ARGS", opts)
+    arrived = tmp_path / "arrived"
+
+    class Terminal(io.StringIO):
+        def write(self, s):
+            if "building: 10 %" in s:
+                arrived.touch()
+            return super().write(s)
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    script = (f"echo '  building: 10 %' >&2; i=0; while [ ! -e {arrived} ] && [ $i -lt 100 ]; do sleep 0.1; "
+              f"i=$((i+1)); done; [ -e {arrived} ] && echo '  building: 20 %' >&2 || echo 'only at the end' >&2; "
+              "exit 3")
+    res = Box(target, str(tmp_path)).ssh(["sh", "-c", script], capture=False, prefix="quantsweep: box: ")
+    assert term.getvalue() == "quantsweep: box:   building: 10 %\nquantsweep: box:   building: 20 %\n"
+    assert res.returncode == 3 and res.stderr.endswith("  building: 20 %\n")  # its last lines, for an error
