@@ -4,6 +4,7 @@ the store: the coordinator records what it returns."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import threading
@@ -16,6 +17,7 @@ from orchestrator.inputs import gguf_info
 from orchestrator.jobs import KINDS
 from orchestrator import procs
 from orchestrator.errors import ToolFailed
+from orchestrator.execute.serve import ServedChunks
 from orchestrator.files import atomic_path, disk_of, remember_sha256, sha256_file
 from orchestrator.tools.toolchain import cache_root
 from orchestrator.jobs.spec import JobSpec, Outcome, Ref
@@ -146,10 +148,20 @@ def hash_artifact(path: Path, memo: bool = False) -> dict:
 
 
 def _run_judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, log_dir: Path, device_env):
-    argv = [a if isinstance(a, str) else env.path(a, tmp) for a in spec.argv]
-    text = " ".join(argv)
-    res = procs.run(argv, log_dir=log_dir, name=spec.kind, timeout=spec.timeout_s,
-                    env=procs.child_env(device_env) if device_env else None)
+    with contextlib.ExitStack() as stack:
+        served = []
+
+        def resolve(a: Ref) -> str:
+            if a.ref == "logits" and a.count:  # some of the file's chunks, through a pipe
+                served.append(ServedChunks(env.artifact(a), a.first, a.count, env.ws.root / "tmp"))
+                return str(stack.enter_context(served[-1]))
+            return env.path(a, tmp)
+
+        argv = [a if isinstance(a, str) else resolve(a) for a in spec.argv]
+        text = " ".join(argv)
+        res = procs.run(argv, log_dir=log_dir, name=spec.kind, timeout=spec.timeout_s,
+                        env=procs.child_env(device_env) if device_env else None)
+    fed = next((s.error for s in served if s.error), None)  # known once the pipe's writer is released
     try:
         if res.timed_out:
             raise ToolFailed(f"timed out after {spec.timeout_s / 60:g} min", stderr_tail=res.tail())
@@ -161,6 +173,8 @@ def _run_judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, log_dir: Path, 
                              if res.rc == -signal.SIGKILL else ""), stderr_tail=res.tail(), machine=True)
         try:
             result = _judge(spec, res, tmp)
+            if fed:  # the tool printed statistics, yet not all the chunks served reached it
+                raise ToolFailed(f"served reference chunks: {fed}", stderr_tail=res.tail())
         except ToolFailed as exc:
             # tools report a full disk in their own words ("basic_ios::clear: iostream error", a logits file
             # cut short after exit 0): a failed job that wrote output looks at the disk it wrote to

@@ -138,7 +138,7 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
     tokens = {c.sha256: n for c in texts if (n := corpus_tokens(tc, src, sha, c)) is not None}
     inp = plan.PlanInputs(recipe=r, source_path=src, source_sha=sha, source_info=info,
                           corpus=corpus, toolchain=tc.identity(), host=host_info(tc),
-                          imatrix_inputs=im_inputs, corpus_tokens=tokens)
+                          imatrix_inputs=im_inputs, corpus_tokens=tokens, bases=bases_on_hand(ws))
     try:
         check_corpus_length(inp, path)
     except RecipeError:  # bad input writes nothing: the corpora written for the count go again
@@ -151,3 +151,29 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
                 f.unlink(missing_ok=True)
         raise
     return inp
+
+
+CHUNKS_ARG_RE = re.compile(r"--chunks (\d+)")
+
+
+def bases_on_hand(ws: Workspace) -> tuple[plan.BaseOnHand, ...]:
+    """The reference logits this workspace holds (recorded done, their file there): a recipe that asks
+    for fewer chunks of the same corpus and settings is served from one of them, with no reference run."""
+    from orchestrator.results.store import Store
+
+    if not ws.store_path.is_file():
+        return ()
+    store = Store.read_only(ws.store_path)
+    try:
+        done = store.done_jobs("base")
+    finally:
+        store.close()
+    out = []
+    for j in done:
+        r = j["result"]
+        if not j["artifact"] or "n_chunks" not in r or not ws.resolve(j["artifact"]).is_file():
+            continue
+        asked = CHUNKS_ARG_RE.search(j["argv"] or "")
+        out.append(plan.BaseOnHand(j["key"], int(asked.group(1)) if asked else None, r["n_chunks"], r["n_ctx"],
+                                   tuple(r.get("ppl_chunks", ()))))
+    return tuple(out)

@@ -9,7 +9,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -56,6 +56,7 @@ class PlanState:
     imatrix_keys: dict[str, str] = field(default_factory=dict)    # weights label -> its imatrix (job or file)
     model_keys: dict[str, str] = field(default_factory=dict)      # weights label -> its model (job or source)
     base_keys: dict[int, str] = field(default_factory=dict)       # ctx -> the reference-logits job
+    served: dict[int, Any] = field(default_factory=dict)          # ctx -> a larger base on hand, served in part
     files: dict[str, object] = field(default_factory=dict)        # input key -> the file it names
 
     def add(self, job: Job, *, once: bool = True) -> None:

@@ -29,6 +29,7 @@ class KldParams(Params):
     cache_k: str
     cache_v: str
     ctx: int
+    served: int = 0           # the first chunks of a larger base it reads, through a pipe (0: the whole file)
 
 
 class Base(Kind):
@@ -41,14 +42,19 @@ class Base(Kind):
         ev, n_vocab = inp.recipe.evaluation, inp.source_info.n_vocab
         st.files[inp.corpus.sha256] = inp.corpus.path
         for ctx in ev.contexts:
-            key = content_key("base", reference=st.reference, corpus=inp.corpus.sha256, ctx=ctx, chunks=ev.chunks,
-                              batch=ev.batch, ubatch=ev.ubatch, flash_attn=ev.flash_attn, gpu_layers=ev.gpu_layers,
-                              extra=ev.extra_args, toolchain=inp.toolchain)
+            def key_of(chunks: int | None, ctx=ctx) -> str:
+                return content_key("base", reference=st.reference, corpus=inp.corpus.sha256, ctx=ctx, chunks=chunks,
+                                   batch=ev.batch, ubatch=ev.ubatch, flash_attn=ev.flash_attn,
+                                   gpu_layers=ev.gpu_layers, extra=ev.extra_args, toolchain=inp.toolchain)
+            key, n_chunk, label = key_of(ev.chunks), n_chunks(inp, ctx), f"reference logits c={ctx}"
+            held = larger_base(inp.bases, key, key_of, ctx, ev.chunks)
+            if held is not None:  # the first chunks of logits made for more: served, no reference run
+                st.served[ctx] = held
+                key, n_chunk, label = held.key, held.n_chunk, f"{label} ({held.n_chunk} chunks on hand)"
             st.base_keys[ctx] = key
-            n_chunk = n_chunks(inp, ctx)
-            st.add(Job(key, self.name, f"reference logits c={ctx}", st.deps(st.reference), BaseParams(
-                model=st.reference, ctx=ctx, chunks=ev.chunks, n_vocab=n_vocab, n_chunk=n_chunk,
-                logits_bytes=tp.logits_size(ctx, n_vocab, n_chunk))))
+            st.add(Job(key, self.name, label, st.deps(st.reference), BaseParams(
+                model=st.reference, ctx=ctx, chunks=held.chunks if held else ev.chunks, n_vocab=n_vocab,
+                n_chunk=n_chunk, logits_bytes=tp.logits_size(ctx, n_vocab, n_chunk))))
 
     def parts(self, job: Job, plan: Plan, upstream: dict[str, dict], threads: Threads) -> Parts:
         p: BaseParams = job.params
@@ -75,30 +81,41 @@ class Kld(Kind):
         ev = inp.recipe.evaluation
         for cell in st.cells:
             mk, base = st.model_keys[cell.weights], st.base_keys[cell.ctx]
+            held = st.served.get(cell.ctx)
+            served = {"served": ev.chunks} if held else {}  # a part of a base is another measurement
             key = content_key("kld", model=mk, base=base, cache_k=cell.type_k, cache_v=cell.type_v, batch=ev.batch,
                               ubatch=ev.ubatch, flash_attn=ev.flash_attn, gpu_layers=ev.gpu_layers,
-                              extra=ev.extra_args, toolchain=inp.toolchain)
+                              extra=ev.extra_args, toolchain=inp.toolchain, **served)
             st.add(Job(key, self.name, f"kld {cell}", st.deps(mk, base), KldParams(
-                model=mk, base=base, cache_k=cell.type_k, cache_v=cell.type_v, ctx=cell.ctx), cell), once=False)
+                model=mk, base=base, cache_k=cell.type_k, cache_v=cell.type_v, ctx=cell.ctx,
+                served=(ev.chunks or 0) if held else 0), cell), once=False)
 
     def parts(self, job: Job, plan: Plan, upstream: dict[str, dict], threads: Threads) -> Parts:
         p: KldParams = job.params
         ev = plan.inputs.recipe.evaluation
-        argv = tp.kld_argv(Ref(ref="tool", key=self.tool), model_ref(plan, p.model), Ref(ref="logits", key=p.base),
+        argv = tp.kld_argv(Ref(ref="tool", key=self.tool), model_ref(plan, p.model),
+                           Ref(ref="logits", key=p.base, count=p.served),
                            ctx=p.ctx, batch=ev.batch, ubatch=ev.ubatch, cache_k=p.cache_k, cache_v=p.cache_v,
                            flash_attn=ev.flash_attn, gpu_layers=ev.gpu_layers, threads=ev.threads or threads.device,
                            extra=ev.extra_args)
         res = device_resources(plan, upstream, p.model, p.cache_k, p.cache_v, p.ctx, ev, threads.device_hold)
-        # a KLD run must report the reference run's PPL (None only in a preview, before the base has run)
-        return Parts(argv, res, ev.timeout_minutes, Judge(base_ppl=upstream.get(p.base, {}).get("ppl_base")))
+        # a KLD run must report the reference run's PPL (None only in a preview, before the base has run); over
+        # the chunks served of a larger base, the reference run's PPL after those (unknown in stores before 0.2)
+        base = upstream.get(p.base, {})
+        if p.served:
+            judge = Judge(base_ppl=next(iter(base.get("ppl_chunks", [])[p.served - 1:p.served]), None),
+                          chunks=p.served)
+        else:
+            judge = Judge(base_ppl=base.get("ppl_base"))
+        return Parts(argv, res, ev.timeout_minutes, judge)
 
     def judge(self, judge: Judge, res, out: Path | None) -> dict:
-        assert judge.base_ppl is not None, "a KLD job runs once its reference logits are recorded"
-        return tp.judge_kld(res.rc, res.stdout, res.stderr, judge.base_ppl)
+        assert judge.base_ppl is not None or judge.chunks, "a KLD job runs once its reference logits are recorded"
+        return tp.judge_kld(res.rc, res.stdout, res.stderr, judge.base_ppl, judge.chunks)
 
     def row_extra(self, job: Job, recorded) -> dict:
-        # the exact chunk count: from the reference logits file's header
-        return {"n_chunks": (recorded(job.params.base) or {}).get("result", {}).get("n_chunks")}
+        # the exact chunk count: those served, else the reference logits file's (its header)
+        return {"n_chunks": job.params.served or (recorded(job.params.base) or {}).get("result", {}).get("n_chunks")}
 
 
 def n_chunks(inp: PlanInputs, ctx: int) -> int:
@@ -110,3 +127,12 @@ def n_chunks(inp: PlanInputs, ctx: int) -> int:
 
 
 BASE, KLD = Base(), Kld()
+
+
+def larger_base(bases, key: str, key_of, ctx: int, chunks: int | None):
+    """A base on hand that holds the first `chunks` this recipe asks, made with its corpus and settings
+    for more chunks (the fewest such), when none of its own is: None where its own is, or none fits."""
+    if not chunks or any(b.key == key for b in bases):
+        return None
+    fits = [b for b in bases if b.n_ctx == ctx and b.n_chunk > chunks and key_of(b.chunks) == b.key]
+    return min(fits, key=lambda b: b.n_chunk, default=None)

@@ -26,6 +26,8 @@ class Ref(Strict):
     ref: Literal["tool", "input", "model", "imatrix", "logits", "output"]
     key: str = ""
     label: str = ""  # a model artifact's file name begins with its type (reference-F16, Q4_K_M)
+    first: int = 0   # reference logits: served from chunk `first` (0-based) …
+    count: int = 0   # … `count` chunks of the file, through a pipe (0: the whole file, as it is)
 
 
 Arg = Union[str, Ref]
@@ -37,6 +39,7 @@ class Judge(Strict):
     n_vocab: int | None = None
     ctx: int | None = None
     base_ppl: float | None = None       # a KLD run must report the reference run's PPL
+    chunks: int | None = None           # … over exactly these chunks (a part of a larger base, served)
     n_tests: int | None = None          # a bench must produce every test it was asked for
     overrides: list[str] = Field(default_factory=list)  # tensor_types patterns: llama-quantize must apply one
 

@@ -60,6 +60,19 @@ class PlanInputs:
     host: dict
     imatrix_inputs: dict = field(default_factory=dict)  # weight label -> Corpus or (Path, sha)
     corpus_tokens: dict = field(default_factory=dict)  # corpus sha256 -> its tokens for this model, where counted
+    bases: tuple[BaseOnHand, ...] = ()  # reference logits the workspace holds: one may serve fewer chunks
+
+
+@dataclass(frozen=True)
+class BaseOnHand:
+    """A reference-logits file made by an earlier run: its job key, the --chunks it was asked (None: all),
+    the chunks and ctx it holds, and its reference PPL after each chunk (where recorded)."""
+
+    key: str
+    chunks: int | None
+    n_chunk: int
+    n_ctx: int
+    ppl_chunks: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,12 @@ class Store:
         d["result"] = json.loads(d["result"]) if d["result"] else {}
         return d
 
+    def done_jobs(self, kind: str) -> list[dict]:
+        """Every job of `kind` recorded as done: key, result, artifact, argv."""
+        rows = self.db.execute("SELECT key, result_json, artifact, argv FROM jobs WHERE kind = ? AND status = 'done'",
+                               (kind,)).fetchall()
+        return [{"key": k, "result": json.loads(r) if r else {}, "artifact": a, "argv": v} for k, r, a, v in rows]
+
     def job_statuses(self, keys) -> dict[str, str]:
         keys = list(keys)
         out = {}

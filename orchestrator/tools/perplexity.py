@@ -147,6 +147,15 @@ def stats_problem(stats: dict) -> str | None:
     return None
 
 
+RUNNING_RE = re.compile(rf"\[(\d+)\]({NUM}),")
+
+
+def parse_running(text: str) -> list[float]:
+    """The reference run's PPL after each chunk (`[1]6.4282,[2]9.3179,…`): after chunk n, its PPL over
+    the first n chunks, which a run served those chunks must report as its PPL(base)."""
+    return [float(m.group(2)) for m in RUNNING_RE.finditer(text)]
+
+
 def parse_final(text: str) -> tuple[float, float] | None:
     m = FINAL_RE.search(text)
     return (float(m.group(1)), float(m.group(2))) if m else None
@@ -165,6 +174,21 @@ def logits_size(n_ctx: int, n_vocab: int, n_chunk: int) -> int:
     rows = n_ctx - 1 - n_ctx // 2
     row_bytes = (2 * ((n_vocab + 1) // 2) + 4) * 2
     return 20 + 4 * n_chunk * n_ctx + n_chunk * rows * row_bytes
+
+
+def logits_slices(n_ctx: int, n_vocab: int, n_chunk: int, first: int, count: int) -> tuple[tuple[int, int], ...]:
+    """Where chunks first..first+count-1 of a base file are: (offset, length) of their tokens, then of
+    their rows. A file of just these chunks is a new header and these two slices: a KLD run reads it as a
+    base of `count` chunks (tokens first, all of them; then each chunk's rows, in order)."""
+    rows = n_ctx - 1 - n_ctx // 2
+    row_bytes = (2 * ((n_vocab + 1) // 2) + 4) * 2
+    tokens = 20 + 4 * first * n_ctx, 4 * count * n_ctx
+    logits = 20 + 4 * n_chunk * n_ctx + first * rows * row_bytes, count * rows * row_bytes
+    return tokens, logits
+
+
+def logits_header(n_ctx: int, n_vocab: int, n_chunk: int) -> bytes:
+    return LOGITS_MAGIC + struct.pack("<iii", n_ctx, n_vocab, n_chunk)
 
 
 def read_logits_header(path: Path) -> tuple[int, int, int] | None:
@@ -219,11 +243,12 @@ def judge_base(rc: int, stdout: str, stderr: str, logits: Path, n_vocab: int, ct
     if rc != 0:
         raise ToolFailed(f"exit code {rc} after writing the logits", stderr_tail=tail(stderr))
     return {"ppl_base": final[0], "ppl_base_err": final[1], "n_chunks": n_chunk, "n_ctx": n_ctx,
-            "n_vocab": hv, "logits_bytes": actual}
+            "n_vocab": hv, "logits_bytes": actual, "ppl_chunks": parse_running(text)}
 
 
-def judge_kld(rc: int, stdout: str, stderr: str, base_ppl: float) -> dict:
-    """A KLD run succeeded only if its statistics block is there and its base PPL is ours."""
+def judge_kld(rc: int, stdout: str, stderr: str, base_ppl: float | None, chunks: int | None = None) -> dict:
+    """A KLD run succeeded only if its statistics block is there and its base PPL is ours; `chunks`: it read
+    exactly these chunks (served from a larger base, whose PPL over them `base_ppl` is, where recorded)."""
     text = stdout + "\n" + stderr
     stats = parse_kld(stdout)
     over = OVER_RE.search(stderr)
@@ -240,7 +265,10 @@ def judge_kld(rc: int, stdout: str, stderr: str, base_ppl: float) -> dict:
     # The KLD run recomputes PPL(base) from the stored 16-bit log-probs (a 16-nat window in 65535
     # steps), so it matches the base run's full-precision estimate to ~1e-4 relative, not exactly;
     # a different corpus, model or ctx moves it by far more.
-    if not abs(stats.get("ppl_base", float("nan")) - base_ppl) <= 1e-3 * base_ppl:
+    if chunks is not None and stats.get("n_chunks") != chunks:
+        raise ToolFailed(f"the run went over {stats.get('n_chunks')} chunks, {chunks} were served",
+                         stderr_tail=tail(stderr))
+    if base_ppl is not None and not abs(stats.get("ppl_base", float("nan")) - base_ppl) <= 1e-3 * base_ppl:
         raise ToolFailed(f"Mean PPL(base) {stats.get('ppl_base')} does not match the reference run's "
                          f"{base_ppl}: wrong or damaged logits file", stderr_tail=tail(stderr))
     if rc != 0:
