@@ -69,6 +69,20 @@ def corpus_tokens(tc: Toolchain, model: Path, model_sha: str, corpus: hub.Corpus
     return n
 
 
+def check_trained_context(inp: plan.PlanInputs, path: Path) -> None:
+    """A context beyond what the model was trained for measures extrapolation, not the quant: refused,
+    naming the model's limit (its GGUF's context_length)."""
+    limit = inp.source_info.context_length
+    r = inp.recipe
+    asked = [("evaluation.ctx", c) for c in r.evaluation.contexts]
+    asked += [(f"weights[{i}].imatrix.ctx", w.imatrix.ctx) for i, w in enumerate(r.weights) if w.imatrix is not None]
+    for field, ctx in asked:
+        if limit and ctx > limit:
+            name = r.model.name or inp.source_path.name
+            raise RecipeError(str(path), field, f"ctx {ctx} is beyond the model's trained context: {name} was "
+                              f"trained for {limit} tokens (its context_length); use ctx ≤ {limit}")
+
+
 def check_corpus_length(inp: plan.PlanInputs, path: Path) -> None:
     """llama-perplexity (and llama-imatrix) need at least 2·ctx tokens of text, and find out only after
     loading the model: refused here, with the numbers, before anything runs. Counted by llama-tokenize;
@@ -140,6 +154,7 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
                           corpus=corpus, toolchain=tc.identity(), host=host_info(tc),
                           imatrix_inputs=im_inputs, corpus_tokens=tokens, bases=bases_on_hand(ws))
     try:
+        check_trained_context(inp, path)
         check_corpus_length(inp, path)
     except RecipeError:  # bad input writes nothing: the corpora written for the count go again
         if not root_was:

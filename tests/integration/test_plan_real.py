@@ -35,3 +35,15 @@ def test_the_corpus_is_counted_as_llama_perplexity_counts_it(tmp_path, tools, de
     assert f"is {theirs} tokens for this model: use ctx ≤ {theirs // 2}" in err
     assert not ws.exists()  # bad input writes nothing: not even the corpus it counted
     assert main(["run", str(path), "--workspace", str(ws)]) == 2 and not ws.exists()
+
+
+def test_a_context_beyond_the_model_s_trained_one_is_refused_naming_its_limit(tmp_path, demo_model, capsys):
+    path = small_recipe(tmp_path, demo_model, ctx=16384)  # SmolLM2-135M: context_length 8192
+    ws = tmp_path / "ws"
+    for cmd in ("plan", "run"):
+        capsys.readouterr()
+        assert main([cmd, str(path), "--workspace", str(ws)]) == 2
+        err = capsys.readouterr().err
+        assert (f"{path}: evaluation.ctx: ctx 16384 is beyond the model's trained context: {demo_model.name} was "
+                "trained for 8192 tokens (its context_length); use ctx ≤ 8192") in err
+        assert not ws.exists()
