@@ -93,6 +93,7 @@ def plan(recipe_path: Path, workspace, llama_cpp, out, devices: str | None = Non
         "logits_bytes_to_write": sum(j.params.logits_bytes for j in p.of_kind("base") if j.key in to_write),
         "disk_bytes_to_write": p.disk_bytes(to_write),
         "free_bytes": shutil.disk_usage(ws.root if ws.root.exists() else Path.cwd()).free,
+        "host_memory": _host_memory(p, to_write, all(f.device.is_host for f in found)),
         "predicted_wall_s": round(sched.makespan, 1), "timings_guessed_for": guessed,
         "timings": {k: {"mean_s": round(seen[k][0], 1), "runs": seen[k][1]} for k in sorted(seen) if k in shown},
         "devices": [{"id": d.id, "jobs": sum(1 for s in sched.slots.values() if s.device == d.id),
@@ -101,6 +102,17 @@ def plan(recipe_path: Path, workspace, llama_cpp, out, devices: str | None = Non
         "ray": placement,
     }
     out.answer(doc, _plan_text)
+
+
+def _host_memory(p, keys, on_host: bool) -> dict:
+    from orchestrator.execute import devices as devmod
+    from orchestrator.execute.local import host_memory_problem
+
+    need, job = jobkinds.host_need(p, keys, {}, on_host)
+    total, available = devmod.host_memory()
+    problem = host_memory_problem(need, job, total, available, on_host)
+    return {"job": job.label if job else None, "bytes": need, "on_host": on_host, "available": available,
+            "total": total, "fits": problem is None, "problem": problem}
 
 
 def _plan_text(d: dict) -> list[str]:
@@ -124,6 +136,12 @@ def _plan_text(d: dict) -> list[str]:
     verdict = "fits" if fits_disk(need, free) else "DOES NOT FIT: lower evaluation.chunks"
     lines.append(f"disk: {memory.gib(need, 1)} to write (models ≈{memory.gib(need - logits, 1)}, reference logits "
                  f"{memory.gib(logits, 1)}), {memory.gib(free, 1)} free — {verdict}")
+    hm = d["host_memory"]
+    if hm["job"]:
+        verdict = "fits" if hm["fits"] else "DOES NOT FIT: " + hm["problem"].split(": ", 1)[1]
+        lines.append(f"host memory: the largest run, {hm['job']}, holds ≈{memory.gib(hm['bytes'], 1)}"
+                     f"{' (the model on the CPU)' if hm['on_host'] else ''}; {memory.gib(hm['available'], 1)} "
+                     f"available — {verdict}")
     if any(x.get("device") for x in d["jobs"]):
         basis = ", ".join(f"{k} {t['mean_s']:.1f}s (mean of {t['runs']})" for k, t in d["timings"].items())
         basis = f"from earlier runs: {basis}" if basis else ""

@@ -52,6 +52,10 @@ class DiskSpaceError(EnvironmentProblem):
     """A run would not fit on the disk, or a write found it full."""
 
 
+class HostMemoryError(EnvironmentProblem):
+    """A run whose tool would hold more of this machine's memory than it has."""
+
+
 class WorkspaceBusy(EnvironmentProblem):
     """Another quantsweep process holds the workspace lock."""
 

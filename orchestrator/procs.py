@@ -43,6 +43,7 @@ class ProcResult:
     timed_out: bool
     stdout_path: Path | None = None
     stderr_path: Path | None = None
+    peak_rss: int = 0  # bytes: the tool's largest resident set (its own, not its children's)
 
     def tail(self, n: int = 20) -> str:
         return "\n".join(self.stderr.splitlines()[-n:])
@@ -71,12 +72,42 @@ def _die_with_parent() -> None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen, reaper: _Reaper | None = None) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    proc.wait()
+    if reaper is not None:
+        reaper.wait(None)
+    else:
+        proc.wait()
+
+
+class _Reaper:
+    """Waits for a child with wait4, so that its resource usage (peak RSS) is known at its end; the
+    Popen's returncode is set from the status, as its own wait would."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc, self.peak_rss = proc, 0
+        self._thread = threading.Thread(target=self._reap, name="quantsweep-reaper", daemon=True)
+        self._thread.start()
+
+    def _reap(self) -> None:
+        try:
+            _, status, usage = os.wait4(self.proc.pid, 0)
+        except ChildProcessError:  # reaped elsewhere: Popen's own wait knows its code
+            return
+        self.peak_rss = usage.ru_maxrss * 1024  # KiB on Linux
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+
+    def wait(self, timeout: float | None) -> bool:
+        """True once the child has ended (within `timeout` seconds; None: however long)."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
+        if self.proc.returncode is None:
+            self.proc.wait()
+        return True
 
 
 def run(argv: list[str], *, log_dir: Path | None = None, name: str = "tool",
@@ -97,20 +128,20 @@ def run(argv: list[str], *, log_dir: Path | None = None, name: str = "tool",
                                 preexec_fn=_die_with_parent)
         with _live_lock:
             _live.add(proc)
+        reaper = _Reaper(proc)
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
+            if not reaper.wait(timeout):
+                timed_out = True
+                _kill_group(proc, reaper)
         except BaseException:  # Ctrl-C or our own shutdown: take the tool down with us
-            _kill_group(proc)
+            _kill_group(proc, reaper)
             raise
         finally:
             with _live_lock:
                 _live.discard(proc)
     wall = time.monotonic() - start
     return ProcResult(tuple(argv), proc.returncode, _read(out_path), _read(err_path), wall,
-                      timed_out, out_path, err_path)
+                      timed_out, out_path, err_path, reaper.peak_rss)
 
 
 def _run_piped(argv, *, timeout, cwd, env) -> ProcResult:

@@ -146,9 +146,8 @@ def parse_rocm_smi(text: str) -> list[Found]:
     return out
 
 
-def _host() -> Found:
-    from orchestrator.tools.toolchain import cpu_model
-
+def host_memory() -> tuple[int, int]:
+    """(total, available) bytes of this machine's memory (/proc/meminfo; 0, 0 where unknown)."""
     info = {}
     try:
         for line in open("/proc/meminfo"):
@@ -157,5 +156,11 @@ def _host() -> Found:
     except OSError:
         pass
     total = info.get("MemTotal", 0)
-    return Found(Device("cpu", f"{cpu_model()} ({os.cpu_count()} threads)", total,
-                        info.get("MemAvailable", total), "cpu"), 0, "proc")
+    return total, info.get("MemAvailable", total)
+
+
+def _host() -> Found:
+    from orchestrator.tools.toolchain import cpu_model
+
+    total, available = host_memory()
+    return Found(Device("cpu", f"{cpu_model()} ({os.cpu_count()} threads)", total, available, "cpu"), 0, "proc")

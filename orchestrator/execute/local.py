@@ -11,7 +11,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 from orchestrator import jobs as jobkinds, procs
-from orchestrator.errors import DiskSpaceError, InputFileError
+from orchestrator.errors import DiskSpaceError, HostMemoryError, InputFileError
 from orchestrator.execute import devices, scheduler, worker
 from orchestrator.execute.executor import Finished, Started
 from orchestrator.files import disk_of, fits_disk
@@ -55,6 +55,7 @@ class LocalExecutor:
 
     def begin(self, co: Coordinator, todo: list[Job]) -> None:
         check_disk(co, todo)
+        check_host_memory(co, todo, on_host=all(d.is_host for d in self.inventory.devices))
         check_logits(co, todo)
         self._pool = ThreadPoolExecutor(max_workers=max(2, len(todo)), thread_name_prefix="quantsweep-job")
         # a job's artifact is hashed while the next tool runs (a spare core does it; a single-core box
@@ -158,6 +159,25 @@ def check_disk(co: Coordinator, todo: list[Job]) -> None:
     free = shutil.disk_usage(co.ws.root).free
     if not fits_disk(need, free):
         raise disk_refusal(need, logits, free, str(co.ws.root), disk_of(co.ws.root))
+
+
+def check_host_memory(co: Coordinator, todo: list[Job], on_host: bool) -> None:
+    """The run whose tool holds the most of this machine's memory (a long context's logits) must fit what
+    the machine has available now: refused in one line before any tool starts."""
+    need, job = jobkinds.host_need(co.plan, [j.key for j in todo], {}, on_host)
+    problem = host_memory_problem(need, job, *devices.host_memory(), on_host)
+    if problem:
+        raise HostMemoryError(problem)
+
+
+def host_memory_problem(need: int, job: Job | None, total: int, available: int, on_host: bool) -> str | None:
+    """Why the largest run cannot fit this machine's memory, or None."""
+    if job is None or not available or need <= available:
+        return None
+    what = f"its logits at ctx {job.params.ctx}" + (", with the model on the CPU" if on_host else "")
+    return (f"{job.label} would hold ≈{human(need, 1)} of host memory ({what}); this machine has "
+            f"{human(available, 1)} available of {human(total, 1)}: lower evaluation.ctx or evaluation.batch, "
+            "or run it where there is more memory")
 
 
 def check_logits(co: Coordinator, todo: list[Job]) -> None:

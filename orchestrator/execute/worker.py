@@ -93,6 +93,8 @@ def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = No
                        log_dir=str(log_dir), out_of_memory=oom, device=device, machine=exc.machine or oom,
                        bad_input=exc.bad_input)
     result["tool_s"] = round(res.wall_s, 4)
+    if res.peak_rss:
+        result["peak_rss_bytes"] = res.peak_rss
     return Outcome(key=spec.key, ok=True, result=result, artifact=str(final or ""), wall_s=time.monotonic() - t0,
                    argv=argv_text, log_dir=str(log_dir), device=device,
                    hashing=final is not None and hash_later is not None)

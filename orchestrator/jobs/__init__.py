@@ -39,3 +39,10 @@ def build_spec(job: Job, plan: Plan, upstream: dict[str, dict], threads: Threads
     return JobSpec(key=job.key, kind=job.kind, label=job.label, deps=job.deps, tool=k.tool, argv=parts.argv,
                    output=k.output_ref(job), judge=parts.judge, timeout_s=parts.timeout_min * 60,
                    resources=parts.resources, expect=expectations(plan, upstream, job, output_ref))
+
+
+def host_need(plan: Plan, keys, upstream: dict[str, dict], on_host: bool) -> tuple[int, Job | None]:
+    """The most host memory one of the jobs `keys` holds, and that job (0, None: none holds much)."""
+    by_key = {j.key: j for j in plan.jobs}
+    need = [(KINDS[by_key[k].kind].host_bytes(by_key[k], plan, upstream, on_host), by_key[k]) for k in keys]
+    return max(need, key=lambda x: x[0], default=(0, None))

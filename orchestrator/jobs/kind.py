@@ -104,6 +104,11 @@ class Kind:
         """Columns a row takes from other jobs' records (`recorded(key)` -> the store's record or None)."""
         return {}
 
+    def host_bytes(self, job: Job, plan: Plan, upstream: dict[str, dict], on_host: bool) -> int:
+        """What the job's tool holds in this machine's memory (the pre-flight); `on_host`: its model runs on
+        the CPU. 0: small beside the machine (a quantization streams its tensors)."""
+        return 0
+
     def output_ref(self, job: Job) -> Ref | None:
         if self.makes == "model":
             return Ref(ref="model", key=job.key, label=job.params.stem)
@@ -129,14 +134,30 @@ def device_resources(plan: Plan, upstream: dict, model_key: str, type_k: str, ty
 
 def device_bytes(plan: Plan, upstream: dict, model_key: str, type_k: str, type_v: str, ctx: int,
                  ubatch: int) -> int | None:
-    info = plan.inputs.source_info
-    try:
-        arch = memory.Architecture.from_hparams(info.architecture, info.hparams, info.n_vocab)
-    except memory.MemoryModelError:
+    fp = model_footprint(plan, upstream, model_key, type_k, type_v, ctx, ubatch)
+    return fp.total if fp is not None else None
+
+
+def model_footprint(plan: Plan, upstream: dict, model_key: str, type_k: str, type_v: str, ctx: int,
+                    ubatch: int) -> memory.Footprint | None:
+    """A model's weights, K/V and compute at ctx (None: an architecture the memory model cannot size).
+    Its weights as made, else as planned (from its type), else the source's."""
+    arch = architecture(plan)
+    if arch is None:
         return None
     made = upstream.get(model_key, {})
-    weights = int(made["quant_mib"] * 2**20) if made.get("quant_mib") else info.tensor_bytes
-    return memory.footprint(arch, weights, type_k, type_v, ctx, ubatch).total
+    planned = next((j.params.disk_bytes() for j in plan.jobs if j.key == model_key), None)
+    weights = (int(made["quant_mib"] * 2**20) if made.get("quant_mib")
+               else planned or plan.inputs.source_info.tensor_bytes)
+    return memory.footprint(arch, weights, type_k, type_v, ctx, ubatch)
+
+
+def architecture(plan: Plan) -> memory.Architecture | None:
+    info = plan.inputs.source_info
+    try:
+        return memory.Architecture.from_hparams(info.architecture, info.hparams, info.n_vocab)
+    except memory.MemoryModelError:
+        return None
 
 
 def expectations(plan: Plan, upstream: dict[str, dict], job: Job, output_ref) -> list[Expect]:

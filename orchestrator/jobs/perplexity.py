@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.jobs.kind import Kind, Params, Parts, PlanState, device_resources, model_ref
+from orchestrator.jobs.kind import (Kind, Params, Parts, PlanState, architecture, device_resources, model_footprint,
+                                    model_ref)
+from orchestrator.plan import memory
 from orchestrator.jobs.spec import Judge, Ref, Threads
 from orchestrator.plan.graph import Job, Plan, PlanInputs, content_key
 from orchestrator.tools import perplexity as tp
@@ -70,6 +72,9 @@ class Base(Kind):
         assert out is not None and judge.n_vocab is not None and judge.ctx is not None, "set by parts()"
         return tp.judge_base(res.rc, res.stdout, res.stderr, out, judge.n_vocab, judge.ctx)
 
+    def host_bytes(self, job: Job, plan: Plan, upstream: dict[str, dict], on_host: bool) -> int:
+        return host_need(job, plan, upstream, on_host, "f16", "f16", writes_base=True)
+
 
 class Kld(Kind):
     name, title, tool, priority, guess_s = "kld", "kld", "llama-perplexity", 4, 90.0
@@ -113,6 +118,10 @@ class Kld(Kind):
         assert judge.base_ppl is not None or judge.chunks, "a KLD job runs once its reference logits are recorded"
         return tp.judge_kld(res.rc, res.stdout, res.stderr, judge.base_ppl, judge.chunks)
 
+    def host_bytes(self, job: Job, plan: Plan, upstream: dict[str, dict], on_host: bool) -> int:
+        p: KldParams = job.params
+        return host_need(job, plan, upstream, on_host, p.cache_k, p.cache_v, writes_base=False)
+
     def row_extra(self, job: Job, recorded) -> dict:
         # the exact chunk count: those served, else the reference logits file's (its header)
         return {"n_chunks": job.params.served or (recorded(job.params.base) or {}).get("result", {}).get("n_chunks")}
@@ -136,3 +145,13 @@ def larger_base(bases, key: str, key_of, ctx: int, chunks: int | None):
         return None
     fits = [b for b in bases if b.n_ctx == ctx and b.n_chunk > chunks and key_of(b.chunks) == b.key]
     return min(fits, key=lambda b: b.n_chunk, default=None)
+
+
+def host_need(job: Job, plan: Plan, upstream: dict, on_host: bool, type_k: str, type_v: str, *,
+              writes_base: bool) -> int:
+    arch, ev = architecture(plan), plan.inputs.recipe.evaluation
+    if arch is None:
+        return 0
+    cpu = on_host or ev.gpu_layers == 0
+    fp = model_footprint(plan, upstream, job.params.model, type_k, type_v, job.params.ctx, ev.ubatch) if cpu else None
+    return memory.host_bytes(arch, job.params.ctx, ev.batch, writes_base=writes_base, on_host=fp)

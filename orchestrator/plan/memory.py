@@ -176,6 +176,21 @@ def footprint(arch: Architecture, weights_bytes: int, type_k: str, type_v: str, 
     return Footprint(weights=int(weights_bytes), k=k, v=v, compute=arch.compute_bytes(ctx, n_ubatch))
 
 
+def host_bytes(arch: Architecture, ctx: int, batch: int, *, writes_base: bool, on_host: Footprint | None) -> int:
+    """What a llama-perplexity run over the reference logits holds in host memory (tools/perplexity.cpp):
+    the output buffer of a batch (min(batch, ctx) rows of n_vocab floats), the scored half of a chunk's
+    logits as floats when a chunk takes several batches, and its 16-bit log-probs (a whole chunk's when it
+    writes the base file, the scored half when a KLD run reads them); `on_host`: the model's footprint
+    when it runs on the CPU (weights, K/V, compute), else nothing. Checked against the tools' peak RSS
+    (reports/long-context.md)."""
+    nv = 2 * ((arch.n_vocab + 1) // 2) + 4
+    scored = ctx - 1 - ctx // 2
+    logits = scored * arch.n_vocab * 4 if ctx > batch else 0
+    log_probs = (ctx if writes_base else scored) * nv * 2
+    out = min(batch, ctx) * arch.n_vocab * 4
+    return out + logits + log_probs + (on_host.total if on_host is not None else 0)
+
+
 def max_ctx(arch: Architecture, weights_bytes: int, type_k: str, type_v: str, budget: int,
             n_ubatch: int = UBATCH, limit: int | None = None) -> int:
     """The longest context (a multiple of 256, at most `limit`) whose footprint fits `budget`; 0 if none."""
