@@ -9,7 +9,7 @@ import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -69,7 +69,7 @@ def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = No
                 shutil.rmtree(log_dir)
             check_inputs(spec, env)
             if final is None:
-                res, argv_text, result = _run_judged(spec, env, None, log_dir, device_env)
+                res, argv_text, result = _runs(spec, env, log_dir, device_env)
             else:
                 with atomic_path(final) as tmp:
                     res, argv_text, result = _run_judged(spec, env, tmp, log_dir, device_env)
@@ -147,6 +147,23 @@ def hash_artifact(path: Path, memo: bool = False) -> dict:
     t0 = time.monotonic()
     return {"sha256": sha256_file(path, hash_memo() if memo else None, stop=STOP_HASHING),
             "hash_s": round(time.monotonic() - t0, 4)}
+
+
+def _runs(spec: JobSpec, env: WorkerEnv, log_dir: Path, device_env):
+    """A measurement in as many runs as its kind asks (chunks: auto), each judged; the last run's logs are
+    in log_dir, the earlier ones' in its run-N folders; the tool's time is theirs together."""
+    kind, runs, wall = KINDS[spec.kind], [], 0.0
+    while True:
+        res, argv_text, result = _run_judged(spec, env, None, log_dir, device_env)
+        runs.append(result)
+        wall += res.wall_s
+        nxt = kind.next_run(spec, result)
+        if nxt is None:
+            return replace(res, wall_s=wall), argv_text, kind.merge(runs)
+        shutil.move(log_dir, log_dir.with_name(f"{log_dir.name}.run-{len(runs)}"))
+        log_dir.mkdir(parents=True)
+        shutil.move(log_dir.with_name(f"{log_dir.name}.run-{len(runs)}"), log_dir / f"run-{len(runs)}")
+        spec = nxt
 
 
 def _run_judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, log_dir: Path, device_env):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.jobs.spec import Arg, Expect, Judge, Ref, Resources, Threads
+from orchestrator.jobs.spec import Arg, Expect, JobSpec, Judge, Ref, Resources, Threads
 from orchestrator.plan import memory
 from orchestrator.plan.graph import Cell, Job, Plan, PlanInputs
 
@@ -95,6 +95,15 @@ class Kind:
     def judge(self, judge: Judge, res: ProcResult, out) -> dict:
         """The result, from the tool's output (never from its exit code alone); ToolFailed if none."""
         raise NotImplementedError
+
+    def next_run(self, spec: JobSpec, result: dict) -> JobSpec | None:
+        """A job measured in several runs (chunks: auto): the spec of the next run, given this one's result;
+        None: done."""
+        return None
+
+    def merge(self, runs: list[dict]) -> dict:
+        """The job's result from the results of its runs, in order."""
+        return runs[-1]
 
     def rows(self, result: dict) -> list[dict]:
         """A measurement's result as store rows (the cell's columns are added by the caller)."""

@@ -3,12 +3,13 @@ by the reference model over the corpus) and each cell's KL divergence from them.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from orchestrator.jobs.kind import (Kind, Params, Parts, PlanState, architecture, device_resources, model_footprint,
                                     model_ref)
 from orchestrator.plan import memory
-from orchestrator.jobs.spec import Judge, Ref, Threads
+from orchestrator.jobs.spec import Judge, JobSpec, Ref, Threads
 from orchestrator.plan.graph import Job, Plan, PlanInputs, content_key
 from orchestrator.tools import perplexity as tp
 
@@ -32,6 +33,7 @@ class KldParams(Params):
     cache_v: str
     ctx: int
     served: int = 0           # the first chunks of a larger base it reads, through a pipe (0: the whole file)
+    precision: float | None = None  # chunks: auto — it stops once its KLD ± is at most this fraction of the mean
 
 
 class Base(Kind):
@@ -48,14 +50,14 @@ class Base(Kind):
                 return content_key("base", reference=st.reference, corpus=inp.corpus.sha256, ctx=ctx, chunks=chunks,
                                    batch=ev.batch, ubatch=ev.ubatch, flash_attn=ev.flash_attn,
                                    gpu_layers=ev.gpu_layers, extra=ev.extra_args, toolchain=inp.toolchain)
-            key, n_chunk, label = key_of(ev.chunks), n_chunks(inp, ctx), f"reference logits c={ctx}"
-            held = larger_base(inp.bases, key, key_of, ctx, ev.chunks)
+            key, n_chunk, label = key_of(ev.chunk_cap), n_chunks(inp, ctx), f"reference logits c={ctx}"
+            held = larger_base(inp.bases, key, key_of, ctx, ev.chunk_cap)
             if held is not None:  # the first chunks of logits made for more: served, no reference run
                 st.served[ctx] = held
                 key, n_chunk, label = held.key, held.n_chunk, f"{label} ({held.n_chunk} chunks on hand)"
             st.base_keys[ctx] = key
             st.add(Job(key, self.name, label, st.deps(st.reference), BaseParams(
-                model=st.reference, ctx=ctx, chunks=held.chunks if held else ev.chunks, n_vocab=n_vocab,
+                model=st.reference, ctx=ctx, chunks=held.chunks if held else ev.chunk_cap, n_vocab=n_vocab,
                 n_chunk=n_chunk, logits_bytes=tp.logits_size(ctx, n_vocab, n_chunk))))
 
     def parts(self, job: Job, plan: Plan, upstream: dict[str, dict], threads: Threads) -> Parts:
@@ -87,36 +89,71 @@ class Kld(Kind):
         for cell in st.cells:
             mk, base = st.model_keys[cell.weights], st.base_keys[cell.ctx]
             held = st.served.get(cell.ctx)
-            served = {"served": ev.chunks} if held else {}  # a part of a base is another measurement
+            # a part of a base is another measurement; so is one that stops at a precision
+            served = {"served": ev.chunk_cap} if held else {}
+            adaptive = {"precision": ev.target} if ev.adaptive else {}
             key = content_key("kld", model=mk, base=base, cache_k=cell.type_k, cache_v=cell.type_v, batch=ev.batch,
                               ubatch=ev.ubatch, flash_attn=ev.flash_attn, gpu_layers=ev.gpu_layers,
-                              extra=ev.extra_args, toolchain=inp.toolchain, **served)
+                              extra=ev.extra_args, toolchain=inp.toolchain, **served, **adaptive)
             st.add(Job(key, self.name, f"kld {cell}", st.deps(mk, base), KldParams(
                 model=mk, base=base, cache_k=cell.type_k, cache_v=cell.type_v, ctx=cell.ctx,
-                served=(ev.chunks or 0) if held else 0), cell), once=False)
+                served=(ev.chunk_cap or 0) if held else 0, precision=ev.target), cell), once=False)
 
     def parts(self, job: Job, plan: Plan, upstream: dict[str, dict], threads: Threads) -> Parts:
         p: KldParams = job.params
         ev = plan.inputs.recipe.evaluation
+        base = upstream.get(p.base, {})
+        first = pilot_chunks(p.served or base.get("n_chunks", 0)) if p.precision else p.served
         argv = tp.kld_argv(Ref(ref="tool", key=self.tool), model_ref(plan, p.model),
-                           Ref(ref="logits", key=p.base, count=p.served),
+                           Ref(ref="logits", key=p.base, count=first),
                            ctx=p.ctx, batch=ev.batch, ubatch=ev.ubatch, cache_k=p.cache_k, cache_v=p.cache_v,
                            flash_attn=ev.flash_attn, gpu_layers=ev.gpu_layers, threads=ev.threads or threads.device,
                            extra=ev.extra_args)
         res = device_resources(plan, upstream, p.model, p.cache_k, p.cache_v, p.ctx, ev, threads.device_hold)
-        # a KLD run must report the reference run's PPL (None only in a preview, before the base has run); over
-        # the chunks served of a larger base, the reference run's PPL after those (unknown in stores before 0.2)
-        base = upstream.get(p.base, {})
-        if p.served:
-            judge = Judge(base_ppl=next(iter(base.get("ppl_chunks", [])[p.served - 1:p.served]), None),
-                          chunks=p.served)
-        else:
-            judge = Judge(base_ppl=base.get("ppl_base"))
+        # the reference PPL the run must print: as the file holds it where recorded (to its digits), else the
+        # reference run's own figure (stores before 0.2: to 1e-3; a part of the file: unchecked); None only
+        # in a preview, before the base has run
+        read = first if p.precision else p.served or base.get("n_chunks", 0)
+        held = ppl_after(base, read)
+        judge = Judge(base_ppl=held if held is not None or read != base.get("n_chunks") else base.get("ppl_base"),
+                      ppl_from_file=held is not None, ctx=p.ctx, chunks=read if p.precision or p.served else None)
+        if p.precision:  # a pilot first; then as many chunks as its ± says the precision needs
+            judge = judge.model_copy(update={"precision": p.precision, "max_chunks": p.served or base.get("n_chunks"),
+                                             "ppl_chunks": base.get("ppl_chunks", [])})
         return Parts(argv, res, ev.timeout_minutes, judge)
 
     def judge(self, judge: Judge, res, out: Path | None) -> dict:
         assert judge.base_ppl is not None or judge.chunks, "a KLD job runs once its reference logits are recorded"
-        return tp.judge_kld(res.rc, res.stdout, res.stderr, judge.base_ppl, judge.chunks)
+        stats = tp.judge_kld(res.rc, res.stdout, res.stderr, judge.base_ppl, judge.chunks,
+                             tolerance=1e-5 if judge.ppl_from_file else 1e-3)
+        if judge.ctx is not None and stats.get("n_chunks"):
+            stats["n_tokens"] = stats["n_chunks"] * tp.scored_per_chunk(judge.ctx)
+        return stats
+
+    def next_run(self, spec: JobSpec, result: dict) -> JobSpec | None:
+        """chunks: auto — the run over more chunks that its ± so far says reaches the precision (the ± of
+        a mean shrinks as 1/√tokens; 15 % more for the estimate's own noise), or None: precise, or every
+        chunk the reference holds was used."""
+        j = spec.judge
+        n, cap = result.get("n_chunks") or 0, j.max_chunks or 0
+        if not j.precision or n >= cap:
+            return None
+        rel = result["kld_mean_err"] / result["kld_mean"] if result.get("kld_mean") else math.inf
+        if rel <= j.precision:
+            return None
+        want = cap if math.isinf(rel) else min(cap, max(n + 1, math.ceil(n * (rel / j.precision) ** 2 * 1.15)))
+        argv = [a.model_copy(update={"count": want}) if isinstance(a, Ref) and a.ref == "logits" else a
+                for a in spec.argv]
+        ppl = j.ppl_chunks[want - 1] if len(j.ppl_chunks) >= want else None
+        return spec.model_copy(update={"argv": argv, "judge": j.model_copy(update={"chunks": want, "base_ppl": ppl})})
+
+    def merge(self, runs: list[dict]) -> dict:
+        """The last run's statistics (exact over its chunks), with what every run evaluated."""
+        last = dict(runs[-1])
+        if len(runs) > 1 or "n_tokens" in last:
+            last["tokens_evaluated"] = sum(r.get("n_tokens", 0) for r in runs)
+            last["chunks_runs"] = [r.get("n_chunks") for r in runs]
+        return last
 
     def host_bytes(self, job: Job, plan: Plan, upstream: dict[str, dict], on_host: bool) -> int:
         p: KldParams = job.params
@@ -132,7 +169,8 @@ def n_chunks(inp: PlanInputs, ctx: int) -> int:
     ≈ 4 characters a token) over ctx, as llama-perplexity cuts them."""
     tokens = inp.corpus_tokens.get(inp.corpus.sha256) or inp.corpus.n_chars // 4
     n = max(1, tokens // ctx)
-    return min(n, inp.recipe.evaluation.chunks) if inp.recipe.evaluation.chunks else n
+    cap = inp.recipe.evaluation.chunk_cap
+    return min(n, cap) if cap else n
 
 
 BASE, KLD = Base(), Kld()
@@ -155,3 +193,18 @@ def host_need(job: Job, plan: Plan, upstream: dict, on_host: bool, type_k: str, 
     cpu = on_host or ev.gpu_layers == 0
     fp = model_footprint(plan, upstream, job.params.model, type_k, type_v, job.params.ctx, ev.ubatch) if cpu else None
     return memory.host_bytes(arch, job.params.ctx, ev.batch, writes_base=writes_base, on_host=fp)
+
+
+PILOT = 8  # a pilot's share of the chunks on hand: 1/8, at least 4
+
+
+def pilot_chunks(available: int) -> int:
+    """chunks: auto — the first run's chunks: enough for its ± to say how many the precision needs."""
+    return max(1, min(available, max(4, math.ceil(available / PILOT))))
+
+
+def ppl_after(base: dict, n: int) -> float | None:
+    """The reference PPL over the first n chunks, as its file holds it (None: not recorded, a store
+    before 0.2)."""
+    running = base.get("ppl_chunks", [])
+    return running[n - 1] if 0 < n <= len(running) else None

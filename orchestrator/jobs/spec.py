@@ -40,6 +40,10 @@ class Judge(Strict):
     ctx: int | None = None
     base_ppl: float | None = None       # a KLD run must report the reference run's PPL
     chunks: int | None = None           # … over exactly these chunks (a part of a larger base, served)
+    precision: float | None = None      # chunks: auto — run again over more chunks until the KLD ± is this
+    max_chunks: int | None = None       # … fraction of its mean, or these chunks were read
+    ppl_chunks: list[float] = Field(default_factory=list)  # … the reference PPL after each chunk
+    ppl_from_file: bool = False         # base_ppl is the file's own figure: it must match to its digits
     n_tests: int | None = None          # a bench must produce every test it was asked for
     overrides: list[str] = Field(default_factory=list)  # tensor_types patterns: llama-quantize must apply one
 

@@ -300,10 +300,18 @@ def _fa(v: Any):
     return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
 
+DEFAULT_PRECISION = 0.05
+
+
 class EvalSpec(Strict):
     corpus: CorpusSpec = Field(default_factory=lambda: CorpusSpec(name="wikitext-2"))
     ctx: int | list[int] = Field(512, description="context per chunk (-c); a list adds a ctx axis")
-    chunks: int | None = Field(None, ge=1, description="cap on chunks (default: the whole corpus)")
+    chunks: int | Literal["auto"] | None = Field(None, description="cap on chunks (default: the whole corpus); "
+                                                 "auto: each cell stops once its KLD is known to `precision`")
+    precision: float | None = Field(None, gt=0, lt=1, description="with chunks: auto, the KLD ± at most this "
+                                    "fraction of its mean (default 0.05)")
+    max_chunks: int | None = Field(None, ge=2, description="with chunks: auto, the most a cell may use "
+                                   "(default: the whole corpus)")
     batch: int = Field(2048, ge=1)
     ubatch: int = Field(512, ge=1)
     flash_attn: Literal["on", "off", "auto"] = "auto"
@@ -328,6 +336,37 @@ class EvalSpec(Strict):
     @classmethod
     def _extra(cls, v):
         return _check_extra(v, "perplexity")
+
+    @field_validator("chunks", mode="before")
+    @classmethod
+    def _chunks(cls, v):
+        if isinstance(v, str) and v != "auto":
+            raise ValueError(f"chunks {v!r}: a number of chunks, or auto")
+        if isinstance(v, int) and not isinstance(v, bool) and v < 1:
+            raise ValueError(f"chunks {v}: greater than or equal to 1, or auto")
+        return v
+
+    @model_validator(mode="after")
+    def _adaptive(self):
+        if self.chunks != "auto":
+            for name in ("precision", "max_chunks"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} applies to chunks: auto (chunks is {self.chunks})")
+        return self
+
+    @property
+    def adaptive(self) -> bool:
+        return self.chunks == "auto"
+
+    @property
+    def target(self) -> float | None:
+        """With chunks: auto, the relative ± of the KLD mean at which a cell stops."""
+        return (self.precision or DEFAULT_PRECISION) if self.chunks == "auto" else None
+
+    @property
+    def chunk_cap(self) -> int | None:
+        """The most chunks a cell reads (None: the whole corpus): the reference logits hold this many."""
+        return self.max_chunks if self.chunks == "auto" else self.chunks
 
     @property
     def contexts(self) -> list[int]:

@@ -111,6 +111,11 @@ def schema() -> dict:
                  "default": 512, "description": ev["ctx"].get("description", "")}
     ev["flash_attn"] = _flash()
     ev["extra_args"]["items"] = _not_managed("perplexity")
+    ev["chunks"] = {"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}, {"type": "null"}],
+                    "default": None, "description": ev["chunks"].get("description", "")}
+    # precision and max_chunks belong to chunks: auto
+    d["EvalSpec"]["if"] = {"not": {"required": ["chunks"], "properties": {"chunks": {"const": "auto"}}}}
+    d["EvalSpec"]["then"] = {"properties": {"precision": {"type": "null"}, "max_chunks": {"type": "null"}}}
 
     b = d["BenchSpec"]["properties"]
     b["depth"] = {"anyOf": [{"type": "integer", "minimum": 0},

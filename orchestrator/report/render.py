@@ -99,14 +99,16 @@ def numeric_cells(k: pd.DataFrame, arch: memory.Architecture | None) -> pd.DataF
     k["pareto"] = analysis.pareto(list(k.file_bytes), list(k.kld_mean))
     if arch is not None:
         k["kv_bytes"] = [sum(arch.kv_bytes(tk, tv, int(c))) for tk, tv, c in zip(k.type_k, k.type_v, k.ctx)]
-    keep = ["rank", "weights", "weights_type", "type_k", "type_v", "ctx", "n_chunks", "kld_mean", "kld_mean_err",
+    keep = ["rank", "weights", "weights_type", "type_k", "type_v", "ctx", "n_chunks", "n_tokens", "tokens_evaluated",
+            "kld_mean", "kld_mean_err",
             "kld_median", "kld_p99", "kld_p99_9", "kld_max", "ppl_q", "ppl_q_err", "ppl_ratio", "ppl_ratio_err",
             "same_top", "same_top_err", "dp_mean", "dp_mean_err", "rms_dp", "rms_dp_err", "file_bytes",
             "tensor_bytes", "bpw", "tensor_mix_json", "fallback_tensors", "kv_bytes", "pp_test", "pp_ts",
             "pp_ts_std", "pp_unsteady", "tg_test", "tg_ts", "tg_ts_std", "tg_unsteady",
             "inv_ppl_per_gib", "inv_kld_per_gib", "same_top_per_gib", "pareto", "corpus", "toolchain_commit",
             "toolchain_backends", "job_key"]
-    return k[[c for c in keep if c in k]]
+    optional = {"n_tokens", "tokens_evaluated"}  # stores before 0.2 have none
+    return k[[c for c in keep if c in k and (c not in optional or k[c].notna().any())]]
 
 
 TABLES = ("kv_table", "stats", "failures", "cells")

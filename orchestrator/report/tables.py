@@ -153,6 +153,9 @@ def stats_table(df: pd.DataFrame, sp: pd.DataFrame | None = None) -> pd.DataFram
         "BPW": _nums(k.bpw, 2),
         "Tensor mix (bytes)": [mix_text(m, f) for m, f in zip(_col(k, "tensor_mix_json"), _col(k, "fallback_tensors"))],
         **({"Importance matrix": ["—" if is_missing(v) else v for v in k.imatrix]} if _any(k, "imatrix") else {}),
+        **({"Chunks (tokens scored)": [f"{int(c)} ({int(t):,})" if not is_missing(t) else "—"
+                                       for c, t in zip(k.n_chunks, k.n_tokens)]}
+           if "n_tokens" in k and k.n_chunks.nunique() > 1 else {}),  # chunks: auto — each cell its own
         "Mean PPL(Q)": _pms(k.ppl_q, k.ppl_q_err, 4),
         "Mean PPL(base)": _pms(k.ppl_base, k.ppl_base_err, 4),
         "PPL(Q)/PPL(base)": _pms(k.ppl_ratio, k.ppl_ratio_err, 4),
@@ -246,7 +249,10 @@ def provenance(df: pd.DataFrame) -> dict:
         "Model sha256": first.source_sha256,
         "Reference": _reference(first),
         "Corpus": f"{first.corpus} (sha256 {str(first.corpus_sha256)[:16]}…)",
-        "Context / chunks": f"ctx {', '.join(map(str, ctxs)) or '—'}; {', '.join(map(str, chunks)) or '—'} chunks",
+        "Context / chunks": f"ctx {', '.join(map(str, ctxs)) or '—'}; " + (
+            f"{chunks[0]}–{chunks[-1]} chunks a cell (chunks: auto, each cell until its KLD ± reached the "
+            "precision asked; each cell's chunks and tokens in the statistics)"
+            if _any(k, "tokens_evaluated") and len(chunks) > 1 else f"{', '.join(map(str, chunks)) or '—'} chunks"),
         **({"Importance matrices": "; ".join(f"{w}: {im}" for w, im in dict(zip(k.weights, k.imatrix)).items()
                                              if isinstance(im, str))} if _any(k, "imatrix") else {}),
         "llama.cpp": f"commit {first.toolchain_commit}, backends {first.toolchain_backends}",

@@ -26,7 +26,7 @@ REAL_COLUMNS = KLD_STATS + ["ts_mean", "ts_std", "ns_mean", "ns_std", "bpw", "to
                             "quantize_wall_s", "file_gib"]
 INT_COLUMNS_V1 = ["n_chunks", "ctx", "n_prompt", "n_gen", "n_depth", "repetitions", "file_bytes",
                   "tensor_bytes", "n_params", "n_vocab"]
-INT_COLUMNS = INT_COLUMNS_V1 + ["fallback_tensors"]
+INT_COLUMNS = INT_COLUMNS_V1 + ["fallback_tensors", "n_tokens", "tokens_evaluated"]
 TEXT_COLUMNS_V1 = [
     "recipe", "recipe_hash", "cell_id", "measurement", "test", "weights", "weights_type", "type_k", "type_v",
     "status", "reason", "stderr_tail", "log_dir", "job_key", "argv", "samples_ns", "extra_json",
@@ -82,6 +82,9 @@ MIGRATIONS = [
      "INSERT INTO meta VALUES ('results_token', lower(hex(randomblob(8))))",
      *[f"CREATE TRIGGER results_{op.lower()} AFTER {op} ON results BEGIN UPDATE meta SET value = "
        "lower(hex(randomblob(8))) WHERE key = 'results_token'; END" for op in ("INSERT", "UPDATE", "DELETE")]],
+    # 5: the tokens a KLD cell scored, and (chunks: auto) all its runs evaluated, pilot included
+    ["ALTER TABLE results ADD COLUMN n_tokens INTEGER",
+     "ALTER TABLE results ADD COLUMN tokens_evaluated INTEGER"],
 ]
 BULKY = {"samples_ns", "stderr_tail", "toolchain_json", "extra_json"}
 COLUMNS = ["run_id", *TEXT_COLUMNS, *REAL_COLUMNS, *[c for c in INT_COLUMNS if c not in REAL_COLUMNS]]
