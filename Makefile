@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python -m bench.schedule
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.ray_sweep
+	$(BIN)/python -m bench.adaptive
 
 clean:
 	rm -rf $(VENV) .quantsweep

@@ -89,6 +89,7 @@ def plan(recipe_path: Path, workspace, llama_cpp, out, devices: str | None = Non
         "logits": [{"job": j.label, "chunks": j.params.n_chunk, "bytes": j.params.logits_bytes,
                     "chunks_estimated": inp.corpus.sha256 not in inp.corpus_tokens,
                     "status": statuses.get(j.key, "to run")} for j in p.of_kind("base")],
+        "streamed": [{"ctx": ctx, **s} for ctx, s in sorted(p.streamed.items())],
         "logits_bytes": p.logits_bytes(),
         "logits_bytes_to_write": sum(j.params.logits_bytes for j in p.of_kind("base") if j.key in to_write),
         "disk_bytes_to_write": p.disk_bytes(to_write),
@@ -132,6 +133,9 @@ def _plan_text(d: dict) -> list[str]:
     for x in d["logits"]:
         lines.append(f"  {x['job']}: {'~' if x['chunks_estimated'] else ''}{x['chunks']} chunks, "
                      f"{memory.gib(x['bytes'], 1)} [{x['status']}]")
+    for x in d["streamed"]:
+        lines.append(f"  reference logits c={x['ctx']}: streamed into each KLD run, no file "
+                     f"({x['why']}; {x['chunks']} chunks, {memory.gib(x['bytes'], 1)} as a file)")
     need, logits, free = d["disk_bytes_to_write"], d["logits_bytes_to_write"], d["free_bytes"]
     verdict = "fits" if fits_disk(need, free) else "DOES NOT FIT: lower evaluation.chunks"
     lines.append(f"disk: {memory.gib(need, 1)} to write (models ≈{memory.gib(need - logits, 1)}, reference logits "

@@ -83,6 +83,14 @@ def _kill_group(proc: subprocess.Popen, reaper: _Reaper | None = None) -> None:
         proc.wait()
 
 
+def _signal_group(proc: subprocess.Popen) -> None:
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 class _Reaper:
     """Waits for a child with wait4, so that its resource usage (peak RSS) is known at its end; the
     Popen's returncode is set from the status, as its own wait would."""
@@ -112,8 +120,9 @@ class _Reaper:
 
 def run(argv: list[str], *, log_dir: Path | None = None, name: str = "tool",
         timeout: float | None = None, cwd: Path | None = None,
-        env: dict[str, str] | None = None) -> ProcResult:
-    """Run argv (never a shell string) with stdout/stderr captured to files in log_dir."""
+        env: dict[str, str] | None = None, started=None) -> ProcResult:
+    """Run argv (never a shell string) with stdout/stderr captured to files in log_dir; `started` (with
+    log_dir) is handed a function that kills the tool, once it runs (a partner tool that died ends it)."""
     argv = [str(a) for a in argv]
     if log_dir is None:
         return _run_piped(argv, timeout=timeout, cwd=cwd, env=env)
@@ -129,6 +138,8 @@ def run(argv: list[str], *, log_dir: Path | None = None, name: str = "tool",
         with _live_lock:
             _live.add(proc)
         reaper = _Reaper(proc)
+        if started is not None:
+            started(lambda: _signal_group(proc))
         try:
             if not reaper.wait(timeout):
                 timed_out = True

@@ -18,6 +18,8 @@ from orchestrator.jobs import KINDS
 from orchestrator import procs
 from orchestrator.errors import ToolFailed
 from orchestrator.execute.serve import ServedChunks
+from orchestrator.execute.stream import Relay
+from orchestrator.tools import perplexity as tp
 from orchestrator.files import atomic_path, disk_of, remember_sha256, sha256_file
 from orchestrator.tools.toolchain import cache_root
 from orchestrator.jobs.spec import JobSpec, Outcome, Ref
@@ -166,7 +168,83 @@ def _runs(spec: JobSpec, env: WorkerEnv, log_dir: Path, device_env):
         spec = nxt
 
 
+def _run_streamed(spec: JobSpec, env: WorkerEnv, log_dir: Path, device_env):
+    """The job's tool and the reference run feeding it (spec.feed) side by side, the relay between them. When
+    one ends before all the logits have passed, the other is stopped: neither waits for a partner gone."""
+    assert spec.feed is not None
+    tool_env = procs.child_env(device_env) if device_env else None
+    with Relay(env.ws.root / "tmp") as relay:
+        def resolve(a):
+            if isinstance(a, str):
+                return a
+            if a.ref == "stream":
+                return str(relay.source if a.key == "source" else relay.sink)
+            return env.path(a)
+
+        feed, argv = [resolve(a) for a in spec.feed], [resolve(a) for a in spec.argv]
+        kill: dict[str, Callable[[], None]] = {}
+        ran: dict[str, procs.ProcResult] = {}
+        ended = threading.Event()
+        stopped: set[str] = set()
+
+        def one(name: str, args: list[str]) -> None:
+            def started(k: Callable[[], None]) -> None:
+                kill[name] = k
+                if name in stopped:  # stopped before it began
+                    k()
+
+            try:
+                ran[name] = procs.run(args, log_dir=log_dir, name=name, timeout=spec.timeout_s, env=tool_env,
+                                      started=started)
+            finally:
+                ended.set()
+
+        threads = [threading.Thread(target=one, args=(n, a), daemon=True)
+                   for n, a in (("reference", feed), (spec.kind, argv))]
+        for t in threads:
+            t.start()
+        def stop(name: str) -> None:
+            if name not in stopped and name not in ran:
+                stopped.add(name)
+                if name in kill:
+                    kill[name]()
+
+        try:
+            while len(ran) < 2:
+                ended.wait(0.5)
+                ended.clear()
+                if spec.kind in ran and not relay.done:  # the reader is gone: what the writer makes is lost
+                    stop("reference")
+                    relay.release("sink")
+                if "reference" in ran and not relay.done and (ran["reference"].rc != 0 or not relay.alive):
+                    relay.release("source")  # the logits stopped short: the reader waits for what never comes
+                    stop(spec.kind)
+        except BaseException:  # Ctrl-C: both tools go down with us
+            for k in kill.values():
+                k()
+            raise
+    res, writer = ran[spec.kind], ran["reference"]
+    problem = None
+    if "reference" not in stopped and (writer.rc != 0 or tp.parse_final(writer.stdout + writer.stderr) is None):
+        why = tp.failure_reason(writer.stderr) or f"exit code {writer.rc}, no final estimate"
+        problem = f"the reference run feeding it failed: {why}"
+        sig = -writer.rc if writer.rc < 0 else writer.rc - 128 if writer.rc > 128 else 0  # 128+N: through a shell
+        if sig in signal.valid_signals():  # killed (the out-of-memory killer…): the machine's, `run` retries it
+            problem = f"the reference run feeding it was killed by {signal.Signals(sig).name}"
+    relay_error = f"streamed reference: {relay.error}" if relay.error else None
+    judge = spec.judge.model_copy(update={"base_ppl": relay.ppl, "chunks": relay.n_chunk or None})
+    return res, " ".join(argv) + "  <  " + " ".join(feed), spec.model_copy(update={"judge": judge}), problem, \
+        relay_error
+
+
 def _run_judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, log_dir: Path, device_env):
+    if spec.feed is not None:
+        res, text, spec, writer_failed, relay_error = _run_streamed(spec, env, log_dir, device_env)
+        if writer_failed:  # the reference's side failed: that, not what the reader made of it, is the reason
+            exc = ToolFailed(writer_failed, stderr_tail=res.tail(), machine="was killed by" in writer_failed)
+            exc.wall_s, exc.argv = res.wall_s, text
+            raise exc
+        return _judged(spec, env, tmp, res, text, relay_error)
     with contextlib.ExitStack() as stack:
         served = []
 
@@ -180,7 +258,11 @@ def _run_judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, log_dir: Path, 
         text = " ".join(argv)
         res = procs.run(argv, log_dir=log_dir, name=spec.kind, timeout=spec.timeout_s,
                         env=procs.child_env(device_env) if device_env else None)
-    fed = next((s.error for s in served if s.error), None)  # known once the pipe's writer is released
+    fed = next((f"served reference chunks: {s.error}" for s in served if s.error), None)  # once it is released
+    return _judged(spec, env, tmp, res, text, fed)
+
+
+def _judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, res: procs.ProcResult, text: str, fed: str | None):
     try:
         if res.timed_out:
             raise ToolFailed(f"timed out after {spec.timeout_s / 60:g} min", stderr_tail=res.tail())
@@ -192,8 +274,8 @@ def _run_judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, log_dir: Path, 
                              if res.rc == -signal.SIGKILL else ""), stderr_tail=res.tail(), machine=True)
         try:
             result = _judge(spec, res, tmp)
-            if fed:  # the tool printed statistics, yet not all the chunks served reached it
-                raise ToolFailed(f"served reference chunks: {fed}", stderr_tail=res.tail())
+            if fed:  # the tool printed statistics, yet not all the logits meant for it reached it
+                raise ToolFailed(fed, stderr_tail=res.tail())
         except ToolFailed as exc:
             # tools report a full disk in their own words ("basic_ios::clear: iostream error", a logits file
             # cut short after exit 0): a failed job that wrote output looks at the disk it wrote to

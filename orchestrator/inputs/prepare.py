@@ -152,7 +152,8 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
     tokens = {c.sha256: n for c in texts if (n := corpus_tokens(tc, src, sha, c)) is not None}
     inp = plan.PlanInputs(recipe=r, source_path=src, source_sha=sha, source_info=info,
                           corpus=corpus, toolchain=tc.identity(), host=host_info(tc),
-                          imatrix_inputs=im_inputs, corpus_tokens=tokens, bases=bases_on_hand(ws))
+                          imatrix_inputs=im_inputs, corpus_tokens=tokens, bases=bases_on_hand(ws),
+                          disk_free=shutil.disk_usage(next(p for p in (ws.root, *ws.root.parents) if p.exists())).free)
     try:
         check_trained_context(inp, path)
         check_corpus_length(inp, path)

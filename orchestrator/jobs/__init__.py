@@ -38,7 +38,7 @@ def build_spec(job: Job, plan: Plan, upstream: dict[str, dict], threads: Threads
     parts = k.parts(job, plan, upstream, threads)
     return JobSpec(key=job.key, kind=job.kind, label=job.label, deps=job.deps, tool=k.tool, argv=parts.argv,
                    output=k.output_ref(job), judge=parts.judge, timeout_s=parts.timeout_min * 60,
-                   resources=parts.resources, expect=expectations(plan, upstream, job, output_ref))
+                   resources=parts.resources, expect=expectations(plan, upstream, job, output_ref), feed=parts.feed)
 
 
 def host_need(plan: Plan, keys, upstream: dict[str, dict], on_host: bool) -> tuple[int, Job | None]:

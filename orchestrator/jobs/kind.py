@@ -39,6 +39,7 @@ class Parts:
     resources: Resources
     timeout_min: float
     judge: Judge = field(default_factory=Judge)
+    feed: list[Arg] | None = None  # a tool run beside it that feeds it through a pipe (a streamed reference)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class PlanState:
     model_keys: dict[str, str] = field(default_factory=dict)      # weights label -> its model (job or source)
     base_keys: dict[int, str] = field(default_factory=dict)       # ctx -> the reference-logits job
     served: dict[int, Any] = field(default_factory=dict)          # ctx -> a larger base on hand, served in part
+    streamed: dict[int, dict] = field(default_factory=dict)       # ctx -> its reference streamed: why, chunks
     files: dict[str, object] = field(default_factory=dict)        # input key -> the file it names
 
     def add(self, job: Job, *, once: bool = True) -> None:

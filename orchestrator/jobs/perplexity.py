@@ -3,6 +3,7 @@ by the reference model over the corpus) and each cell's KL divergence from them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -34,6 +35,8 @@ class KldParams(Params):
     ctx: int
     served: int = 0           # the first chunks of a larger base it reads, through a pipe (0: the whole file)
     precision: float | None = None  # chunks: auto — it stops once its KLD ± is at most this fraction of the mean
+    stream: int = 0           # its reference streamed: the reference run's --chunks (-1: the whole corpus)
+    reference: str = ""       # … and its model
 
 
 class Base(Kind):
@@ -52,6 +55,12 @@ class Base(Kind):
                                    gpu_layers=ev.gpu_layers, extra=ev.extra_args, toolchain=inp.toolchain)
             key, n_chunk, label = key_of(ev.chunk_cap), n_chunks(inp, ctx), f"reference logits c={ctx}"
             held = larger_base(inp.bases, key, key_of, ctx, ev.chunk_cap)
+            size = tp.logits_size(ctx, n_vocab, n_chunk)
+            why = None if held else stream_reason(ev, size, inp.disk_free, any(b.key == key for b in inp.bases))
+            if why:  # no file: each KLD run of this ctx reads the reference run's logits as they are made
+                st.base_keys[ctx] = key
+                st.streamed[ctx] = {"why": why, "chunks": n_chunk, "bytes": size, "chunks_arg": ev.chunk_cap}
+                continue
             if held is not None:  # the first chunks of logits made for more: served, no reference run
                 st.served[ctx] = held
                 key, n_chunk, label = held.key, held.n_chunk, f"{label} ({held.n_chunk} chunks on hand)"
@@ -88,20 +97,25 @@ class Kld(Kind):
         ev = inp.recipe.evaluation
         for cell in st.cells:
             mk, base = st.model_keys[cell.weights], st.base_keys[cell.ctx]
-            held = st.served.get(cell.ctx)
+            held, streamed = st.served.get(cell.ctx), st.streamed.get(cell.ctx)
             # a part of a base is another measurement; so is one that stops at a precision
             served = {"served": ev.chunk_cap} if held else {}
             adaptive = {"precision": ev.target} if ev.adaptive else {}
             key = content_key("kld", model=mk, base=base, cache_k=cell.type_k, cache_v=cell.type_v, batch=ev.batch,
                               ubatch=ev.ubatch, flash_attn=ev.flash_attn, gpu_layers=ev.gpu_layers,
                               extra=ev.extra_args, toolchain=inp.toolchain, **served, **adaptive)
-            st.add(Job(key, self.name, f"kld {cell}", st.deps(mk, base), KldParams(
+            # streamed: the same measurement as against the file (the same key), made with the reference run
+            st.add(Job(key, self.name, f"kld {cell}", st.deps(mk, st.reference if streamed else base), KldParams(
                 model=mk, base=base, cache_k=cell.type_k, cache_v=cell.type_v, ctx=cell.ctx,
-                served=(ev.chunk_cap or 0) if held else 0, precision=ev.target), cell), once=False)
+                served=(ev.chunk_cap or 0) if held else 0, precision=ev.target,
+                stream=streamed["chunks_arg"] if streamed and streamed["chunks_arg"] else -1 if streamed else 0,
+                reference=st.reference if streamed else ""), cell), once=False)
 
     def parts(self, job: Job, plan: Plan, upstream: dict[str, dict], threads: Threads) -> Parts:
         p: KldParams = job.params
         ev = plan.inputs.recipe.evaluation
+        if p.stream:
+            return self._streamed(p, plan, upstream, threads)
         base = upstream.get(p.base, {})
         first = pilot_chunks(p.served or base.get("n_chunks", 0)) if p.precision else p.served
         argv = tp.kld_argv(Ref(ref="tool", key=self.tool), model_ref(plan, p.model),
@@ -121,6 +135,23 @@ class Kld(Kind):
             judge = judge.model_copy(update={"precision": p.precision, "max_chunks": p.served or base.get("n_chunks"),
                                              "ppl_chunks": base.get("ppl_chunks", [])})
         return Parts(argv, res, ev.timeout_minutes, judge)
+
+    def _streamed(self, p: KldParams, plan: Plan, upstream: dict[str, dict], threads: Threads) -> Parts:
+        """The KLD run reading a pipe, and the reference run writing the other (its `feed`): both resident."""
+        ev = plan.inputs.recipe.evaluation
+        t = ev.threads or threads.device
+        argv = tp.kld_argv(Ref(ref="tool", key=self.tool), model_ref(plan, p.model), Ref(ref="stream", key="sink"),
+                           ctx=p.ctx, batch=ev.batch, ubatch=ev.ubatch, cache_k=p.cache_k, cache_v=p.cache_v,
+                           flash_attn=ev.flash_attn, gpu_layers=ev.gpu_layers, threads=t, extra=ev.extra_args)
+        feed = tp.base_argv(Ref(ref="tool", key=self.tool), model_ref(plan, p.reference),
+                            Ref(ref="input", key=plan.inputs.corpus.sha256), Ref(ref="stream", key="source"),
+                            ctx=p.ctx, chunks=p.stream if p.stream > 0 else None, batch=ev.batch, ubatch=ev.ubatch,
+                            flash_attn=ev.flash_attn, gpu_layers=ev.gpu_layers, threads=t, extra=ev.extra_args)
+        reader = device_resources(plan, upstream, p.model, p.cache_k, p.cache_v, p.ctx, ev, threads.device_hold)
+        writer = device_resources(plan, upstream, p.reference, "f16", "f16", p.ctx, ev, threads.device_hold)
+        res = reader.model_copy(update={"device_bytes": reader.device_bytes + writer.device_bytes,
+                                        "exclusive": reader.exclusive or writer.exclusive})
+        return Parts(argv, res, ev.timeout_minutes, Judge(ctx=p.ctx, ppl_from_file=True), feed=feed)
 
     def judge(self, judge: Judge, res, out: Path | None) -> dict:
         assert judge.base_ppl is not None or judge.chunks, "a KLD job runs once its reference logits are recorded"
@@ -157,7 +188,11 @@ class Kld(Kind):
 
     def host_bytes(self, job: Job, plan: Plan, upstream: dict[str, dict], on_host: bool) -> int:
         p: KldParams = job.params
-        return host_need(job, plan, upstream, on_host, p.cache_k, p.cache_v, writes_base=False)
+        reader = host_need(job, plan, upstream, on_host, p.cache_k, p.cache_v, writes_base=False)
+        if not p.stream:
+            return reader
+        writer = dataclasses.replace(job, params=p.model_copy(update={"model": p.reference}))
+        return reader + host_need(writer, plan, upstream, on_host, "f16", "f16", writes_base=True)
 
     def row_extra(self, job: Job, recorded) -> dict:
         # the exact chunk count: those served, else the reference logits file's (its header)
@@ -208,3 +243,17 @@ def ppl_after(base: dict, n: int) -> float | None:
     before 0.2)."""
     running = base.get("ppl_chunks", [])
     return running[n - 1] if 0 < n <= len(running) else None
+
+
+def stream_reason(ev, size: int, free: int, on_hand: bool) -> str | None:
+    """Why a context's reference is streamed rather than written to a file, or None: it is written."""
+    if ev.logits == "stream":
+        return "logits: stream"
+    if ev.logits == "file" or on_hand or ev.adaptive:
+        return None
+    cap = ev.max_logits_bytes
+    if cap is not None and size > cap:
+        return f"the file would be {memory.gib(size, 1)}, over max_logits {memory.gib(cap, 1)}"
+    if free and size > 0.9 * free:
+        return f"the file would be {memory.gib(size, 1)}, with {memory.gib(free, 1)} free"
+    return None

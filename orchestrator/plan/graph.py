@@ -61,6 +61,7 @@ class PlanInputs:
     imatrix_inputs: dict = field(default_factory=dict)  # weight label -> Corpus or (Path, sha)
     corpus_tokens: dict = field(default_factory=dict)  # corpus sha256 -> its tokens for this model, where counted
     bases: tuple[BaseOnHand, ...] = ()  # reference logits the workspace holds: one may serve fewer chunks
+    disk_free: int = 0  # bytes free where the workspace is (logits: auto streams what would not fit)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class Plan:
     artifact_stems: dict = field(default_factory=dict)  # model artifact key -> its file name's stem (its type)
     measured: tuple[Job, ...] = ()  # every cell's kld and bench job: cells of equal weights share one key
     files: dict = field(default_factory=dict)  # input key -> the file (source model, corpora, given imatrix)
+    streamed: dict = field(default_factory=dict)  # ctx -> why its reference is streamed, its chunks and bytes
 
     def of_kind(self, kind: str) -> list[Job]:
         return [j for j in self.jobs if j.kind == kind]

@@ -30,4 +30,5 @@ def build(inp: PlanInputs) -> Plan:
     seen: set[str] = set()
     jobs = [j for j in jobs if not (j.key in seen or seen.add(j.key))]  # type: ignore[func-returns-value]
     stems = {j.key: j.params.stem for j in jobs if KINDS[j.kind].makes == "model"}
-    return Plan(inp, tuple(jobs), tuple(cells), dict(st.model_keys), stems, measured, dict(st.files))
+    return Plan(inp, tuple(jobs), tuple(cells), dict(st.model_keys), stems, measured, dict(st.files),
+                dict(st.streamed))

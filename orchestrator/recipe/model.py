@@ -303,6 +303,15 @@ def _fa(v: Any):
 DEFAULT_PRECISION = 0.05
 
 
+def _size(text: str) -> int:
+    from orchestrator.plan.memory import parse_size
+
+    try:
+        return parse_size(text, "max_logits")
+    except Exception as exc:  # a UsageError outside a recipe: here, the field's own message
+        raise ValueError(str(exc)) from None
+
+
 class EvalSpec(Strict):
     corpus: CorpusSpec = Field(default_factory=lambda: CorpusSpec(name="wikitext-2"))
     ctx: int | list[int] = Field(512, description="context per chunk (-c); a list adds a ctx axis")
@@ -312,6 +321,12 @@ class EvalSpec(Strict):
                                     "fraction of its mean (default 0.05)")
     max_chunks: int | None = Field(None, ge=2, description="with chunks: auto, the most a cell may use "
                                    "(default: the whole corpus)")
+    logits: Literal["file", "stream", "auto"] = Field("auto", description="the reference logits: a file made "
+                                                       "once, or streamed into each KLD run (no disk); auto: "
+                                                       "streamed when the file would not fit the disk or "
+                                                       "max_logits")
+    max_logits: str | None = Field(None, description="with logits: auto, the largest reference-logits file to "
+                                   "write (e.g. 20GiB); larger ones are streamed")
     batch: int = Field(2048, ge=1)
     ubatch: int = Field(512, ge=1)
     flash_attn: Literal["on", "off", "auto"] = "auto"
@@ -352,7 +367,18 @@ class EvalSpec(Strict):
             for name in ("precision", "max_chunks"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"{name} applies to chunks: auto (chunks is {self.chunks})")
+        elif self.logits == "stream":
+            raise ValueError("chunks: auto reads the reference logits again for each further run: it needs "
+                             "logits: file (or auto), not stream")
+        if self.max_logits is not None:
+            if self.logits != "auto":
+                raise ValueError(f"max_logits applies to logits: auto (logits is {self.logits})")
+            _size(self.max_logits)
         return self
+
+    @property
+    def max_logits_bytes(self) -> int | None:
+        return _size(self.max_logits) if self.max_logits is not None else None
 
     @property
     def adaptive(self) -> bool:

@@ -223,6 +223,10 @@ def read_logits_header(path: Path) -> tuple[int, int, int] | None:
             head = f.read(20)
     except OSError:
         return None
+    return parse_logits_header(head)
+
+
+def parse_logits_header(head: bytes) -> tuple[int, int, int] | None:
     if len(head) < 20 or head[:8] != LOGITS_MAGIC:
         return None
     return struct.unpack("<iii", head[8:20])

@@ -1,0 +1,125 @@
+"""A streamed reference (`evaluation.logits: stream`): the reference run writes its logits into a pipe, the
+KLD run reads them from another, and this relay carries them between the two, checked on the way. No
+logits file is written: a long context's reference (gigabytes a chunk) costs no disk.
+
+The relay reads the header, forwards exactly the bytes the header promises (a writer that ends early is a
+failure, even if the reader printed statistics of what it got), and computes the reference PPL the rows
+hold, as the KLD run will (scale·v + min of each scored token, float32): the KLD run must print it to its
+digits, as against a file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from orchestrator.tools import perplexity as tp
+
+BLOCK = 8 << 20
+
+
+class Relay:
+    """`with Relay(folder) as r:` r.source is the pipe the reference run writes, r.sink the one the KLD run
+    reads; after both tools ended, `error` says what went wrong between them, `ppl` is the reference PPL
+    the rows held, `n_chunk` their chunks."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.error: str | None = None
+        self.ppl: float | None = None
+        self.n_chunk = 0
+        self.sent = 0
+        self.done = False
+
+    def __enter__(self) -> Relay:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._dir = Path(tempfile.mkdtemp(prefix=".stream.", dir=self.folder))
+        self.source, self.sink = self._dir / "reference.kld", self._dir / "kld.kld"
+        os.mkfifo(self.source, 0o600)
+        os.mkfifo(self.sink, 0o600)
+        self._thread = threading.Thread(target=self._relay, name="quantsweep-stream", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _relay(self) -> None:
+        import numpy as np
+
+        try:
+            with open(self.source, "rb") as src, open(self.sink, "wb") as dst:
+                head = src.read(20)
+                header = tp.parse_logits_header(head)
+                if header is None:
+                    self.error = "the reference run wrote no logits header"
+                    return
+                n_ctx, n_vocab, n_chunk = header
+                self.n_chunk = n_chunk
+                dst.write(head)
+                tokens = self._copy(src, dst, 4 * n_chunk * n_ctx)
+                if tokens is None:
+                    return
+                ids = np.frombuffer(tokens, dtype="<i4").reshape(n_chunk, n_ctx)
+                rows, nv = tp.scored_per_chunk(n_ctx), 2 * ((n_vocab + 1) // 2) + 4
+                per_block = max(1, BLOCK // (2 * nv))
+                total, count, first = 0.0, 0, n_ctx // 2
+                for c in range(n_chunk):
+                    scored = ids[c, first + 1:first + 1 + rows].astype(np.int64)
+                    for r0 in range(0, rows, per_block):
+                        n = min(per_block, rows - r0)
+                        block = self._copy(src, dst, n * nv * 2)
+                        if block is None:
+                            return
+                        table = np.frombuffer(block, dtype="<u2").reshape(n, nv)
+                        head4 = np.ascontiguousarray(table[:, :4]).view("<f4")
+                        values = table[np.arange(n), 4 + scored[r0:r0 + n]].astype(np.float32)
+                        total += float((-(head4[:, 0] * values + head4[:, 1])).astype(np.float64).sum())
+                        count += n
+                self.ppl = math.exp(total / count) if count else None
+                self.done = True
+        except BrokenPipeError:
+            self.error = f"the KLD run stopped reading after {self.sent} bytes"
+        except OSError as exc:
+            self.error = f"stream: {exc}"
+
+    def _copy(self, src, dst, length: int) -> bytes | None:
+        """`length` bytes from the writer to the reader (returned), or None: the writer ended first."""
+        parts, want = [], length
+        while want:
+            got = src.read(min(BLOCK, want))
+            if not got:
+                self.error = f"the reference run ended after {self.sent + length - want} bytes of its logits"
+                return None
+            dst.write(got)
+            parts.append(got)
+            want -= len(got)
+        self.sent += length
+        return b"".join(parts)
+
+    def release(self, side: str) -> None:
+        """The writer ("source") or the reader ("sink") is gone, perhaps before it opened its pipe: opening
+        that pipe's other end and closing it frees a relay waiting there, which then meets an end of file or
+        a broken pipe and ends."""
+        path, flags = (self.source, os.O_WRONLY) if side == "source" else (self.sink, os.O_RDONLY)
+        for _ in range(20):
+            if not self._thread.is_alive():
+                return
+            try:
+                os.close(os.open(path, flags | os.O_NONBLOCK))
+            except OSError:
+                pass
+            self._thread.join(0.05)
+
+    def __exit__(self, *exc) -> None:
+        for _ in range(50):
+            if not self._thread.is_alive():
+                break
+            self.release("source")
+            self.release("sink")
+        shutil.rmtree(self._dir, ignore_errors=True)
