@@ -30,6 +30,9 @@ LOADER_ONLY = (
     "tensor_types keys are valid regular expressions",
     "'source' weights take no imatrix or tensor_types",
     "the file named by extends exists, and the merged recipe is complete",
+    "chunks: auto takes no logits: stream",
+    "max_logits applies to logits: auto",
+    "max_logits is a size",
 )
 
 

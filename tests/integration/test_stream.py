@@ -88,3 +88,14 @@ def test_a_side_that_dies_is_a_failure_naming_it_and_run_retries_it(demo_model, 
     assert main(["run", str(recipe), "-w", str(ws), "-q", "--llama-cpp", str(folder)]) == 0
     df = Store(ws / "store.sqlite").results("dies")
     assert set(df[df.measurement == "kld"].status) == {"ok"}
+
+
+def test_auto_streams_a_reference_over_max_logits_and_says_why(demo_model, tmp_path, capsys):
+    path = _recipe(tmp_path, demo_model, "big", "auto")
+    ws = tmp_path / "ws"
+    assert main(["plan", str(path), "-w", str(ws)]) == 0
+    assert "reference logits c=256: 5 chunks, 59.5 MiB [to run]" in capsys.readouterr().out  # fits: a file
+    path.write_text(path.read_text().replace("logits: auto", "logits: auto, max_logits: 50MiB"))
+    assert main(["plan", str(path), "-w", str(ws)]) == 0
+    assert ("reference logits c=256: streamed into each KLD run, no file (the file would be 59.5 MiB, over "
+            "max_logits 50.0 MiB; 5 chunks, 59.5 MiB as a file)") in capsys.readouterr().out
