@@ -234,17 +234,21 @@ def _run_streamed(spec: JobSpec, env: WorkerEnv, log_dir: Path, device_env):
     relay_error = f"streamed reference: {relay.error}" if relay.error else None
     judge = spec.judge.model_copy(update={"base_ppl": relay.ppl, "chunks": relay.n_chunk or None})
     return res, " ".join(argv) + "  <  " + " ".join(feed), spec.model_copy(update={"judge": judge}), problem, \
-        relay_error
+        relay_error, writer
 
 
 def _run_judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, log_dir: Path, device_env):
     if spec.feed is not None:
-        res, text, spec, writer_failed, relay_error = _run_streamed(spec, env, log_dir, device_env)
+        res, text, spec, writer_failed, relay_error, writer = _run_streamed(spec, env, log_dir, device_env)
         if writer_failed:  # the reference's side failed: that, not what the reader made of it, is the reason
             exc = ToolFailed(writer_failed, stderr_tail=res.tail(), machine="was killed by" in writer_failed)
             exc.wall_s, exc.argv = res.wall_s, text
             raise exc
-        return _judged(spec, env, tmp, res, text, relay_error)
+        res, text, result = _judged(spec, env, tmp, res, text, relay_error)
+        final = tp.parse_final(writer.stdout + writer.stderr)
+        result.update(streamed=True, feed_peak_rss_bytes=writer.peak_rss, feed_s=round(writer.wall_s, 4),
+                      ppl_base_run=final[0] if final else None)
+        return res, text, result
     with contextlib.ExitStack() as stack:
         served = []
 
