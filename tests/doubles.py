@@ -16,6 +16,7 @@ machine does not have (2, 4, 8 GPUs). Each double
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import struct
@@ -26,6 +27,7 @@ from pathlib import Path
 FIX = Path(__file__).parent / "fixtures" / "0c1e570-cpu-gnu12"
 TOOLS = ("llama-quantize", "llama-perplexity", "llama-bench", "llama-imatrix")
 TICK = 0.005
+DOUBLE_PPL_BASE = 13.270085  # the recorded KLD run's Mean PPL(base) (fixtures ppl_kld.stdout)
 
 
 def install(bin_dir: Path) -> Path:
@@ -144,8 +146,15 @@ def _base(argv: list[str]) -> int:
     n_chunk = int(_opt(argv, "--chunks", "1"))
     rows = n_ctx - 1 - n_ctx // 2
     size = 20 + 4 * n_chunk * n_ctx + n_chunk * rows * (2 * ((n_vocab + 1) // 2) + 4) * 2
+    row_bytes = (2 * ((n_vocab + 1) // 2) + 4) * 2
+    # every row says the scored token's log-prob is -ln(PPL) (scale 0, min -ln PPL): the reference PPL the
+    # file holds is the recorded KLD run's PPL(base), which the judge checks it against
+    row_head = struct.pack("<ff", 0.0, -math.log(DOUBLE_PPL_BASE))
     with open(_opt(argv, "--kl-divergence-base"), "wb") as f:
         f.write(b"_logits_" + struct.pack("<iii", n_ctx, n_vocab, n_chunk))
+        for r in range(n_chunk * rows):
+            f.seek(20 + 4 * n_chunk * n_ctx + r * row_bytes)
+            f.write(row_head)
         f.truncate(size)
     return _replay("ppl_base")
 
