@@ -311,23 +311,28 @@ VENV_BYTES = 600 << 20       # quantsweep's venv on a box (measured: 521 MB with
 TOOLCHAIN_BYTES = 600 << 20  # a llama.cpp build in the box's cache (measured: 474 MB for a CPU build)
 
 
-def _artifact_bytes(recipe_path: Path, ws) -> tuple[int, int] | None:
+def _artifact_bytes(recipe_path: Path, ws, box_free: int) -> tuple[int, int] | None:
     """What the sweep's workspace on the box will hold, as far as the laptop can know it (the model at hand
     here): (every artifact — the reference model, the quantized ones, importance matrices, reference logits —,
-    of which reference logits)."""
+    of which reference logits), planned against the box's free disk (logits: auto streams what it cannot
+    hold). A recipe this machine can tell is wrong (a ctx beyond the model's) stops here, before the box."""
+    import dataclasses
+
+    from orchestrator.errors import EnvironmentProblem, InputFileError
     from orchestrator.plan import planner
     from orchestrator.inputs import prepare
     from orchestrator.tools import toolchain
 
     try:
         inp = prepare.inputs(recipe_path, ws, toolchain.find(), fetch=False)
-    except QuantsweepError:
+    except (EnvironmentProblem, InputFileError):  # not at hand here (a model the box downloads): the box checks
         return None
-    p = planner.build(inp)
+    p = planner.build(dataclasses.replace(inp, disk_free=box_free))
     return p.disk_bytes(j.key for j in p.jobs), p.logits_bytes()
 
 
-def _disk_parts(box: Box, recipe_path: Path, ws, files, llama_cpp: str | None) -> list[tuple[str, int]]:
+def _disk_parts(box: Box, recipe_path: Path, ws, files, llama_cpp: str | None, box_free: int
+                ) -> list[tuple[str, int]]:
     """Everything a sweep puts on the box's disk: its venv and the llama.cpp build unless there already, the
     uploads, and the workspace's artifacts."""
     parts = [("uploads", sum(p.stat().st_size for p, _ in files))]
@@ -335,7 +340,7 @@ def _disk_parts(box: Box, recipe_path: Path, ws, files, llama_cpp: str | None) -
         parts.append(("quantsweep's venv", VENV_BYTES))
     if llama_cpp is None and not box.has(f"{box.root}/cache/toolchains/*/toolchain.json"):
         parts.append(("the llama.cpp build", TOOLCHAIN_BYTES))
-    made = _artifact_bytes(recipe_path, ws)
+    made = _artifact_bytes(recipe_path, ws, box_free)
     if made is not None:
         parts += [("models", made[0] - made[1]), ("reference logits", made[1])]
     return [(what, n) for what, n in parts if n]
@@ -362,7 +367,7 @@ def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None,
                           "sweep on its CPU")
     data, files = remote_recipe(recipe_path)
     upload = sum(p.stat().st_size for p, _ in files)
-    parts = _disk_parts(box, recipe_path, ws, files, llama_cpp)
+    parts = _disk_parts(box, recipe_path, ws, files, llama_cpp, info["free"])
     if not fits_disk(sum(n for _, n in parts), info["free"]):
         what = " + ".join(f"{n / 2**30:.2f} GiB of {w}" for w, n in parts)
         raise RemoteError(f"{target}: the box has {info['free'] / 2**30:.2f} GiB free in {box.root} but the "

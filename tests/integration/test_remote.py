@@ -162,12 +162,12 @@ def test_failures_speak_plainly_and_start_nothing(box, sshd, tmp_path, demo_mode
              f"{target}: authentication refused (", "Permission denied")
     no_cpu = [f for f in flags if f != "--cpu"]
     one_line(qs("run", recipe, "-w", ws, "--host", target, *no_cpu), "no GPU found on the box", "--cpu")
-    # a disk too small for the base logits: 40 MB of text at ctx 16384 asks for ~480 GiB of them
+    # a disk too small for the base logits a recipe wants as a file: 40 MB of text at ctx 8192, ~480 GiB of them
     corpus = tmp_path / "big.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 900_000)
     huge = small_recipe(tmp_path, demo_model, name="huge", weights=("Q8_0",), bench=False, pairs=(("f16", "f16"),),
-                        ctx=16384, chunks=None, corpus=f"{{path: {corpus}}}")
-    huge.write_text(huge.read_text().replace("chunks: None, ", ""))
+                        ctx=8192, chunks=None, corpus=f"{{path: {corpus}}}")
+    huge.write_text(huge.read_text().replace("chunks: None, ", "logits: file, "))
     # every part counts: the venv not installed yet, the models (the F16 reference first), the logits
     one_line(qs("run", huge, "-w", ws, "--host", target, *flags), "GiB of quantsweep's venv + ", "GiB of models + ",
              "GiB of reference logits", "GiB free in")
