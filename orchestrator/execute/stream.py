@@ -77,9 +77,7 @@ class Relay:
                         if block is None:
                             return
                         table = np.frombuffer(block, dtype="<u2").reshape(n, nv)
-                        head4 = np.ascontiguousarray(table[:, :4]).view("<f4")
-                        values = table[np.arange(n), 4 + scored[r0:r0 + n]].astype(np.float32)
-                        total += float((-(head4[:, 0] * values + head4[:, 1])).astype(np.float64).sum())
+                        total += tp.rows_nll(table, scored[r0:r0 + n])
                         count += n
                 self.ppl = math.exp(total / count) if count else None
                 self.done = True

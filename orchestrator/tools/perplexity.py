@@ -186,14 +186,22 @@ def file_ppl_chunks(path: Path) -> list[float]:
     out, total, count = [], 0.0, 0
     for c in range(n_chunk):
         scored = np.asarray(tokens[c, first + 1:first + 1 + rows], dtype=np.int64)
-        at = np.arange(c * rows, (c + 1) * rows)
-        head = np.ascontiguousarray(table[at, :4]).view("<f4")  # scale, min
-        values = table[at, 4 + scored].astype(np.float32)
-        nll = -(head[:, 0] * values + head[:, 1])  # float32, as the tool computes it
-        total += float(nll.astype(np.float64).sum())
+        total += rows_nll(table[c * rows:(c + 1) * rows], scored)
         count += rows
         out.append(math.exp(total / count))
     return out
+
+
+def rows_nll(table, scored) -> float:
+    """The reference's negative log-likelihood summed over rows of a base file (n × (4 + n_vocab…) uint16:
+    float scale, float min, then the 16-bit values) for their scored tokens: −(scale·v + min), in float32 as
+    llama-perplexity computes it, summed in float64."""
+    import numpy as np
+
+    at = np.arange(len(scored))
+    head = np.ascontiguousarray(table[at, :4]).view("<f4")
+    values = table[at, 4 + scored].astype(np.float32)
+    return float((-(head[:, 0] * values + head[:, 1])).astype(np.float64).sum())
 
 
 def scored_per_chunk(n_ctx: int) -> int:
