@@ -230,11 +230,13 @@ def schema():
 
 
 @toolchain_app.command("show")
-def toolchain_show(llama_cpp: Optional[str] = LLAMA, as_json: bool = JSON):
+def toolchain_show(llama_cpp: Optional[str] = LLAMA, as_json: bool = JSON,
+                   ik: bool = typer.Option(False, "--ik",
+                                           help="the ik_llama.cpp tools (recipes with `toolchain: ik`)")):
     """Which llama.cpp tools are used: directory, commit, backends, devices."""
     from orchestrator import commands
 
-    commands.toolchain_show(llama_cpp, _sink(as_json))
+    commands.toolchain_show(llama_cpp, _sink(as_json), "ik" if ik else "mainline")
 
 
 @toolchain_app.command("build")
@@ -247,12 +249,14 @@ def toolchain_build(cuda: Optional[bool] = typer.Option(None, "--cuda/--no-cuda"
                                                   "x86-64-v3, CUDA sm_80/86/89/90, not tuned to this CPU"),
                     rocm: Optional[bool] = typer.Option(None, "--rocm/--no-rocm", help="AMD GPUs through HIP "
                                                         "[default: when hipconfig and /dev/kfd are present "
-                                                        "and CUDA is not]")):
+                                                        "and CUDA is not]"),
+                    ik: bool = typer.Option(False, "--ik", help="ik_llama.cpp (ik-llama-cpp-python 0.1.5's tree) "
+                                            "instead of llama.cpp, for recipes with `toolchain: ik`")):
     """Build llama-quantize/perplexity/bench/imatrix from the pinned source (cached per machine)."""
     from orchestrator.tools import toolchain
 
     tc = toolchain.build(cuda=cuda, jobs=jobs, fa_quants=fa_quants, portable=portable, rocm=rocm,
-                         log=_sink().note)
+                         log=_sink().note, flavor="ik" if ik else "mainline")
     _out(str(tc.bin_dir))
 
 

@@ -49,7 +49,7 @@ def plan(recipe_path: Path, workspace, llama_cpp, out, devices: str | None = Non
     r = recipemod.load(recipe_path)  # a bad recipe stops here, before anything is touched
     prepare.check_local_files(r, recipe_path)
     ws = Workspace(workspace)
-    tc = toolchain.find(llama_cpp)
+    tc = toolchain.find(llama_cpp, r.toolchain)
     try:
         inp = prepare.inputs(recipe_path, ws, tc, fetch=False)
     except FetchError as exc:
@@ -78,7 +78,8 @@ def plan(recipe_path: Path, workspace, llama_cpp, out, devices: str | None = Non
         "shape": {"weights": len(r.weights), "pairs": len(r.cache.expanded()), "contexts": len(r.evaluation.contexts)},
         "model": {"file": inp.source_path.name, "sha256": inp.source_sha, "n_vocab": inp.source_info.n_vocab},
         "reference": r.reference.type, "corpus": inp.corpus.label,
-        "toolchain": {"commit": tc.commit, "backends": list(tc.backends), "bin_dir": str(tc.bin_dir)},
+        "toolchain": {"name": tc.title, "commit": tc.commit, "backends": list(tc.backends),
+                      "bin_dir": str(tc.bin_dir)},
         "warnings": [w for w in (toolchain.fa_warning(tc, r.cache.expanded()),) if w]
                     + [f"warning: {line}" for line in advice.warnings(inp)],
         "jobs": [{"kind": j.kind, "name": jobkinds.kind(j.kind).title, "job": j.label,
@@ -122,7 +123,8 @@ def _plan_text(d: dict) -> list[str]:
              f"{len(d['cells'])} cells",
              f"model {m['file']} (sha256 {m['sha256'][:12]}…, n_vocab {m['n_vocab']}); reference {d['reference']}; "
              f"corpus {d['corpus']}",
-             f"toolchain {tc['commit']} ({', '.join(tc['backends'])}) at {tc['bin_dir']}", *d["warnings"]]
+             f"toolchain {tc['name']} {tc['commit']} ({', '.join(tc['backends'])}) at {tc['bin_dir']}",
+             *d["warnings"]]
     for kind in jobkinds.KINDS.values():
         of_kind = [x for x in d["jobs"] if x["kind"] == kind.name]
         if of_kind:
@@ -179,7 +181,7 @@ def run(recipe_path: Path, workspace, llama_cpp, retry_failed: bool, quiet: bool
     r = recipemod.load(recipe_path)
     prepare.check_local_files(r, recipe_path)
     ws = Workspace(workspace)
-    tc = toolchain.find(llama_cpp)
+    tc = toolchain.find(llama_cpp, r.toolchain)
     if ray is not None:
         from orchestrator.execute import ray_nodes
 
@@ -381,10 +383,10 @@ def devices(llama_cpp, only: str | None, out) -> None:
                  "source": f.source} for f in found], text)
 
 
-def toolchain_show(llama_cpp, out) -> None:
-    d = toolchain.find(llama_cpp).describe()
-    keys = ("bin_dir", "origin", "commit", "version", "compiler", "target", "backends", "devices", "cuda_fa_quants",
-            "build_flags")
+def toolchain_show(llama_cpp, out, flavor: str = "mainline") -> None:
+    d = toolchain.find(llama_cpp, flavor).describe()
+    keys = ("bin_dir", "flavor", "origin", "commit", "version", "compiler", "target", "backends", "devices",
+            "cuda_fa_quants", "build_flags")
     out.answer(d, lambda d: [f"{k:<15} {', '.join(d[k]) if isinstance(d[k], (list, tuple)) else d[k]}"
                              for k in keys])
 

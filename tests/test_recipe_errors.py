@@ -23,6 +23,10 @@ CASES = [
     (GOOD.replace("[Q4_K_M]", "[]"), "weights", "at least 1 item"),
     (GOOD.replace("[Q4_K_M]", "[Q4_K_M, Q4_K_M]"), "weights", "duplicate weight label"),
     (GOOD.replace("[Q4_K_M]", "[IQ2_XS]"), "weights[0]", "needs an importance matrix"),
+    (GOOD.replace("[Q4_K_M]", "[Q8_0, IQ4_KS]"), "weights[1].type", "IQ4_KS is an ik_llama.cpp type: add "
+     "`toolchain: ik`"),
+    (GOOD + "toolchain: ik_llama\n", "toolchain", "'mainline' or 'ik'"),
+    (GOOD + "toolchain: ik\nbench: {depth: [0, 512]}\n", "bench.depth", "measures at depth 0 only"),
     (GOOD + "cache: {pairs: [[f16, q3_K]]}\n", "cache.pairs", "unknown cache type 'q3_K'"),
     (GOOD + "cache: {k: [f16]}\n", "cache", "give both"),
     (GOOD + "cache: {}\n", "cache", "no K/V pair"),
@@ -160,6 +164,8 @@ def test_extends_cycle(tmp_path, capsys):
 # needs two fields at once or a file), or None for what is not a recipe at all (no mapping, no YAML)
 LOADER_ONLY_CASES = {
     "duplicate weight label": "weight labels are distinct",
+    "is an ik_llama.cpp type": "ik_llama.cpp's own weight types need toolchain: ik",
+    "measures at depth 0 only": "toolchain: ik benches at depth 0 only",
     "needs flash attention": "a quantized V cache needs flash attention (evaluation.flash_attn / bench.flash_attn "
                              "not off)",
     "llama-bench takes no f32": "llama-bench takes no f32 cache when bench is enabled",

@@ -169,6 +169,7 @@ def progress(rundir: Path) -> dict:
     from orchestrator.execute.coordinator import STATUS_FILE
     from orchestrator.results.store import Store
     from orchestrator.workspace import Workspace
+    from orchestrator.recipe import model as recipemod
 
     ws = Workspace(workspace_of(rundir))
     try:
@@ -180,7 +181,8 @@ def progress(rundir: Path) -> dict:
         return {"total": s["jobs"], "done": s["cached"] - s.get("failed_before", 0) + s["finished"] - s["failed"],
                 "failed": failed, "eta_s": s["eta_s"], "running": s["running"]}
     try:
-        inp = prepare.inputs(rundir / "recipe.yaml", ws, toolchain.find(), fetch=False)
+        flavor = recipemod.load(rundir / "recipe.yaml").toolchain
+        inp = prepare.inputs(rundir / "recipe.yaml", ws, toolchain.find(flavor=flavor), fetch=False)
     except Exception as exc:  # inputs not fetched yet, a toolchain not built yet
         return {"total": None, "note": f"plan not known yet ({str(exc).splitlines()[0]})"}
     p = planner.build(inp)

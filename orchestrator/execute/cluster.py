@@ -133,7 +133,7 @@ class RayExecutor:
         refs = [remote_probe.options(num_cpus=0,
                                      scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
                 .remote(self.node_dir, str(self.shared) if self.shared else None, co.tc.commit, __version__,
-                        self._inputs, artifacts, logits) for n in alive]
+                        self._inputs, artifacts, logits, co.tc.flavor) for n in alive]
         problems, foreign = [], []
         cpus = {n["NodeID"]: n.get("Resources", {}).get("CPU", 1) for n in alive}
         self._free: dict[str, int] = {}
@@ -246,7 +246,7 @@ class RayExecutor:
                 continue
             spec = self._node_spec(co, co.jobs[key], node)
             opts = self._options(spec, node)
-            args = (spec.model_dump(), self._root(node), self._inputs, node)
+            args = (spec.model_dump(), self._root(node), self._inputs, node, co.tc.flavor)
             ref = self._execute.options(num_returns="streaming", **opts).remote(*args)
             self._count(spec.kind, "sent", len(json.dumps(args, default=str)))
             s = Started(key, self._where(node), spec, on_device=opts["num_gpus"] > 0)

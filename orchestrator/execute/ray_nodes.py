@@ -121,7 +121,7 @@ def node_root(base: str, node_id: str) -> str:
 
 
 def probe(base: str | None, shared: str | None, commit: str, version: str, inputs: dict[str, str],
-           artifacts: dict[str, dict], logits: dict[str, tuple[int, int]]) -> dict:
+           artifacts: dict[str, dict], logits: dict[str, tuple[int, int]], flavor: str = "mainline") -> dict:
     """On one node: its identity, devices, toolchain, the inputs it can read, the artifacts it holds, what
     is wrong with the reference logits it holds (`logits`: key -> (n_vocab, ctx)) and its free disk."""
     import shutil
@@ -140,10 +140,10 @@ def probe(base: str | None, shared: str | None, commit: str, version: str, input
     if __version__ != version:
         problems.append(f"quantsweep {__version__} here, {version} on the coordinator")
     try:
-        tc = toolchain.find()
+        tc = toolchain.find(flavor=flavor)
         backends = tuple(tc.backends)
         if tc.commit != commit:
-            problems.append(f"llama.cpp {tc.commit} here, {commit} on the coordinator (job keys include it)")
+            problems.append(f"{tc.title} {tc.commit} here, {commit} on the coordinator (job keys include it)")
     except Exception as exc:  # noqa: BLE001  (any reason is reported, with the node's name)
         backends = ("CPU",)
         problems.append(f"no llama.cpp tools: {exc}")
@@ -170,7 +170,7 @@ def probe(base: str | None, shared: str | None, commit: str, version: str, input
             "gpus": gpus, "problems": problems, "bad_logits": bad, "free": shutil.disk_usage(existing).free}
 
 
-def execute(spec: dict, root: str, inputs: dict[str, str], node: str):
+def execute(spec: dict, root: str, inputs: dict[str, str], node: str, flavor: str = "mainline"):
     """On a node: one job, exactly as a local sweep runs it; Ray pins the GPU (CUDA_VISIBLE_DEVICES).
 
     A generator: its first item says the job began (until then Ray held it queued for resources), its
@@ -182,7 +182,7 @@ def execute(spec: dict, root: str, inputs: dict[str, str], node: str):
 
     t0 = time.monotonic()
     yield {"began": True}
-    tc = toolchain.find()
+    tc = toolchain.find(flavor=flavor)
     env = worker.WorkerEnv(tool=tc.exe, ws=Workspace(root), inputs={k: Path(v) for k, v in inputs.items()})
     gpus = ray.get_gpu_ids()
     where = f"{node[:8]}" + (f" gpu {','.join(map(str, gpus))}" if gpus else "")

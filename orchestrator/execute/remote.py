@@ -117,8 +117,8 @@ class Box:
     def env(self, llama_cpp: str | None) -> list[str]:
         """`env` before every quantsweep command on the box: its cache lives under the box's root."""
         pairs = [f"QUANTSWEEP_CACHE={self.root}/cache"]
-        if llama_cpp:
-            pairs.append(f"QUANTSWEEP_LLAMA_CPP={llama_cpp}")
+        if llama_cpp:  # the tools the recipe measures with, whichever toolchain it names
+            pairs += [f"QUANTSWEEP_LLAMA_CPP={llama_cpp}", f"QUANTSWEEP_IK_LLAMA_CPP={llama_cpp}"]
         return ["env", *pairs]
 
     # -- installing quantsweep and the tools ---------------------------------------------------------
@@ -156,14 +156,15 @@ class Box:
                               f" ({hint})")
         return python
 
-    def toolchain(self, python: str, llama_cpp: str | None, log) -> dict:
+    def toolchain(self, python: str, llama_cpp: str | None, log, flavor: str = "mainline") -> dict:
         """The tools on the box: those at llama_cpp, else built there (cached; CUDA when the box has it)."""
         qs = [*self.env(llama_cpp), python, "-m", "orchestrator.cli"]
+        ik = ["--ik"] if flavor == "ik" else []
         if llama_cpp is None:  # found in the box's cache (said so), or built there, its progress said as it goes
-            res = self.ssh([*qs, "toolchain", "build"], capture=False, prefix=f"quantsweep: {self.target}: ")
+            res = self.ssh([*qs, "toolchain", "build", *ik], capture=False, prefix=f"quantsweep: {self.target}: ")
             if res.returncode != 0:
                 raise RemoteError(f"{self.target}: building the llama.cpp tools failed: {_last_line(res.stderr)}")
-        res = self.ssh([*qs, "toolchain", "show", "--json"])
+        res = self.ssh([*qs, "toolchain", "show", "--json", *ik])
         if res.returncode != 0:
             raise RemoteError(f"{self.target}: no llama.cpp tools: {_last_line(res.stderr)}")
         return json.loads(res.stdout)
@@ -323,8 +324,11 @@ def _artifact_bytes(recipe_path: Path, ws, box_free: int) -> tuple[int, int] | N
     from orchestrator.inputs import prepare
     from orchestrator.tools import toolchain
 
+    from orchestrator.recipe import model as recipemod
+
     try:
-        inp = prepare.inputs(recipe_path, ws, toolchain.find(), fetch=False)
+        inp = prepare.inputs(recipe_path, ws, toolchain.find(flavor=recipemod.load(recipe_path).toolchain),
+                             fetch=False)
     except (EnvironmentProblem, InputFileError):  # not at hand here (a model the box downloads): the box checks
         return None
     p = planner.build(dataclasses.replace(inp, disk_free=box_free))
@@ -380,8 +384,9 @@ def run_on(target: str, recipe_path: Path, workspace, *, remote_dir: str | None,
     running = json.loads(box.agent(python, llama_cpp, "status", box.root).stdout or "[]")
     now = next((x for x in running if x["recipe"] == r.name), None)
     if now is None or now["state"] != "running":
-        tc = box.toolchain(python, llama_cpp, say)
-        say(f"{target}: llama.cpp {tc.get('commit')} ({', '.join(tc.get('backends', []))}) at {tc.get('bin_dir')}")
+        tc = box.toolchain(python, llama_cpp, say, r.toolchain)
+        title = "ik_llama.cpp" if r.toolchain == "ik" else "llama.cpp"
+        say(f"{target}: {title} {tc.get('commit')} ({', '.join(tc.get('backends', []))}) at {tc.get('bin_dir')}")
         box.ssh(["mkdir", "-p", f"{rundir}/inputs"])
         if files:
             say(f"{target}: uploading {len(files)} file(s), {upload / 2**20:.0f} MiB (resumable)")

@@ -43,7 +43,8 @@ class Bench(Kind):
         b = plan.inputs.recipe.bench
         argv = tb.argv(Ref(ref="tool", key=self.tool), model_ref(plan, p.model), cache_k=p.cache_k, cache_v=p.cache_v,
                        prompt=b.prompt, gen=b.gen, depth=b.depth, repetitions=b.repetitions, flash_attn=b.flash_attn,
-                       gpu_layers=b.gpu_layers, threads=b.threads, batch=b.batch, ubatch=b.ubatch, extra=b.extra_args)
+                       gpu_layers=b.gpu_layers, threads=b.threads, batch=b.batch, ubatch=b.ubatch, extra=b.extra_args,
+                       flavor=plan.inputs.recipe.toolchain)
         res = Resources(where="device", threads=b.threads or threads.device_hold, exclusive=True,
                         quiet_host=b.isolation == "host")
         return Parts(argv, res, b.timeout_minutes, Judge(n_tests=tb.expected_tests(b.prompt, b.gen, b.depth)))

@@ -204,8 +204,10 @@ class WeightSpec(TypeShorthand):
             return "source"
         canon = lt.canonical_quant(v)
         if canon is None:
-            raise ValueError(f"unknown weight quant {v!r}; {lt.suggest(v.upper(), lt.QUANT_TYPES)}"
-                             f"allowed: {', '.join(lt.QUANT_TYPES)}")
+            raise ValueError(f"unknown weight quant {v!r}; "
+                             f"{lt.suggest(v.upper(), lt.QUANT_TYPES + lt.IK_QUANT_TYPES)}"
+                             f"allowed: {', '.join(lt.QUANT_TYPES)} (and with toolchain: ik, "
+                             f"{', '.join(lt.IK_QUANT_TYPES)})")
         return canon
 
     @field_validator("tensor_types")
@@ -453,6 +455,9 @@ class Recipe(Strict):
     evaluation: EvalSpec = Field(default_factory=EvalSpec)
     bench: BenchSpec = Field(default_factory=BenchSpec)
     quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
+    toolchain: Literal["mainline", "ik"] = Field(
+        "mainline", description="which tools measure: llama.cpp (mainline) or ik_llama.cpp (ik; build it with "
+                                "`quantsweep toolchain build --ik`), whose extra weight types need it")
 
     @field_validator("name")
     @classmethod
@@ -463,6 +468,14 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _cross(self):
+        if self.toolchain != "ik":
+            for i, w in enumerate(self.weights):
+                if w.type in lt.IK_QUANT_TYPES and w.type not in lt.QUANT_TYPES:
+                    raise FieldError(f"weights[{i}].type", f"{w.type} is an ik_llama.cpp type: add `toolchain: ik` "
+                                     "to the recipe (tools: `quantsweep toolchain build --ik`)")
+        elif self.bench.enabled and any(self.bench.depth):
+            raise FieldError("bench.depth", "ik_llama.cpp's llama-bench measures at depth 0 only (it has no -d): "
+                             "bench.depth [0] with toolchain: ik")
         labels = [w.label for w in self.weights]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
@@ -487,7 +500,9 @@ class Recipe(Strict):
         return self
 
     def canonical_hash(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        # the default toolchain is left out, so a recipe's hash is the one it had before it could name one
+        dumped = self.model_dump(mode="json", exclude={"toolchain"} if self.toolchain == "mainline" else None)
+        blob = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -23,6 +23,8 @@ from orchestrator.recipe.model import (
 
 LOADER_ONLY = (
     "weight labels are distinct",
+    "ik_llama.cpp's own weight types need toolchain: ik",
+    "toolchain: ik benches at depth 0 only",
     "a quantized V cache needs flash attention (evaluation.flash_attn / bench.flash_attn not off)",
     "llama-bench takes no f32 cache when bench is enabled",
     "ubatch <= batch",
@@ -87,13 +89,13 @@ def schema() -> dict:
     d["ReferenceSpec"] = {"anyOf": [{"type": "string", "pattern": ref_types}, ref]}
 
     w = d["WeightSpec"]
-    w["properties"]["type"]["pattern"] = case_insensitive(("source", *lt.QUANT_TYPES))
+    w["properties"]["type"]["pattern"] = case_insensitive(("source", *lt.QUANT_TYPES, *lt.IK_QUANT_TYPES))
     w["properties"]["tensor_types"]["additionalProperties"] = {"type": "string",
                                                                "pattern": case_insensitive(lt.GGML_TYPES)}
     w["properties"]["extra_args"]["items"] = _not_managed("quantize")
     w["if"] = {"properties": {"type": {"pattern": case_insensitive(lt.NEEDS_IMATRIX)}}}
     w["then"] = {"required": ["imatrix"], "properties": {"imatrix": {"type": "object"}}}
-    plain = [t for t in lt.QUANT_TYPES if t not in lt.NEEDS_IMATRIX]
+    plain = [t for t in (*lt.QUANT_TYPES, *lt.IK_QUANT_TYPES) if t not in lt.NEEDS_IMATRIX]
     d["WeightSpec"] = {"anyOf": [{"type": "string", "pattern": case_insensitive(("source", *plain)),
                                   "description": "a llama-quantize type that needs no imatrix, or source"}, w]}
 

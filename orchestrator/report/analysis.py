@@ -326,11 +326,14 @@ def run_differences(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
     """What differs between two runs besides their cells: the model, the reference, the corpus, the
     toolchain. A comparison across them measures that difference too, so it is said first."""
     def values(df, col):
+        if col == "toolchain_name":  # rows from before a second toolchain existed: llama.cpp's
+            return sorted({str(v) for v in df[col].fillna("llama.cpp").unique()}) if col in df else ["llama.cpp"]
         return sorted({str(v) for v in df[col].dropna().unique()}) if col in df else []
 
     out = []
     for what, col, short in (("model", "source_sha256", 12), ("reference", "reference", 0),
-                             ("corpus", "corpus_sha256", 12), ("llama.cpp build", "toolchain_commit", 0),
+                             ("corpus", "corpus_sha256", 12), ("toolchain", "toolchain_name", 0),
+                             ("llama.cpp build", "toolchain_commit", 0),
                              ("backend", "toolchain_backends", 0)):
         va, vb = values(a, col), values(b, col)
         if va and vb and va != vb:
@@ -344,6 +347,9 @@ def run_differences(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
 
 COMPARED = [("KLD", "kld_mean", "kld_mean_err", 6), ("PPL ratio", "ppl_ratio", "ppl_ratio_err", 4),
             ("Same top p", "same_top", "same_top_err", 3)]
+# side by side, as B/A (no ± to judge by: a speed is a property of the machine and the build as much as of
+# the cell): llama-bench's prompt processing and generation, and the wall of the cell's KLD run
+SPEEDS = [("pp t/s", "pp_ts"), ("tg t/s", "tg_ts"), ("KLD run s", "tool_wall_s")]
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
@@ -359,6 +365,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     rows = []
     wanted = ["weights", "type_k", "type_v", "ctx", "_merge"] + [f"{c}_{s}" for _, col, err, _ in COMPARED
                                                                 for c in (col, err) for s in "ab"]
+    wanted += [f"{col}_{s}" for _, col in SPEEDS for s in "ab" if f"{col}_{s}" in m]
     for r in records(m, wanted):
         row = {"weights": r.weights, "type_k": r.type_k, "type_v": r.type_v, "ctx": int(r.ctx),
                "in": {"both": "both", "left_only": "A only", "right_only": "B only"}[r._merge]}
@@ -372,5 +379,9 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
                 if abs(d) > pmv:
                     flags.append(name)
         row["differs"] = ", ".join(flags)
+        for name, col in SPEEDS:
+            va, vb = r.get(f"{col}_a"), r.get(f"{col}_b")
+            row[f"{name} A"], row[f"{name} B"] = va, vb
+            row[f"{name} B/A"] = vb / va if va and vb and va == va and vb == vb else None
         rows.append(row)
     return pd.DataFrame(rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from orchestrator.plan import memory
-from orchestrator.report.analysis import BENCH_CV_MAX, COMPARED, Z, Recommendation, records
+from orchestrator.report.analysis import BENCH_CV_MAX, COMPARED, SPEEDS, Z, Recommendation, records
 from orchestrator.report.tables import num, pm
 
 
@@ -82,6 +82,14 @@ def compare_lines(a_name: str, b_name: str, c: pd.DataFrame, differences: list[s
         rows.append(row)
     if rows:
         lines += text_table(rows, header)
+    speeds = [(n, col) for n, col in SPEEDS if both.get(f"{n} A") is not None and both[f"{n} A"].notna().any()
+              and both[f"{n} B"].notna().any()]
+    if speeds:
+        lines += ["", "Speed side by side (A | B, and B/A):"]
+        srows = [[r.weights, f"{r.type_k}/{r.type_v}", str(r.ctx)]
+                 + [f"{_num(r[f'{n} A'])} | {_num(r[f'{n} B'])}  ({_ratio(r[f'{n} B/A'])})" for n, _ in speeds]
+                 for r in records(both)]
+        lines += text_table(srows, ["weights", "K/V", "ctx", *[n for n, _ in speeds]])
     flagged = both[both.differs != ""]
     lines += ["", f"{len(flagged)} of {len(both)} cells differ by more than their ± "
               f"({', '.join(sorted({f for d in flagged.differs for f in d.split(', ')})) or 'none'})."]
@@ -90,6 +98,14 @@ def compare_lines(a_name: str, b_name: str, c: pd.DataFrame, differences: list[s
         lines += ["", "Measured in one run only:"]
         lines += [f"  - {r.weights} {r.type_k}/{r.type_v} ctx {r.ctx}: {r['in']}" for r in records(only)]
     return lines
+
+
+def _num(v) -> str:
+    return "—" if v is None or v != v else f"{v:.2f}" if v < 100 else f"{v:.0f}"
+
+
+def _ratio(v) -> str:
+    return "—" if v is None or v != v else f"×{v:.2f}"
 
 
 def plain(v):
@@ -131,5 +147,8 @@ def compare_json(a_name: str, b_name: str, c: pd.DataFrame, differences: list[st
     for n, col, *_ in COMPARED:
         cols += [f"Δ {n}", f"Δ {n} ±"]
         names |= {f"Δ {n}": f"{col}_delta", f"Δ {n} ±": f"{col}_delta_err"}
+    for n, col in SPEEDS:
+        cols += [f"{n} A", f"{n} B", f"{n} B/A"]
+        names |= {f"{n} A": f"{col}_a", f"{n} B": f"{col}_b", f"{n} B/A": f"{col}_ratio"}
     cells = [{names.get(k, k): v for k, v in row.items()} for row in rows_json(c, cols)] if not c.empty else []
     return {"a": a_name, "b": b_name, "run_differences": list(differences), "z": Z, "cells": cells}

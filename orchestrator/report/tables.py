@@ -193,6 +193,17 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
                          "log": f.log_dir.fillna("")})
 
 
+def _toolchain(first) -> str:
+    name = getattr(first, "toolchain_name", None)
+    return name if isinstance(name, str) and name else "llama.cpp"
+
+
+def _pin(first) -> str:
+    """A build from a vendored sdist is pinned by the sdist's version, a git build by its commit."""
+    c = str(first.toolchain_commit)
+    return f"sdist {c}" if "python-" in c else f"commit {c}"
+
+
 def _any(df: pd.DataFrame, name: str) -> bool:
     return name in df and df[name].notna().any()
 
@@ -255,7 +266,7 @@ def provenance(df: pd.DataFrame) -> dict:
             if _any(k, "tokens_evaluated") and len(chunks) > 1 else f"{', '.join(map(str, chunks)) or '—'} chunks"),
         **({"Importance matrices": "; ".join(f"{w}: {im}" for w, im in dict(zip(k.weights, k.imatrix)).items()
                                              if isinstance(im, str))} if _any(k, "imatrix") else {}),
-        "llama.cpp": f"commit {first.toolchain_commit}, backends {first.toolchain_backends}",
+        **{_toolchain(first): f"{_pin(first)}, backends {first.toolchain_backends}"},
         "Hardware": f"{first.host_cpu}" + (f"; {first.host_gpu}" if first.host_gpu else ""),
         "Recipe": f"{first.recipe} (sha256 {str(first.recipe_hash)[:16]}…)",
         "One cell's command": _command(k),

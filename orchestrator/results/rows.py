@@ -55,6 +55,7 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
         "reference": r.reference.type, "corpus": inp.corpus.label, "corpus_sha256": inp.corpus.sha256,
         "n_vocab": inp.source_info.n_vocab, "n_params": inp.source_info.n_params,
         "toolchain_commit": runner.tc.commit, "toolchain_backends": ",".join(runner.tc.backends),
+        "toolchain_name": runner.tc.title,
         "toolchain_json": json.dumps(runner.tc.describe()), "host_cpu": inp.host.get("cpu"),
         "host_gpu": inp.host.get("gpu"),
         "model_arch_json": json.dumps({"architecture": inp.source_info.architecture,

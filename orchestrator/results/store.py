@@ -35,7 +35,7 @@ TEXT_COLUMNS_V1 = [
     "host_cpu", "host_gpu", "created_at", "source", "source_quant",
 ]
 TEXT_COLUMNS = TEXT_COLUMNS_V1 + ["model_arch_json",  # a new column: a new migration below
-                                  "tensor_mix_json", "source_tensor_mix_json"]
+                                  "tensor_mix_json", "source_tensor_mix_json", "toolchain_name"]
 
 # each step: the SQL statements that take the schema from version N-1 to N (PRAGMA user_version). Each is
 # frozen text, never built from the column lists above: a column added later is a new step, and a store
@@ -85,6 +85,8 @@ MIGRATIONS = [
     # 5: the tokens a KLD cell scored, and (chunks: auto) all its runs evaluated, pilot included
     ["ALTER TABLE results ADD COLUMN n_tokens INTEGER",
      "ALTER TABLE results ADD COLUMN tokens_evaluated INTEGER"],
+    # 6: which toolchain measured a row (llama.cpp or ik_llama.cpp; empty before: llama.cpp)
+    ["ALTER TABLE results ADD COLUMN toolchain_name TEXT"],
 ]
 BULKY = {"samples_ns", "stderr_tail", "toolchain_json", "extra_json"}
 COLUMNS = ["run_id", *TEXT_COLUMNS, *REAL_COLUMNS, *[c for c in INT_COLUMNS if c not in REAL_COLUMNS]]

@@ -21,10 +21,14 @@ FAILURES = [
 
 def argv(exe: File, model: File, *, cache_k: str, cache_v: str, prompt: int, gen: int, depth: list[int],
          repetitions: int, flash_attn: str, gpu_layers: int, threads: int | None, batch: int, ubatch: int,
-         extra: list[str]) -> list:
-    return [exe, "-m", model, "-o", "jsonl", "-p", str(prompt), "-n", str(gen),
-            "-d", ",".join(str(d) for d in depth), "-r", str(repetitions), "-ctk", cache_k, "-ctv", cache_v,
-            "-fa", flash_attn, "-ngl", str(gpu_layers), "-b", str(batch), "-ub", str(ubatch),
+         extra: list[str], flavor: str = "mainline") -> list:
+    if flavor == "ik":  # ik_llama.cpp's llama-bench: -o json (no jsonl), -fa 0|1, no -d (the recipe asks depth 0)
+        out, fa, depth_args = "json", "0" if flash_attn == "off" else "1", []
+    else:
+        out, fa, depth_args = "jsonl", flash_attn, ["-d", ",".join(str(d) for d in depth)]
+    return [exe, "-m", model, "-o", out, "-p", str(prompt), "-n", str(gen), *depth_args,
+            "-r", str(repetitions), "-ctk", cache_k, "-ctv", cache_v,
+            "-fa", fa, "-ngl", str(gpu_layers), "-b", str(batch), "-ub", str(ubatch),
             *threads_args(threads), *extra]
 
 

@@ -1,4 +1,5 @@
-"""Type names the llama.cpp tools accept (commit 0c1e570), used to validate recipes offline.
+"""Type names the llama.cpp tools accept (commit 0c1e570, and ik_llama.cpp as vendored by
+ik-llama-cpp-python 0.1.5), used to validate recipes offline.
 
 At plan time the weight types are checked again against the toolchain's own `--help` list.
 """
@@ -14,6 +15,18 @@ QUANT_TYPES = (
     "Q3_K", "IQ3_XS", "Q3_K_S", "Q3_K_M", "Q3_K_L", "IQ4_NL", "IQ4_XS", "Q4_K", "Q4_K_S", "Q4_K_M",
     "Q5_K", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "F16", "BF16", "F32", "COPY",
 )
+# the types ik_llama.cpp adds (its llama-quantize QUANT_OPTIONS less mainline's): new trellis (*_KT), non-linear
+# (IQ*_K, IQ*_KS, IQ*_KL) and row-interleaved (*_R4, *_R8, *_R16) types. Mainline's Q1_0, Q2_0, TQ*_0 and
+# MXFP4_MOE are not in ik's list: the plan-time check against the tool's --help says so.
+IK_QUANT_TYPES = (
+    "Q6_0", "MXFP4", "IQ2_XXS_R4", "IQ2_XS_R4", "IQ2_M_R4", "IQ1_S_R4", "IQ1_M_R4", "IQ1_BN", "IQ2_BN",
+    "IQ2_BN_R4", "Q2_K_R4", "IQ3_KT", "IQ4_KT", "IQ3_XXS_R4", "IQ3_S_R4", "Q3_K_R4", "IQ4_NL_R4", "IQ4_XS_R8",
+    "Q4_0_R8", "Q5_0_R4", "Q6_0_R4", "Q8_0_R8", "Q8_KV", "IQ4_KS", "IQ4_KS_R4", "IQ5_KS_R4", "IQ4_KSS",
+    "IQ5_KS", "IQ2_K", "IQ2_K_R4", "IQ2_KS", "IQ1_KT", "IQ2_KT", "IQ2_KL", "IQ3_KS", "IQ3_K", "IQ3_K_R4",
+    "IQ3_KL", "IQ4_K", "IQ4_K_R4", "IQ5_K", "IQ5_K_R4", "IQ6_K", "Q4_K_R4", "Q5_K_R4", "Q6_K_R4", "Q8_K_R8",
+    "Q8_KV_R8", "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "BF16_R16",
+)
+TOOLCHAINS = ("mainline", "ik")
 FLOAT_TYPES = ("F32", "F16", "BF16")
 # `general.file_type` (llama_ftype) -> the name llama-quantize takes; Q4_K, Q3_K, Q5_K are aliases of *_M
 FILE_TYPES = {
@@ -46,7 +59,8 @@ def file_type_name(file_type) -> str | None:
     except (TypeError, ValueError):
         return None
 # these need an importance matrix for (almost) every tensor
-NEEDS_IMATRIX = ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M", "IQ3_XXS", "Q2_K_S")
+NEEDS_IMATRIX = ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M", "IQ3_XXS", "Q2_K_S",
+                 "IQ2_XXS_R4", "IQ2_XS_R4", "IQ1_S_R4", "IQ1_M_R4")  # the last four: ik_llama.cpp's
 
 # ggml tensor types for --tensor-type / --output-tensor-type / --token-embedding-type
 GGML_TYPES = (
@@ -62,9 +76,9 @@ UNQUANTIZED_CACHE = ("f32", "f16", "bf16")
 
 
 def canonical_quant(name: str) -> str | None:
-    """llama-quantize compares type names case-insensitively."""
+    """llama-quantize compares type names case-insensitively; a type of either toolchain."""
     up = name.strip().upper()
-    return up if up in QUANT_TYPES else None
+    return up if up in QUANT_TYPES or up in IK_QUANT_TYPES else None
 
 
 def suggest(word: str, choices) -> str:

@@ -4,6 +4,10 @@ Order of preference: the directory the user names (--llama-cpp or QUANTSWEEP_LLA
 toolchain quantsweep built before (cached outside the repository, keyed by source and flags),
 then the tools on PATH. `build` compiles the four tools from the llama.cpp tree vendored in
 the llama-cpp-python sdist on PyPI, so no download from outside the package registries happens.
+
+Two toolchains: mainline llama.cpp, and ik_llama.cpp (`build --ik`, from the ik-llama-cpp-python sdist),
+a fork with more weight types and faster CPU kernels. A recipe names the one it measures with
+(`toolchain: ik`); every lookup here is for one of them, so an ik build never answers for mainline.
 """
 
 from __future__ import annotations
@@ -34,6 +38,36 @@ SDIST_PACKAGE, SDIST_VERSION = "llama-cpp-python", "0.3.36"
 SDIST_SUBDIR = "vendor/llama.cpp"
 PINNED_COMMIT = "0c1e570"
 
+
+@dataclass(frozen=True)
+class Source:
+    """Where a toolchain's tree comes from: a PyPI sdist that vendors it (no .git, so the pin is the sdist's
+    version, and the binaries say commit "unknown")."""
+    flavor: str            # "mainline" | "ik": what a recipe's `toolchain:` names
+    title: str             # as the user reads it
+    package: str
+    version: str
+    subdir: str
+    pin: str               # recorded as the toolchain's commit
+    examples: bool = False  # its tools are examples (ik_llama.cpp) rather than tools/ (mainline)
+
+    @property
+    def archive(self) -> str:
+        return f"{self.package.replace('-', '_')}-{self.version}"
+
+
+SOURCES = {
+    "mainline": Source("mainline", "llama.cpp", SDIST_PACKAGE, SDIST_VERSION, SDIST_SUBDIR, PINNED_COMMIT),
+    "ik": Source("ik", "ik_llama.cpp", "ik-llama-cpp-python", "0.1.5", "vendor/ik_llama.cpp",
+                 "ik-llama-cpp-python-0.1.5", examples=True),
+}
+# ik_llama.cpp's sdist lacks the script its common/CMakeLists.txt runs to write build-info.cpp; this one
+# does what mainline's does (the root's cmake/build-info.cmake finds no git: commit "unknown")
+IK_BUILD_INFO_SCRIPT = """\
+include(${CMAKE_CURRENT_SOURCE_DIR}/cmake/build-info.cmake)
+configure_file(${CMAKE_CURRENT_SOURCE_DIR}/common/build-info.cpp.in ${CMAKE_CURRENT_SOURCE_DIR}/common/build-info.cpp)
+"""
+
 VERSION_RE = re.compile(
     r"version: (?:(?P<semver>\d+\.\d+\.\d+[^\s(]*) \(build (?P<n1>\d+), commit (?P<c1>[0-9a-f]+|unknown)\)"
     r"|(?P<n2>\d+) \((?P<c2>[0-9a-f]+|unknown)\))")
@@ -57,6 +91,7 @@ class Toolchain:
     cuda_fa_quants: str | None = None
     origin: str = "user"
     build_flags: tuple[str, ...] = field(default=())
+    flavor: str = "mainline"
 
     def exe(self, tool: str) -> str:
         return str(self.bin_dir / tool)
@@ -65,9 +100,15 @@ class Toolchain:
         return os.access(self.bin_dir / tool, os.X_OK)
 
     def identity(self) -> dict:
-        """What of the toolchain can change a number: part of every job's content key."""
-        return {"commit": self.commit, "backends": list(self.backends), "compiler": self.compiler,
-                "cuda_fa_quants": self.cuda_fa_quants}
+        """What of the toolchain can change a number: part of every job's content key (mainline's keys are
+        the ones they were before a second toolchain existed)."""
+        ident = {"commit": self.commit, "backends": list(self.backends), "compiler": self.compiler,
+                 "cuda_fa_quants": self.cuda_fa_quants}
+        return ident if self.flavor == "mainline" else {**ident, "flavor": self.flavor}
+
+    @property
+    def title(self) -> str:
+        return SOURCES[self.flavor].title if self.flavor in SOURCES else self.flavor
 
     def describe(self) -> dict:
         d = asdict(self)
@@ -82,23 +123,33 @@ def _tools_in(directory: Path) -> Path | None:
     return None
 
 
-def find(llama_cpp: str | None = None) -> Toolchain:
-    """The toolchain to use, identified; ToolchainError with what to do when there is none."""
-    named = llama_cpp or os.environ.get("QUANTSWEEP_LLAMA_CPP")
+def find(llama_cpp: str | None = None, flavor: str = "mainline") -> Toolchain:
+    """The toolchain of this flavor to use, identified; ToolchainError with what to do when there is none.
+    ik_llama.cpp tools are found where the user names them (QUANTSWEEP_IK_LLAMA_CPP for ik) or as our build."""
+    src = SOURCES[flavor]
+    named = llama_cpp or os.environ.get("QUANTSWEEP_IK_LLAMA_CPP" if flavor == "ik" else "QUANTSWEEP_LLAMA_CPP")
     if named:
         bin_dir = _tools_in(Path(named).expanduser())
         if bin_dir is None:
             raise ToolchainError(f"{named}: does not hold {', '.join(TOOLS)} (looked in ., bin/, build/bin/)")
-        return _with_build_record(identify(bin_dir))
-    built = _cached_builds()
+        return _of_flavor(_with_build_record(identify(bin_dir)), flavor, named)
+    built = [t for t in _cached_builds() if t.flavor == flavor]
     if built:
         return built[0]
     on_path = [shutil.which(t) for t in TOOLS]
-    if all(on_path) and on_path[0] is not None:
+    if flavor == "mainline" and all(on_path) and on_path[0] is not None:
         return identify(Path(on_path[0]).parent)
-    raise ToolchainError("no llama.cpp tools found: run `quantsweep toolchain build`, or pass "
-                         "--llama-cpp DIR / set QUANTSWEEP_LLAMA_CPP to a directory holding "
-                         + ", ".join(TOOLS))
+    flag, env = ("--ik", "QUANTSWEEP_IK_LLAMA_CPP") if flavor == "ik" else ("", "QUANTSWEEP_LLAMA_CPP")
+    raise ToolchainError(f"no {src.title} tools found: run `quantsweep toolchain build{' ' + flag if flag else ''}`"
+                         f", or pass --llama-cpp DIR / set {env} to a directory holding " + ", ".join(TOOLS))
+
+
+def _of_flavor(tc: Toolchain, flavor: str, named: str) -> Toolchain:
+    if tc.flavor != flavor:
+        raise ToolchainError(f"{named}: holds {tc.title} tools, and the recipe measures with {SOURCES[flavor].title}"
+                             f" (toolchain: {flavor}); name a {SOURCES[flavor].title} build, or set the recipe's "
+                             f"toolchain: {tc.flavor}")
+    return tc
 
 
 def _cached_builds() -> list[Toolchain]:
@@ -110,7 +161,7 @@ def _cached_builds() -> list[Toolchain]:
             data["bin_dir"] = meta.parent / "bin"
             for k in ("backends", "devices", "build_flags"):
                 data[k] = tuple(data.get(k) or ())
-            found.append(Toolchain(**data))
+            found.append(Toolchain(**{k: v for k, v in data.items() if k in Toolchain.__dataclass_fields__}))
     return found
 
 
@@ -124,7 +175,8 @@ def _with_build_record(tc: Toolchain) -> Toolchain:
     except (OSError, ValueError):
         return tc
     return replace(tc, commit=meta.get("commit") if tc.commit == "unknown" else tc.commit, origin="built",
-                   build_flags=tuple(meta.get("build_flags") or ()), cuda_fa_quants=meta.get("cuda_fa_quants"))
+                   build_flags=tuple(meta.get("build_flags") or ()), cuda_fa_quants=meta.get("cuda_fa_quants"),
+                   flavor=meta.get("flavor") or tc.flavor)
 
 
 def identify(bin_dir: Path, origin: str = "user", build_flags: tuple[str, ...] = (),
@@ -141,11 +193,23 @@ def identify(bin_dir: Path, origin: str = "user", build_flags: tuple[str, ...] =
     cm = COMPILER_RE.search(text.replace("\r", ""))
     devs = procs.run([str(bin_dir / "llama-bench"), "--list-devices"], timeout=60)
     devices = tuple(f"{kind}: {desc.strip()}" for kind, desc in DEVICE_RE.findall(devs.stdout))
-    backends = tuple(sorted({d.split(":")[0] for d in devices} - {"CPU"})) or ("CPU",)
+    backends = tuple(sorted({d.split(":")[0] for d in devices} - {"CPU"}))
+    if not backends:  # ik_llama.cpp's llama-bench lists no devices: what the build was made with
+        backends = tuple(b for b, flag in (("CUDA", "-DGGML_CUDA=ON"), ("ROCm", "-DGGML_HIP=ON"))
+                         if flag in build_flags) or ("CPU",)
     return Toolchain(bin_dir=bin_dir, commit=commit, version=version or "",
                      compiler=cm.group(1) if cm else "", target=cm.group(2) if cm else "",
                      backends=backends, devices=devices, origin=origin,
-                     build_flags=tuple(build_flags), cuda_fa_quants=cuda_fa_quants)
+                     build_flags=tuple(build_flags), cuda_fa_quants=cuda_fa_quants, flavor=flavor_of(bin_dir))
+
+
+IK_MARK_RE = re.compile(r"\bIQ4_KS\b")
+
+
+def flavor_of(bin_dir: Path) -> str:
+    """ik_llama.cpp's llama-quantize lists its own types (IQ4_KS…) in --help; mainline's does not."""
+    res = procs.run([str(bin_dir / "llama-quantize"), "--help"], timeout=60)
+    return "ik" if IK_MARK_RE.search(res.stdout + res.stderr) else "mainline"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,12 +280,16 @@ def _hip_env() -> dict[str, str]:
     return {k: v for k, v in (("HIPCXX", f"{llvm}/clang" if llvm else ""), ("HIP_PATH", root)) if v}
 
 
-def build_flags(cuda: bool, fa_quants: str = "all", portable: bool = False, rocm: bool = False) -> list[str]:
+def build_flags(cuda: bool, fa_quants: str = "all", portable: bool = False, rocm: bool = False,
+                flavor: str = "mainline") -> list[str]:
+    ik = flavor == "ik"
     flags = ["-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF",
-             "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF"]
+             "-DLLAMA_BUILD_TESTS=OFF", f"-DLLAMA_BUILD_EXAMPLES={'ON' if ik else 'OFF'}", "-DLLAMA_BUILD_SERVER=OFF"]
     flags += ["-DGGML_NATIVE=OFF", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON"] if portable \
         else ["-DGGML_NATIVE=ON"]
-    if cuda:
+    if cuda and ik:  # ik_llama.cpp: every flash-attention K/V pair or its default few
+        flags += ["-DGGML_CUDA=ON", f"-DGGML_CUDA_FA_ALL_QUANTS={'ON' if fa_quants == 'all' else 'OFF'}"]
+    elif cuda:
         # by default every flash-attention K/V pair, so no cache pair falls back to the CPU
         flags += ["-DGGML_CUDA=ON", f"-DGGML_CUDA_FA_QUANTS={fa_quants}"]
         if portable:
@@ -243,9 +311,9 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def build_key(flags: list[str]) -> str:
+def build_key(flags: list[str], src: Source = SOURCES["mainline"]) -> str:
     # GGML_NATIVE tunes for this CPU, so the CPU model is part of what was built
-    basis = {"source": f"{SDIST_PACKAGE}=={SDIST_VERSION}", "flags": flags, "machine": platform.machine(),
+    basis = {"source": f"{src.package}=={src.version}", "flags": flags, "machine": platform.machine(),
              "tools": [*TOOLS, *HELPERS],
              "cpu": cpu_model() if "-DGGML_NATIVE=ON" in flags else "portable"}
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
@@ -291,19 +359,22 @@ def build_progress(out: Path, log, every_s: float = 20.0):
 
 
 def build(cuda: bool | None = None, jobs: int | None = None, fa_quants: str = "all",
-          log=print, portable: bool = False, rocm: bool | None = None) -> Toolchain:
+          log=print, portable: bool = False, rocm: bool | None = None, flavor: str = "mainline") -> Toolchain:
     """Build the four tools and the helpers once per machine (cached by source and flags) and identify
     them. `portable`: for other machines than this one (an image), not tuned to this CPU. The Dockerfile
-    builds through here too: one list of flags."""
+    builds through here too: one list of flags. `flavor` "ik": ik_llama.cpp's tree instead of mainline's."""
+    src = SOURCES[flavor]
     if cuda is None:
         cuda = cuda_available()
     if rocm is None:
         rocm = not cuda and rocm_available()
     if cuda and rocm:
         raise ToolchainError("one GPU backend a build: --cuda or --rocm")
+    if rocm and flavor == "ik":
+        raise ToolchainError("ik_llama.cpp has no ROCm (HIP) backend: build it for the CPU or CUDA")
     fa_quants = normalize_fa_quants(fa_quants)
-    flags = build_flags(cuda, fa_quants, portable, rocm)
-    key = build_key(flags)
+    flags = build_flags(cuda, fa_quants, portable, rocm, flavor)
+    key = build_key(flags, src)
     dest = cache_root() / "toolchains" / key
     if _tools_in(dest / "bin") and (dest / "toolchain.json").exists():
         log(f"toolchain {key} already built: {dest / 'bin'}")
@@ -311,63 +382,78 @@ def build(cuda: bool | None = None, jobs: int | None = None, fa_quants: str = "a
     for tool in ("cmake",):
         if shutil.which(tool) is None:
             raise ToolchainError(f"building llama.cpp needs {tool} on PATH")
-    src = fetch_source(log=log)
+    tree = fetch_source(log=log, src=src)
     work = cache_root() / "build" / key
     logs = cache_root() / "toolchains" / f"{key}.logs"
-    log(f"configuring llama.cpp {PINNED_COMMIT} ({'CUDA' if cuda else 'ROCm' if rocm else 'CPU'}) in {work}")
-    _check(procs.run(["cmake", "-S", str(src), "-B", str(work), *flags],
+    log(f"configuring {src.title} {src.pin} ({'CUDA' if cuda else 'ROCm' if rocm else 'CPU'}) in {work}")
+    _check(procs.run(["cmake", "-S", str(tree), "-B", str(work), *flags],
                      log_dir=logs, name="configure", env=procs.child_env(_hip_env() if rocm else None)),
            "cmake configure")
-    log(f"building {', '.join((*TOOLS, *HELPERS))} with {jobs or os.cpu_count()} jobs (several minutes)")
+    log(f"building {', '.join((*TOOLS, *HELPERS))} with {jobs or os.cpu_count()} jobs "
+        f"({'about 15 minutes on 2 cores' if flavor == 'ik' else 'several minutes'})")
     with build_progress(logs / "build.stdout", log):
         _check(procs.run(["cmake", "--build", str(work), "--config", "Release", "-j",
                           str(jobs or os.cpu_count() or 2), "--target", *TOOLS, *HELPERS],
                          log_dir=logs, name="build", env=procs.child_env()), "cmake build")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=dest.parent))
+    tc = install(work / "bin", dest, flags, cuda_fa_quants=fa_quants if cuda else None, src=src)
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"built toolchain {key}: {dest / 'bin'}")
+    return tc
+
+
+def install(built: Path, dest: Path, flags: list[str], cuda_fa_quants: str | None = None,
+            src: Source = SOURCES["mainline"]) -> Toolchain:
+    """Copy the tools a build made into the cache beside what identifies them (toolchain.json), whole or not
+    at all (a temporary directory renamed)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     (tmp / "bin").mkdir()
     for tool in (*TOOLS, *HELPERS):
-        shutil.copy2(work / "bin" / tool, tmp / "bin" / tool)
-    tc = identify(tmp / "bin", origin="built", build_flags=tuple(flags),
-                  cuda_fa_quants=fa_quants if cuda else None)
+        shutil.copy2(built / tool, tmp / "bin" / tool)
+    tc = identify(tmp / "bin", origin="built", build_flags=tuple(flags), cuda_fa_quants=cuda_fa_quants)
+    if tc.flavor != src.flavor:
+        raise ToolchainError(f"the tools built from {src.package} {src.version} identify as {tc.title}")
     meta = tc.describe()
     if meta["commit"] == "unknown":  # a vendored tree has no git: the binaries cannot know their commit
-        meta["commit"] = PINNED_COMMIT
+        meta["commit"] = src.pin
     meta.pop("bin_dir")
     (tmp / "toolchain.json").write_text(json.dumps(meta, indent=2) + "\n")
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)
-    shutil.rmtree(work, ignore_errors=True)
-    log(f"built toolchain {key}: {dest / 'bin'}")
     return next(t for t in _cached_builds() if t.bin_dir == dest / "bin")
 
 
-def fetch_source(log=print) -> Path:
-    """The pinned llama.cpp tree, from the llama-cpp-python sdist on PyPI (cached)."""
-    dest = cache_root() / "src" / f"{SDIST_PACKAGE}-{SDIST_VERSION}"
+def fetch_source(log=print, src: Source = SOURCES["mainline"]) -> Path:
+    """The pinned tree, from the sdist on PyPI that vendors it (cached)."""
+    dest = cache_root() / "src" / f"{src.package}-{src.version}"
     if (dest / "CMakeLists.txt").exists():
         return dest
     dl = cache_root() / "downloads"
     dl.mkdir(parents=True, exist_ok=True)
-    sdists = list(dl.glob(f"llama_cpp_python-{SDIST_VERSION}.tar.gz"))
+    sdists = list(dl.glob(f"{src.archive}.tar.gz"))
     if not sdists:
-        log(f"downloading the {SDIST_PACKAGE}=={SDIST_VERSION} sdist from PyPI")
+        log(f"downloading the {src.package}=={src.version} sdist from PyPI")
         # the sdist of this package only: with ":all:", pip builds every build dependency of its metadata
         # step from source too (nine minutes on 2 cores, against seconds from their wheels)
-        _check(procs.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", SDIST_PACKAGE,
-                          f"{SDIST_PACKAGE}=={SDIST_VERSION}", "-d", str(dl)],
+        _check(procs.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", src.package,
+                          f"{src.package}=={src.version}", "-d", str(dl)],
                          timeout=1800), "pip download")
-        sdists = list(dl.glob(f"llama_cpp_python-{SDIST_VERSION}.tar.gz"))
+        sdists = list(dl.glob(f"{src.archive}.tar.gz"))
         if not sdists:
-            raise ToolchainError(f"pip download left no sdist of {SDIST_PACKAGE} in {dl}")
+            raise ToolchainError(f"pip download left no sdist of {src.package} in {dl}")
     tmp = Path(tempfile.mkdtemp(prefix=".src.", dir=dl))
-    prefix = f"llama_cpp_python-{SDIST_VERSION}/{SDIST_SUBDIR}/"
+    prefix = f"{src.archive}/{src.subdir}/"
     with tarfile.open(sdists[0]) as tar:
         members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
         for m in members:
             m.name = m.name[len(prefix):]
         kwargs: dict = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         tar.extractall(tmp, members=[m for m in members if m.name], **kwargs)
+    if src.flavor == "ik":
+        script = tmp / "common" / "cmake" / "build-info-gen-cpp.cmake"
+        if not script.exists():
+            script.parent.mkdir(parents=True, exist_ok=True)
+            script.write_text(IK_BUILD_INFO_SCRIPT)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(dest)
     return dest
