@@ -117,6 +117,8 @@ class Gguf:
 
         from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
+        from orchestrator.tools.llama_types import IK_GGML_TYPES
+
         self.keep = keep
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             self._buf = buf
@@ -147,8 +149,14 @@ class Gguf:
             del self._buf  # the map closes with the file
         self.tensors: list[Tensor] = []
         for name, shape, raw_type, offset in infos:
-            qtype = GGMLQuantizationType(raw_type)
-            block, type_size = GGML_QUANT_SIZES[qtype]
+            try:
+                qtype = GGMLQuantizationType(raw_type)
+                type_name, (block, type_size) = qtype.name, GGML_QUANT_SIZES[qtype]
+            except (ValueError, KeyError):
+                if raw_type not in IK_GGML_TYPES:  # written by ik_llama.cpp (IQ4_KS, IQ2_KT…)
+                    raise ValueError(f"tensor {name} has type {raw_type}, "
+                                     "unknown to llama.cpp and ik_llama.cpp") from None
+                type_name, block, type_size = IK_GGML_TYPES[raw_type]
             n = 1
             for d in shape:
                 n *= d
@@ -156,7 +164,7 @@ class Gguf:
             if data + offset + n_bytes > size:
                 raise ValueError(f"tensor {name}'s data ends at byte {data + offset + n_bytes}, "
                                  f"past the end of the file ({size} bytes)")
-            self.tensors.append(Tensor(name, shape, qtype.name, n, n_bytes))
+            self.tensors.append(Tensor(name, shape, type_name, n, n_bytes))
 
     def _unpack(self, fmt: str):
         (v,) = struct.unpack_from(fmt, self._buf, self._at)

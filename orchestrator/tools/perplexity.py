@@ -10,7 +10,8 @@ from pathlib import Path
 from orchestrator.errors import ToolFailed
 from orchestrator.tools import File, NUM, first_failure, tail, threads_args
 
-FINAL_RE = re.compile(rf"Final estimate: PPL = ({NUM}) \+/- ({NUM})")
+# mainline: "Final estimate: PPL = 12.4491 +/- 2.60687"; ik_llama.cpp: "… PPL over 3 chunks for n_ctx=128 = …"
+FINAL_RE = re.compile(rf"Final estimate: PPL(?: over \d+ chunks for n_ctx=\d+)? = ({NUM}) \+/- ({NUM})")
 OVER_RE = re.compile(r"(?:perplexity|kl_divergence): (?:calculating perplexity|computing) over (\d+) chunks, "
                      r"n_ctx=(\d+)")
 SECTION_RE = re.compile(r"^=+ (.*?) =+\s*$")
