@@ -1,6 +1,6 @@
 """The scheduler is pure: given ready jobs, what runs and the devices, it says what starts where."""
 
-from orchestrator.execute.scheduler import Device, Inventory, Placement, available, decide
+from orchestrator.execute.scheduler import GANG, Device, Inventory, Placement, available, decide, gang_spec, gangs
 
 from .helpers import GIB, box, spec
 
@@ -114,3 +114,29 @@ def test_a_device_is_shared_by_two_jobs_at_most_and_only_while_there_is_a_backlo
     # the tail: 2 ready for 2 GPUs, both busy: they wait for a device of their own
     assert decide([spec("k0", gib=1), spec("k1", gib=1)], one_each, box(2)) == []
     assert len(decide([spec(f"k{i}", gib=1) for i in range(3)], one_each, box(2))) == 2
+
+
+def _fed(key, feed="ref-A", reader_gib=1.0, feed_gib=1.0, exclusive=False):
+    s = spec(key, gib=reader_gib + feed_gib, exclusive=exclusive)
+    res = s.resources.model_copy(update={"feed_bytes": int(feed_gib * GIB)})
+    return s.model_copy(update={"feed": ["llama-perplexity", "-m", feed], "resources": res})
+
+
+def test_streamed_kld_jobs_of_one_reference_go_as_a_gang_as_large_as_memory_allows():
+    ready = [_fed("a"), spec("b"), _fed("c"), _fed("d", feed="ref-B"), _fed("e"), _fed("x", exclusive=True)]
+    groups = gangs(ready, box(1, total=24))
+    # one reference run feeds a, c and e; another d; b reads a file, x holds its device alone
+    assert [[s.key for s in g] for g in groups] == [["a", "c", "e"], ["b"], ["d"], ["x"]]
+    # the reference's memory once, each reader's: 1 + 3 × 1 GiB
+    assert gang_spec(groups[0]).resources.device_bytes == 4 * GIB and gang_spec(groups[1]) is groups[1][0]
+    # a device of 4 GiB (less its margin) holds the reference and two readers: the third waits for another gang
+    small = gangs([_fed(k) for k in "acegi"], box(1, total=4))
+    assert [[s.key for s in g] for g in small] == [["a", "c"], ["e", "g"], ["i"]]
+    # the host's memory too: each job 3 GiB on the host, 2 of them the reference's
+    host = {k: (3 * GIB, 2 * GIB) for k in "acegi"}
+    assert [len(g) for g in gangs([_fed(k) for k in "acegi"], box(1), 5 * GIB, host)] == [3, 2]
+    # and never more than GANG: one gang's results come together
+    assert [len(g) for g in gangs([_fed(str(i), reader_gib=0.01, feed_gib=0.01) for i in range(GANG + 3)],
+                                  box(1))] == [GANG, 3]
+    # the scheduler places a gang as one job of the gang's size
+    assert keys(decide([gang_spec(g) for g in small], [], box(1, total=4))) == [("a", "GPU-0")]

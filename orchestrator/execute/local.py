@@ -45,7 +45,8 @@ class LocalExecutor:
         self._found = {f.device.id: f for f in found}
         self.inventory = devices.inventory(found)
         self.threads = thread_policy(self.inventory, parallel)
-        self._running: dict[Future, Started] = {}
+        self._running: dict[Future, list[Started]] = {}  # a gang's jobs run in one future
+        self._placed: dict[Future, scheduler.Placement] = {}  # … placed as one
         self._hashing: dict[Future, Started] = {}  # the sha256 of artifacts just made, one at a time
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -66,25 +67,49 @@ class LocalExecutor:
     # -- the interface the coordinator drives ----------------------------------------------
 
     def start(self, co: Coordinator, open_keys: dict[str, Job], order: dict[str, int]) -> list[Started]:
-        busy = {s.key for s in self._running.values()}
+        busy = {s.key for started in self._running.values() for s in started}
         if busy or len(open_keys) - len(busy) > 1:  # free memory read again: foreign processes are respected
             self.inventory = devices.inventory(devices.refresh(list(self._found.values())),
                                                self.inventory.host_threads)
         ready = [j for j in sorted(open_keys.values(), key=lambda j: order[j.key])
                  if j.key not in busy and not any(d in open_keys for d in j.deps)]
-        running = [scheduler.Placement(s.key, s.where, s.spec) for s in self._running.values()]
+        groups = scheduler.gangs([co.spec(j) for j in ready], self.inventory, *self._host_room(co, ready))
+        by_lead = {g[0].key: g for g in groups}
         started = []
         env = co.worker_env()
         assert self._pool is not None
-        for place in scheduler.decide([co.spec(j) for j in ready], running, self.inventory):
+        for place in scheduler.decide([scheduler.gang_spec(g) for g in groups], list(self._placed.values()),
+                                      self.inventory):
             dev = self._found.get(place.device)
-            s = Started(place.key, place.device or "cpu", place.spec, on_device=dev is not None
-                        and dev.device.kind != "cpu")
-            fut = self._pool.submit(worker.run, place.spec, env, device_env=dev.pin_env() if dev else None,
-                                    device=place.device or "cpu", hash_later=functools.partial(self._hash, s))
-            self._running[fut] = s
-            started.append(s)
+            on_device = dev is not None and dev.device.kind != "cpu"
+            gang = by_lead[place.key]
+            now = [Started(m.key, place.device or "cpu", m, on_device=on_device) for m in gang]
+            pin = dev.pin_env() if dev else None
+            fut: Future[jobspec.Outcome | list[jobspec.Outcome]]
+            if len(gang) > 1:
+                if not on_device:  # the gang's tools share the cores: each takes its part, none spins idle
+                    gang = [worker.with_threads(m, max(1, self.inventory.host_threads // (len(gang) + 1)))
+                            for m in gang]
+                fut = self._pool.submit(worker.run_gang, gang, env, device_env=pin, device=place.device or "cpu")
+            else:
+                fut = self._pool.submit(worker.run, place.spec, env, device_env=pin, device=place.device or "cpu",
+                                        hash_later=functools.partial(self._hash, now[0]))
+            self._running[fut], self._placed[fut] = now, place
+            started += now
         return started
+
+    def _host_room(self, co: Coordinator, ready: list[Job]) -> tuple[int | None, dict[str, tuple[int, int]]]:
+        """The host memory a gang may take now, and each streamed job's host bytes with its feed's."""
+        fed = {j.key: j for j in ready if co.spec(j).feed is not None}
+        if len(fed) < 2:
+            return None, {}
+        on_host = all(d.is_host for d in self.inventory.devices)
+        need = {}
+        for key, job in fed.items():
+            kind, up = jobkinds.kind(job.kind), {d: co.result(d) for d in job.deps}
+            need[key] = (kind.host_bytes(job, co.plan, up, on_host), kind.feed_host_bytes(job, co.plan, up, on_host))
+        _, available = devices.host_memory()
+        return (available - HOST_MARGIN if available else None), need
 
     def _hash(self, s: Started, work) -> None:
         """From a job's thread, before its outcome is returned: so the coordinator knows of the hash when
@@ -103,7 +128,9 @@ class LocalExecutor:
         out = []
         for f in done:
             if f in self._running:
-                out.append(Finished(self._running.pop(f), f.result()))
+                started, got = self._running.pop(f), f.result()
+                del self._placed[f]
+                out += [Finished(s, o) for s, o in zip(started, got if isinstance(got, list) else [got])]
                 continue
             with self._lock:
                 s = self._hashing.pop(f)

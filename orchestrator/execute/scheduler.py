@@ -15,6 +15,9 @@
   on other GPUs go on: they leave the CPU alone. A speed taken beside other work is a wrong number.
   Since a quantization keeps benches off the box, none starts while ready benches could fill GPUs that
   would otherwise sit idle (`_benches_first`).
+- KLD jobs whose reference is streamed and the same (`feed`) go as a gang: one reference run feeds them
+  all, placed as one unit on one device, as many as that device's memory holds (the reference once, each
+  reader) and the host's, at most GANG (`gangs`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from orchestrator.jobs.spec import JobSpec
 
 MARGIN = 256 * 2**20  # kept free on every device beside the reservations
 SHARE = 2  # the most jobs on one device at once: enough to fill one job's gaps, and the rest stay queued
+GANG = 8   # the most KLD runs one streamed reference run feeds at once: a gang's results come together
 
 
 @dataclass(frozen=True)
@@ -143,3 +147,48 @@ def available(dev: Device, now: list[Placement], inv: Inventory, fresh: Sequence
 def _by_room(devices, now: list[Placement], fresh: list[Placement], inv: Inventory) -> list[Device]:
     """Emptiest first: a job goes where it disturbs least and leaves the most room."""
     return sorted(devices, key=lambda d: (sum(p.device == d.id for p in now), -available(d, now, inv, fresh)))
+
+
+def gangs(ready: list[JobSpec], inv: Inventory, host_room: int | None = None,
+          host_bytes: dict[str, tuple[int, int]] | None = None) -> list[list[JobSpec]]:
+    """`ready` in groups that start as one: each job alone, but streamed KLD jobs with the same reference
+    run (`feed`) together, as many as fit the largest device (the reference's memory once, each reader's)
+    and `host_room` (`host_bytes`: a job's host bytes, of which its feed's), GANG at most. The order of
+    `ready` is kept (a group stands where its first job did)."""
+    room = max((d.total - inv.margin for d in inv.devices), default=0)
+    out: list[list[JobSpec]] = []
+    open_gang: dict[str, list[JobSpec]] = {}
+    for spec in ready:
+        r = spec.resources
+        if spec.feed is None or r.exclusive:
+            out.append([spec])
+            continue
+        key = repr(spec.feed)
+        gang = open_gang.get(key)
+        if gang is not None and len(gang) < GANG and _fits([*gang, spec], room, host_room, host_bytes or {}):
+            gang.append(spec)
+            continue
+        open_gang[key] = [spec]
+        out.append(open_gang[key])
+    return out
+
+
+def _fits(gang: list[JobSpec], room: int, host_room: int | None, host_bytes: dict[str, tuple[int, int]]) -> bool:
+    feed = gang[0].resources.feed_bytes
+    if feed + sum(s.resources.device_bytes - feed for s in gang) > room:
+        return False
+    if host_room is None:
+        return True
+    need = [host_bytes.get(s.key, (0, 0)) for s in gang]
+    return need[0][1] + sum(total - fed for total, fed in need) <= host_room
+
+
+def gang_spec(gang: list[JobSpec]) -> JobSpec:
+    """What the scheduler places for a gang: its first job, holding the whole gang's memory and threads."""
+    first, feed = gang[0], gang[0].resources.feed_bytes
+    if len(gang) == 1:
+        return first
+    res = first.resources.model_copy(update={
+        "device_bytes": feed + sum(s.resources.device_bytes - feed for s in gang),
+        "threads": max(s.resources.threads for s in gang)})
+    return first.model_copy(update={"resources": res})

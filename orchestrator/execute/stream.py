@@ -1,15 +1,17 @@
-"""A streamed reference (`evaluation.logits: stream`): the reference run writes its logits into a pipe, the
-KLD run reads them from another, and this relay carries them between the two, checked on the way. No
-logits file is written: a long context's reference (gigabytes a chunk) costs no disk.
+"""A streamed reference (`evaluation.logits: stream`): the reference run writes its logits into a pipe, a
+gang of KLD runs (one or more cells of the same reference and context) read them from one pipe each, and
+this relay carries every block to each of them, checked on the way. No logits file is written: a long
+context's reference (gigabytes a chunk) costs no disk, and one reference run serves the whole gang.
 
 The relay reads the header, forwards exactly the bytes the header promises (a writer that ends early is a
-failure, even if the reader printed statistics of what it got), and computes the reference PPL the rows
-hold, as the KLD run will (scale·v + min of each scored token, float32): the KLD run must print it to its
-digits, as against a file.
+failure, even if the readers printed statistics of what they got), and computes the reference PPL the rows
+hold, as the KLD runs will (scale·v + min of each scored token, float32): each must print it to its digits,
+as against a file. The readers go in step (a pipe holds 64 KiB): one that stops reading stops the gang.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -23,12 +25,13 @@ BLOCK = 8 << 20
 
 
 class Relay:
-    """`with Relay(folder) as r:` r.source is the pipe the reference run writes, r.sink the one the KLD run
-    reads; after both tools ended, `error` says what went wrong between them, `ppl` is the reference PPL
-    the rows held, `n_chunk` their chunks."""
+    """`with Relay(folder, names) as r:` r.source is the pipe the reference run writes, r.sinks[i] the one
+    the KLD run `names[i]` reads; after the tools ended, `error` says what went wrong between them (naming
+    the reader that stopped), `ppl` is the reference PPL the rows held, `n_chunk` their chunks."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, names: list[str] | None = None):
         self.folder = folder
+        self.names = names or ["the KLD run"]
         self.error: str | None = None
         self.ppl: float | None = None
         self.n_chunk = 0
@@ -38,9 +41,10 @@ class Relay:
     def __enter__(self) -> Relay:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._dir = Path(tempfile.mkdtemp(prefix=".stream.", dir=self.folder))
-        self.source, self.sink = self._dir / "reference.kld", self._dir / "kld.kld"
-        os.mkfifo(self.source, 0o600)
-        os.mkfifo(self.sink, 0o600)
+        self.source = self._dir / "reference.kld"
+        self.sinks = [self._dir / f"kld-{i}.kld" for i in range(len(self.names))]
+        for fifo in (self.source, *self.sinks):
+            os.mkfifo(fifo, 0o600)
         self._thread = threading.Thread(target=self._relay, name="quantsweep-stream", daemon=True)
         self._thread.start()
         return self
@@ -53,7 +57,8 @@ class Relay:
         import numpy as np
 
         try:
-            with open(self.source, "rb") as src, open(self.sink, "wb") as dst:
+            with open(self.source, "rb") as src, contextlib.ExitStack() as stack:
+                dst = [stack.enter_context(open(sink, "wb")) for sink in self.sinks]
                 head = src.read(20)
                 header = tp.parse_logits_header(head)
                 if header is None:
@@ -61,7 +66,7 @@ class Relay:
                     return
                 n_ctx, n_vocab, n_chunk = header
                 self.n_chunk = n_chunk
-                dst.write(head)
+                self._write(dst, head)
                 tokens = self._copy(src, dst, 4 * n_chunk * n_ctx)
                 if tokens is None:
                     return
@@ -81,12 +86,19 @@ class Relay:
                         count += n
                 self.ppl = math.exp(total / count) if count else None
                 self.done = True
-        except BrokenPipeError:
-            self.error = f"the KLD run stopped reading after {self.sent} bytes"
+        except _Stopped as stop:
+            self.error = f"{self.names[stop.reader]} stopped reading after {self.sent + stop.at} bytes"
         except OSError as exc:
             self.error = f"stream: {exc}"
 
-    def _copy(self, src, dst, length: int) -> bytes | None:
+    def _write(self, dst: list, block: bytes, at: int = 0) -> None:
+        for i, d in enumerate(dst):
+            try:
+                d.write(block)
+            except BrokenPipeError:
+                raise _Stopped(i, at) from None
+
+    def _copy(self, src, dst: list, length: int) -> bytes | None:
         """`length` bytes from the writer to the reader (returned), or None: the writer ended first."""
         parts, want = [], length
         while want:
@@ -94,24 +106,25 @@ class Relay:
             if not got:
                 self.error = f"the reference run ended after {self.sent + length - want} bytes of its logits"
                 return None
-            dst.write(got)
+            self._write(dst, got, length - want)
             parts.append(got)
             want -= len(got)
         self.sent += length
         return b"".join(parts)
 
     def release(self, side: str) -> None:
-        """The writer ("source") or the reader ("sink") is gone, perhaps before it opened its pipe: opening
-        that pipe's other end and closing it frees a relay waiting there, which then meets an end of file or
-        a broken pipe and ends."""
-        path, flags = (self.source, os.O_WRONLY) if side == "source" else (self.sink, os.O_RDONLY)
+        """The writer ("source") or the readers ("sinks") are gone, perhaps before they opened their pipes:
+        opening a pipe's other end and closing it frees a relay waiting there, which then meets an end of
+        file or a broken pipe and ends."""
         for _ in range(20):
             if not self._thread.is_alive():
                 return
-            try:
-                os.close(os.open(path, flags | os.O_NONBLOCK))
-            except OSError:
-                pass
+            paths = [(self.source, os.O_WRONLY)] if side == "source" else [(p, os.O_RDONLY) for p in self.sinks]
+            for path, flags in paths:
+                try:
+                    os.close(os.open(path, flags | os.O_NONBLOCK))
+                except OSError:
+                    pass
             self._thread.join(0.05)
 
     def __exit__(self, *exc) -> None:
@@ -119,5 +132,13 @@ class Relay:
             if not self._thread.is_alive():
                 break
             self.release("source")
-            self.release("sink")
+            self.release("sinks")
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class _Stopped(Exception):
+    """Reader `reader` stopped reading, `at` bytes into the block being copied."""
+
+    def __init__(self, reader: int, at: int):
+        super().__init__(reader, at)
+        self.reader, self.at = reader, at

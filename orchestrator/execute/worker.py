@@ -61,6 +61,8 @@ def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = No
         hash_later: Hash | None = None) -> Outcome:
     """`hash_later`: where the sha256 of a published artifact is handed (a function to call, returning the
     result's amendment) so that it runs beside the next tool; without it, hashed here before returning."""
+    if spec.feed is not None:  # its reference streamed: a gang of one
+        return run_gang([spec], env, device_env=device_env, device=device)[0]
     log_dir = env.ws.log_dir(spec.key)
     final = env.artifact(spec.output) if spec.output is not None else None
     argv_text = ""
@@ -89,11 +91,9 @@ def run(spec: JobSpec, env: WorkerEnv, *, device_env: dict[str, str] | None = No
             where = Path(exc.filename) if exc.filename else final.parent if final is not None else env.ws.root
             raise ToolFailed(_disk_full(where) or f"{type(exc).__name__}: {exc}", machine=True) from exc
     except ToolFailed as exc:
-        oom = "out of memory" in exc.reason
-        return Outcome(key=spec.key, ok=False, reason=exc.reason, stderr_tail=exc.stderr_tail,
-                       wall_s=getattr(exc, "wall_s", 0.0), argv=getattr(exc, "argv", argv_text),
-                       log_dir=str(log_dir), out_of_memory=oom, device=device, machine=exc.machine or oom,
-                       bad_input=exc.bad_input)
+        if not hasattr(exc, "argv"):
+            exc.argv = argv_text
+        return _failure(spec, exc, log_dir, device)
     result["tool_s"] = round(res.wall_s, 4)
     if res.peak_rss:
         result["peak_rss_bytes"] = res.peak_rss
@@ -168,41 +168,49 @@ def _runs(spec: JobSpec, env: WorkerEnv, log_dir: Path, device_env):
         spec = nxt
 
 
-def _run_streamed(spec: JobSpec, env: WorkerEnv, log_dir: Path, device_env):
-    """The job's tool and the reference run feeding it (spec.feed) side by side, the relay between them. When
-    one ends before all the logits have passed, the other is stopped: neither waits for a partner gone."""
-    assert spec.feed is not None
+def _run_streamed(specs: list[JobSpec], env: WorkerEnv, log_dirs: list[Path], device_env):
+    """The jobs' tools (a gang: one or more KLD runs with the same `feed`) and the reference run feeding them,
+    side by side, the relay between them. When one ends before all the logits have passed, every other is
+    stopped: none waits for a partner gone. Returns, per member, (its run, argv text, spec to judge it by,
+    the problem that ends it whatever it printed or None, the relay's error) and the reference run's result."""
+    assert specs and all(s.feed == specs[0].feed for s in specs)
     tool_env = procs.child_env(device_env) if device_env else None
-    with Relay(env.ws.root / "tmp") as relay:
-        def resolve(a):
+    names = [s.label for s in specs]  # "kld Q4_K_M f16/f16": unique in a plan
+    with Relay(env.ws.root / "tmp", [f"the {n} run" for n in names] if len(specs) > 1 else None) as relay:
+        def resolve(a, i=0):
             if isinstance(a, str):
                 return a
             if a.ref == "stream":
-                return str(relay.source if a.key == "source" else relay.sink)
+                return str(relay.source if a.key == "source" else relay.sinks[i])
             return env.path(a)
 
-        feed, argv = [resolve(a) for a in spec.feed], [resolve(a) for a in spec.argv]
+        feed = [resolve(a) for a in specs[0].feed or []]
+        runs = {"reference": (feed, log_dirs[0], "reference")}
+        for i, (n, s) in enumerate(zip(names, specs)):
+            runs[n] = ([resolve(a, i) for a in s.argv], log_dirs[i], s.kind)
         kill: dict[str, Callable[[], None]] = {}
         ran: dict[str, procs.ProcResult] = {}
+        gone: list[str] = []  # who ended before the stream was complete, first first
         ended = threading.Event()
         stopped: set[str] = set()
 
-        def one(name: str, args: list[str]) -> None:
+        def one(name: str) -> None:
             def started(k: Callable[[], None]) -> None:
                 kill[name] = k
                 if name in stopped:  # stopped before it began
                     k()
 
+            args, log_dir, log_name = runs[name]
             try:
-                ran[name] = procs.run(args, log_dir=log_dir, name=name, timeout=spec.timeout_s, env=tool_env,
-                                      started=started)
+                ran[name] = procs.run(args, log_dir=log_dir, name=log_name, timeout=specs[0].timeout_s,
+                                      env=tool_env, started=started)
             finally:
                 ended.set()
 
-        threads = [threading.Thread(target=one, args=(n, a), daemon=True)
-                   for n, a in (("reference", feed), (spec.kind, argv))]
+        threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in runs]
         for t in threads:
             t.start()
+
         def stop(name: str) -> None:
             if name not in stopped and name not in ran:
                 stopped.add(name)
@@ -210,20 +218,28 @@ def _run_streamed(spec: JobSpec, env: WorkerEnv, log_dir: Path, device_env):
                     kill[name]()
 
         try:
-            while len(ran) < 2:
+            while len(ran) < len(runs):
                 ended.wait(0.5)
                 ended.clear()
-                if spec.kind in ran and not relay.done:  # the reader is gone: what the writer makes is lost
-                    stop("reference")
-                    relay.release("sink")
+                gone += [n for n in ran if n not in gone and not relay.done and n not in stopped]
+                readers_gone = [n for n in gone if n != "reference"]
+                if readers_gone:  # a reader is gone: the gang stops (what the writer makes is lost to it)
+                    for n in runs:
+                        stop(n)
+                    relay.release("sinks")
                 if "reference" in ran and not relay.done and (ran["reference"].rc != 0 or not relay.alive):
-                    relay.release("source")  # the logits stopped short: the reader waits for what never comes
-                    stop(spec.kind)
-        except BaseException:  # Ctrl-C: both tools go down with us
+                    relay.release("source")  # the logits stopped short: the readers wait for what never comes
+                    for n in names:
+                        stop(n)
+        except BaseException:  # Ctrl-C: every tool goes down with us
             for k in kill.values():
                 k()
             raise
-    res, writer = ran[spec.kind], ran["reference"]
+    writer = ran["reference"]
+    for d in log_dirs[1:]:  # each member's logs hold the reference run that fed it
+        for suffix in ("argv", "stdout", "stderr"):
+            if (log_dirs[0] / f"reference.{suffix}").exists():
+                shutil.copyfile(log_dirs[0] / f"reference.{suffix}", d / f"reference.{suffix}")
     problem = None
     if "reference" not in stopped and (writer.rc != 0 or tp.parse_final(writer.stdout + writer.stderr) is None):
         why = tp.failure_reason(writer.stderr) or f"exit code {writer.rc}, no final estimate"
@@ -231,24 +247,96 @@ def _run_streamed(spec: JobSpec, env: WorkerEnv, log_dir: Path, device_env):
         sig = -writer.rc if writer.rc < 0 else writer.rc - 128 if writer.rc > 128 else 0  # 128+N: through a shell
         if sig in signal.valid_signals():  # killed (the out-of-memory killer…): the machine's, `run` retries it
             problem = f"the reference run feeding it was killed by {signal.Signals(sig).name}"
+    first_reader = next((n for n in gone if n != "reference"), None)
     relay_error = f"streamed reference: {relay.error}" if relay.error else None
-    judge = spec.judge.model_copy(update={"base_ppl": relay.ppl, "chunks": relay.n_chunk or None})
-    return res, " ".join(argv) + "  <  " + " ".join(feed), spec.model_copy(update={"judge": judge}), problem, \
-        relay_error, writer
+    out = []
+    for name, spec in zip(names, specs):
+        judge = spec.judge.model_copy(update={"base_ppl": relay.ppl, "chunks": relay.n_chunk or None})
+        member_problem = problem
+        if problem is None and first_reader is not None and first_reader != name:
+            # a partner died: this run was stopped with it, whatever it printed
+            member_problem = (f"stopped with its gang: the {first_reader} run on the same streamed reference "
+                              f"ended first ({_ended(ran[first_reader])})")
+        out.append((ran[name], " ".join(runs[name][0]) + "  <  " + " ".join(feed),
+                    spec.model_copy(update={"judge": judge}), member_problem, relay_error))
+    return out, writer
+
+
+def with_threads(spec: JobSpec, n: int) -> JobSpec:
+    """The spec with its tool and its feed on `n` threads each (a gang on the CPU shares the cores)."""
+    def threads(argv: list) -> list:
+        if "-t" in argv:
+            i = argv.index("-t")
+            return [*argv[:i + 1], str(n), *argv[i + 2:]]
+        return [*argv, "-t", str(n)]
+
+    return spec.model_copy(update={"argv": threads(spec.argv), "feed": threads(spec.feed or [])})
+
+
+def _ended(res: procs.ProcResult) -> str:
+    if res.rc < 0 and -res.rc in signal.valid_signals():
+        return f"killed by {signal.Signals(-res.rc).name}"
+    return tp.failure_reason(res.stderr) or f"exit code {res.rc}"
+
+
+def run_gang(specs: list[JobSpec], env: WorkerEnv, *, device_env: dict[str, str] | None = None,
+             device: str = "") -> list[Outcome]:
+    """The KLD runs of one streamed reference (the same `feed`) read from a single reference run, together:
+    one outcome per member. A member whose inputs are damaged fails alone; when any tool of the gang dies,
+    every member is a failure naming which died and why (a plain `run` runs that gang again)."""
+    t0 = time.monotonic()
+    outcomes: dict[str, Outcome] = {}
+    members, dirs = [], []
+    for spec in specs:
+        log_dir = env.ws.log_dir(spec.key)
+        try:
+            if log_dir.exists():
+                shutil.rmtree(log_dir)
+            log_dir.mkdir(parents=True)
+            check_inputs(spec, env)
+            members.append(spec)
+            dirs.append(log_dir)
+        except ToolFailed as exc:
+            outcomes[spec.key] = _failure(spec, exc, log_dir, device)
+    if members:
+        try:
+            ran, writer = _run_streamed(members, env, dirs, device_env)
+        except OSError as err:  # a tool that cannot start, a full disk
+            cause = ToolFailed(_disk_full(env.ws.root) or f"{type(err).__name__}: {err}", machine=True)
+            ran, writer = [], None
+            for spec, log_dir in zip(members, dirs):
+                outcomes[spec.key] = _failure(spec, cause, log_dir, device)
+        final = tp.parse_final(writer.stdout + writer.stderr) if writer is not None else None
+        for spec, log_dir, (res, text, judged, problem, relay_error) in zip(members, dirs, ran):
+            try:
+                if problem:
+                    # killed, or stopped because a partner died: not this cell's doing, the next `run` retries it
+                    failed = ToolFailed(problem, stderr_tail=res.tail(), machine="was killed by" in problem
+                                        or problem.startswith("stopped with its gang"))
+                    failed.wall_s, failed.argv = res.wall_s, text
+                    raise failed
+                res, text, result = _judged(judged, env, None, res, text, relay_error)
+            except ToolFailed as exc:
+                outcomes[spec.key] = _failure(spec, exc, log_dir, device)
+                continue
+            assert writer is not None
+            result.update(streamed=True, feed_peak_rss_bytes=writer.peak_rss, feed_s=round(writer.wall_s, 4),
+                          ppl_base_run=final[0] if final else None, gang=len(members), tool_s=round(res.wall_s, 4))
+            if res.peak_rss:
+                result["peak_rss_bytes"] = res.peak_rss
+            outcomes[spec.key] = Outcome(key=spec.key, ok=True, result=result, wall_s=time.monotonic() - t0,
+                                         argv=text, log_dir=str(log_dir), device=device)
+    return [outcomes[s.key] for s in specs]
+
+
+def _failure(spec: JobSpec, exc: ToolFailed, log_dir: Path, device: str) -> Outcome:
+    oom = "out of memory" in exc.reason
+    return Outcome(key=spec.key, ok=False, reason=exc.reason, stderr_tail=exc.stderr_tail,
+                   wall_s=getattr(exc, "wall_s", 0.0), argv=getattr(exc, "argv", ""), log_dir=str(log_dir),
+                   out_of_memory=oom, device=device, machine=exc.machine or oom, bad_input=exc.bad_input)
 
 
 def _run_judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, log_dir: Path, device_env):
-    if spec.feed is not None:
-        res, text, spec, writer_failed, relay_error, writer = _run_streamed(spec, env, log_dir, device_env)
-        if writer_failed:  # the reference's side failed: that, not what the reader made of it, is the reason
-            exc = ToolFailed(writer_failed, stderr_tail=res.tail(), machine="was killed by" in writer_failed)
-            exc.wall_s, exc.argv = res.wall_s, text
-            raise exc
-        res, text, result = _judged(spec, env, tmp, res, text, relay_error)
-        final = tp.parse_final(writer.stdout + writer.stderr)
-        result.update(streamed=True, feed_peak_rss_bytes=writer.peak_rss, feed_s=round(writer.wall_s, 4),
-                      ppl_base_run=final[0] if final else None)
-        return res, text, result
     with contextlib.ExitStack() as stack:
         served = []
 

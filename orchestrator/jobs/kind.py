@@ -120,6 +120,10 @@ class Kind:
         the CPU. 0: small beside the machine (a quantization streams its tensors)."""
         return 0
 
+    def feed_host_bytes(self, job: Job, plan: Plan, upstream: dict[str, dict], on_host: bool) -> int:
+        """Of host_bytes, what the run feeding it holds (a streamed reference): a gang holds it once."""
+        return 0
+
     def output_ref(self, job: Job) -> Ref | None:
         if self.makes == "model":
             return Ref(ref="model", key=job.key, label=job.params.stem)

@@ -150,6 +150,7 @@ class Kld(Kind):
         reader = device_resources(plan, upstream, p.model, p.cache_k, p.cache_v, p.ctx, ev, threads.device_hold)
         writer = device_resources(plan, upstream, p.reference, "f16", "f16", p.ctx, ev, threads.device_hold)
         res = reader.model_copy(update={"device_bytes": reader.device_bytes + writer.device_bytes,
+                                        "feed_bytes": writer.device_bytes,
                                         "exclusive": reader.exclusive or writer.exclusive})
         return Parts(argv, res, ev.timeout_minutes, Judge(ctx=p.ctx, ppl_from_file=True), feed=feed)
 
@@ -189,10 +190,14 @@ class Kld(Kind):
     def host_bytes(self, job: Job, plan: Plan, upstream: dict[str, dict], on_host: bool) -> int:
         p: KldParams = job.params
         reader = host_need(job, plan, upstream, on_host, p.cache_k, p.cache_v, writes_base=False)
+        return reader + self.feed_host_bytes(job, plan, upstream, on_host)
+
+    def feed_host_bytes(self, job: Job, plan: Plan, upstream: dict[str, dict], on_host: bool) -> int:
+        p: KldParams = job.params
         if not p.stream:
-            return reader
+            return 0
         writer = dataclasses.replace(job, params=p.model_copy(update={"model": p.reference}))
-        return reader + host_need(writer, plan, upstream, on_host, "f16", "f16", writes_base=True)
+        return host_need(writer, plan, upstream, on_host, "f16", "f16", writes_base=True)
 
     def row_extra(self, job: Job, recorded) -> dict:
         # the exact chunk count: those served, else the reference logits file's (its header)

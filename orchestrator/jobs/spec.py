@@ -63,6 +63,7 @@ class Resources(Strict):
     where: Literal["cpu", "device"]
     threads: int = 1        # host threads held (0: a job on a GPU that leaves the CPU to others)
     device_bytes: int = 0
+    feed_bytes: int = 0     # of device_bytes, what the reference run feeding it holds (a gang holds it once)
     exclusive: bool = False
     quiet_host: bool = False
 

@@ -1,6 +1,7 @@
-"""evaluation.logits: stream — the reference run writes into a pipe that the KLD run reads, through a relay
-that checks what passes: no logits file, the same numbers as against the file to every printed digit. A
-side that dies is a failure row naming it; its partner does not hang; the sweep goes on; `run` retries it.
+"""evaluation.logits: stream — the reference run writes into pipes that a gang of KLD runs read, through a
+relay that checks what passes: no logits file, one reference run for the gang, the same numbers as against
+the file to every printed digit. A side that dies makes every member of its gang a failure row naming
+which died; no partner hangs; the sweep goes on; `run` retries that gang.
 Real tools on the demo model; the kills come from wrappers around them (`--llama-cpp` of a folder)."""
 
 import os
@@ -41,6 +42,11 @@ def test_a_streamed_reference_equals_the_file_and_writes_none(demo_model, tmp_pa
     assert got == want and len(got) == 2 and all(r[1] == "ok" for r in got)
     assert not list(streamed.rglob("*.kld")) and list(filed.rglob("*.kld"))  # no logits on disk
     assert Store(streamed / "store.sqlite").done_jobs("base") == []
+    # both cells read one reference run: a gang of two, each with the reference run's logs
+    jobs = Store(streamed / "store.sqlite").done_jobs("kld")
+    assert [j["result"]["gang"] for j in jobs] == [2, 2]
+    assert len({j["result"]["feed_s"] for j in jobs}) == 1 and all("  <  " in j["argv"] for j in jobs)
+    assert all((streamed / "logs" / j["key"] / "reference.stdout").is_file() for j in jobs)
 
 
 def _wrapped(tmp_path, tools, flag_env):
@@ -66,28 +72,36 @@ exec {real} "$@"
     return folder
 
 
-@pytest.mark.parametrize("side, reason", [("writer", "the reference run feeding it was killed by SIGKILL"),
-                                          ("reader", "killed by SIGKILL")])
-def test_a_side_that_dies_is_a_failure_naming_it_and_run_retries_it(demo_model, tools, tmp_path, side, reason):
+@pytest.mark.parametrize("side", ["writer", "reader"])
+def test_a_side_that_dies_fails_its_gang_naming_it_and_run_retries_that_gang(demo_model, tools, tmp_path, side):
     flag = tmp_path / "kill"
     folder = _wrapped(tmp_path, tools, flag)
-    recipe = small_recipe(tmp_path, demo_model, name="dies", ctx=256, chunks=16, weights=("Q8_0",), bench=False)
+    recipe = small_recipe(tmp_path, demo_model, name="dies", ctx=256, chunks=16, weights=("Q8_0",))
     recipe.write_text(recipe.read_text().replace("chunks: 16", "chunks: 16, logits: stream"))
     ws = tmp_path / "ws"
     (tmp_path / f"kill.{side}").touch()
     t0 = time.monotonic()
     assert main(["run", str(recipe), "-w", str(ws), "-q", "--llama-cpp", str(folder)]) == 1
-    assert time.monotonic() - t0 < 240  # the partner did not wait for a side gone
+    assert time.monotonic() - t0 < 240  # no partner waited for a side gone
     df = Store(ws / "store.sqlite").results("dies")
-    k = df[df.measurement == "kld"].set_index("type_k")
-    assert k.loc["f16"].status == "failed" and k.loc["f16"].reason.startswith(reason)  # the first one ran
-    assert k.loc["q4_0"].status == "ok"  # the sweep went on
+    failed = df[df.measurement == "kld"]
+    # the gang (the two K/V pairs) failed, every member naming which died; the sweep went on (the benches)
+    assert list(failed.status) == ["failed", "failed"] and set(df[df.measurement == "bench"].status) == {"ok"}
+    reasons = sorted(failed.reason)
+    if side == "writer":
+        assert all(r.startswith("the reference run feeding it was killed by SIGKILL") for r in reasons)
+    else:
+        w = failed.weights.iloc[0]
+        assert reasons[0] == "killed by SIGKILL (the host's out-of-memory killer?)"
+        assert reasons[1].startswith(f"stopped with its gang: the kld {w} ") and \
+            reasons[1].endswith("run on the same streamed reference ended first (killed by SIGKILL)")
     assert not [p for p in (ws / "tmp").iterdir()] and not os.path.exists(f"{flag}.{side}")
     assert not list(ws.rglob("*.kld"))
-    # a failure of the machine's (a signal): the next plain run makes that cell again, and only it
+    # failures of the machine's (a signal, a partner's): the next plain run runs that gang again, and only it
     assert main(["run", str(recipe), "-w", str(ws), "-q", "--llama-cpp", str(folder)]) == 0
     df = Store(ws / "store.sqlite").results("dies")
     assert set(df[df.measurement == "kld"].status) == {"ok"}
+    assert Store(ws / "store.sqlite").runs().iloc[-1].n_jobs_run == 2
 
 
 def test_auto_streams_a_reference_over_max_logits_and_says_why(demo_model, tmp_path, capsys):
