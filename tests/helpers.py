@@ -118,3 +118,53 @@ def ray_token(folder: Path) -> dict[str, str]:
     path.write_text(secrets.token_hex(32))
     path.chmod(0o600)
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
+
+
+# task files in llama-perplexity's formats, written by the tests (no data set ships in a package)
+TASK_SENTENCES = [
+    "The cat sat on the mat and looked out of the window at the birds.",
+    "She opened the door, walked into the kitchen and put the kettle on the stove.",
+    "After the rain stopped, the children ran outside to play in the puddles.",
+    "He plugged in the laptop, waited for it to boot and then typed his password.",
+    "The chef chopped the onions finely before adding them to the hot pan.",
+    "They packed their bags, locked the house and drove to the airport early.",
+    "The teacher wrote the equation on the board and asked the class to solve it.",
+    "We planted tomatoes in the garden and watered them every evening.",
+    "The musician tuned her guitar carefully before the concert began.",
+    "The old man fed the pigeons in the park every morning at nine.",
+    "To make tea, boil water, pour it over the leaves and let it steep.",
+    "The runner tied his shoes, stretched his legs and started the race.",
+]
+WINOGRANDE_PAIRS = [
+    ("The trophy does not fit in the suitcase because the _ is too {}.", "trophy", "suitcase", ("big", "small")),
+    ("The man could not lift his son because the _ was so {}.", "man", "son", ("weak", "heavy")),
+    ("The councilmen refused the demonstrators a permit because the _ {} violence.", "councilmen",
+     "demonstrators", ("feared", "advocated")),
+    ("Sam poured water from the bottle into the cup until the _ was {}.", "bottle", "cup", ("empty", "full")),
+]
+
+
+def hellaswag_text(n: int = 24) -> str:
+    """n HellaSwag tasks: a sentence's first half as context, its second half the gold ending among three
+    others' (the gold index turns 0-3)."""
+    import random
+
+    rng, lines = random.Random(3), []
+    for i in range(n):
+        s = TASK_SENTENCES[i % len(TASK_SENTENCES)]
+        words = s.split()
+        cut = len(words) // 2
+        others = [" " + " ".join(t.split()[len(t.split()) // 2:]) for t in TASK_SENTENCES if t != s]
+        endings = rng.sample(others, 3)
+        endings.insert(i % 4, " " + " ".join(words[cut:]))
+        lines += [" ".join(words[:cut]), str(i % 4), *endings]
+    return "\n".join(lines) + "\n"
+
+
+def winogrande_text(n: int = 16) -> str:
+    """n Winogrande tasks as the public CSV has them (a header row, then index,sentence,option1,option2,answer)."""
+    rows = ["index,sentence,option1,option2,answer"]
+    for i in range(n):
+        text, a, b, words = WINOGRANDE_PAIRS[(i // 2) % len(WINOGRANDE_PAIRS)]
+        rows.append(f'{i},"{text.format(words[i % 2])}",{a},{b},{1 + i % 2}')
+    return "\n".join(rows) + "\n"

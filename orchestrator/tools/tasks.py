@@ -1,0 +1,118 @@
+"""llama-perplexity's task modes: the task files' formats (checked before any tool runs) and each task's own
+result, read from the tool's running output.
+
+- HellaSwag (`--hellaswag`): 6 lines a task — context, the gold ending's index (0–3), four endings. The tool
+  prints a running table `task<TAB>acc_norm%<TAB>[lo%, hi%]` and no final line: the last row is the score. A
+  task's own result is the change of the running accuracy at its row (k·acc_k − (k−1)·acc_{k−1} is 1 or 0).
+- Winogrande (`--winogrande`): CSV `index,sentence (one _),option1,option2,answer (1|2)`, with or without a
+  header row (the tool skips a row without a `_`). The tool prints one row a task: `k<TAB>acc%<TAB>score1
+  score2 chosen answer`; the task is right when chosen == answer.
+
+Tasks are drawn in a fixed order (mt19937 seeded 1), the same for every model given the same file and task
+count: task k of two runs is the same task, so two models are compared task by task.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+from orchestrator.errors import InputFileError, ToolFailed
+from orchestrator.tools import NUM
+
+FORMATS = ("hellaswag", "winogrande")
+HELLASWAG_ROW = re.compile(rf"^(\d+)\t({NUM})%\t\[({NUM})%, ({NUM})%\]\s*$", re.M)
+WINOGRANDE_ROW = re.compile(rf"^(\d+)\t({NUM})\t\s*({NUM})\s+({NUM})\s+([12])\s+([12])\s*$", re.M)
+
+
+def check_file(path: Path, fmt: str, task: str) -> int:
+    """The number of tasks in `path`, read as `fmt`; InputFileError naming the file, the task and what is
+    wrong (a HellaSwag file given as Winogrande, a truncated file…) before any tool runs."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"{path}: task {task} ({fmt}): cannot be read as text: {exc}") from None
+    problem, n = (_hellaswag if fmt == "hellaswag" else _winogrande)(text)
+    if problem:
+        raise InputFileError(f"{path}: task {task} ({fmt}): {problem}")
+    return n
+
+
+def _hellaswag(text: str) -> tuple[str | None, int]:
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        return "the file is empty", 0
+    if len(lines) % 6:
+        return (f"{len(lines)} lines, not a multiple of 6 (a task is a context, the gold ending's index 0-3 and "
+                "four endings)" + ("; it looks like a Winogrande CSV" if _looks_winogrande(lines) else "")), 0
+    for t in range(len(lines) // 6):
+        gold = lines[6 * t + 1].strip()
+        if gold not in ("0", "1", "2", "3"):
+            return f"task {t + 1} (line {6 * t + 2}): the gold ending's index is {gold[:30]!r}, not 0-3", 0
+    return None, len(lines) // 6
+
+
+def _looks_winogrande(lines: list[str]) -> bool:
+    return "_" in lines[0] or lines[0].startswith("index,") or lines[0].count(",") >= 4
+
+
+def _winogrande(text: str) -> tuple[str | None, int]:
+    rows = [r for r in csv.reader(io.StringIO(text)) if r]
+    if not rows:
+        return "the file is empty", 0
+    n = 0
+    for i, row in enumerate(rows, 1):
+        if len(row) != 5:
+            what = "it looks like a HellaSwag file (6 lines a task)" if len(row) == 1 else \
+                "index,sentence,option1,option2,answer"
+            return f"line {i} has {len(row)} columns, not 5 ({what})", 0
+        if "_" not in row[1]:
+            if i == 1:
+                continue  # a header row: the tool skips it too
+            return f"line {i}: the sentence has no _ (the blank an option fills)", 0
+        if row[4].strip() not in ("1", "2"):
+            return f"line {i}: the answer is {row[4].strip()[:30]!r}, not 1 or 2", 0
+        n += 1
+    return (None, n) if n else ("no task in it", 0)
+
+
+def outcomes(fmt: str, stdout: str) -> list[bool]:
+    """Each task's result, in the order the tool drew them (True: right)."""
+    out: list[bool] = []
+    if fmt == "hellaswag":
+        rows = HELLASWAG_ROW.findall(stdout)
+        right = 0
+        for k, acc, *_ in rows:
+            now = round(float(acc) / 100 * int(k))  # the tasks right so far
+            out.append(now > right)
+            right = now
+    else:
+        rows = WINOGRANDE_ROW.findall(stdout)
+        out = [chosen == answer for *_, chosen, answer in rows]
+    if [int(r[0]) for r in rows] != list(range(1, len(rows) + 1)):
+        raise ToolFailed(f"{fmt}: the running table skips or repeats a task")
+    return out
+
+
+LOADED_RE = re.compile(r"(?:hellaswag|winogrande)_score ?: loaded (\d+) tasks")
+
+
+def judge(fmt: str, rc: int, stdout: str, stderr: str, asked: int | None) -> dict:
+    """A task run is done when its table has a row for every task it drew: `asked`, or every task the tool
+    loaded when it asks none or more (the tool prints no final line for HellaSwag, and none for fewer than
+    100 Winogrande tasks: the rows are the result; its CSV reader also drops a file's last row)."""
+    got = outcomes(fmt, stdout)
+    m = LOADED_RE.search(stderr + stdout)
+    n_tasks = min(asked or int(m.group(1)), int(m.group(1))) if m else asked or -1
+    if rc != 0 or len(got) != n_tasks:
+        from orchestrator.tools.perplexity import failure_reason
+
+        why = failure_reason(stderr) or f"exit code {rc}"
+        raise ToolFailed(f"{fmt}: {len(got)} of {n_tasks} tasks scored ({why})", stderr_tail=stderr[-2000:])
+    right = sum(got)
+    return {"task_format": fmt, "n_tasks": len(got), "n_right": right, "accuracy": right / len(got),
+            "task_outcomes": "".join("1" if r else "0" for r in got)}

@@ -1,0 +1,88 @@
+"""Task accuracy: the task files' formats, each task's own result from the tool's running output (recorded
+from real runs: tests/fixtures/0c1e570-cpu-gnu12/{hellaswag,winogrande}_{f16,q2_k}.*, see record.py --tasks),
+and the pairing of a cell's answers with the reference's (flips, exact McNemar)."""
+
+import pytest
+
+from orchestrator.errors import InputFileError, ToolFailed
+from orchestrator.report.paired import mcnemar_exact, paired, wilson
+from orchestrator.tools import tasks
+
+from .helpers import BUILD, FIXTURES, hellaswag_text, winogrande_text
+
+RUNS = FIXTURES / BUILD
+
+
+def _run(name):
+    return [(RUNS / f"{name}.{p}").read_text() for p in ("stdout", "stderr")]
+
+
+def _judged(fmt, model):
+    out, err = _run(f"{fmt}_{model}")
+    return tasks.judge(fmt, 0, out, err, 40 if fmt == "hellaswag" else None)
+
+
+def test_winogrande_flips_equal_a_count_by_hand_from_the_two_logs():
+    ref, cell = _judged("winogrande", "f16"), _judged("winogrande", "q2_k")
+    # the tool's CSV reader drops the file's last row: 39 of the 40 tasks written, as it says it loaded
+    assert ref["n_tasks"] == cell["n_tasks"] == 39
+
+    def right(model):  # by hand: the last two columns of each row are the chosen option and the answer
+        rows = [line.split() for line in _run(f"winogrande_{model}")[0].splitlines() if line.strip()]
+        return [r[-2] == r[-1] for r in rows]
+
+    a, b = right("f16"), right("q2_k")
+    lost, gained = sum(x and not y for x, y in zip(a, b)), sum(y and not x for x, y in zip(a, b))
+    got = paired(ref["task_outcomes"], cell["task_outcomes"])
+    assert (got.right_to_wrong, got.wrong_to_right) == (lost, gained) == (9, 0)
+    assert ref["n_right"] == sum(a) == 19 and cell["n_right"] == sum(b) == 10
+    assert got.p == pytest.approx(2 / 2 ** 9) and got.changed  # 9 of 9 discordant tasks one way
+
+
+def test_hellaswag_task_results_come_from_the_running_accuracy():
+    ref, cell = _judged("hellaswag", "f16"), _judged("hellaswag", "q2_k")
+    assert ref["n_tasks"] == 40 and ref["n_right"] == 37 and ref["task_outcomes"][12] == "0"
+    got = paired(ref["task_outcomes"], cell["task_outcomes"])
+    assert (got.right_to_wrong, got.wrong_to_right, got.p, got.changed) == (0, 0, 1.0, False)
+    # our interval is the one the tool prints, row by row
+    for k, acc, lo, hi in tasks.HELLASWAG_ROW.findall(_run("hellaswag_f16")[0]):
+        right = round(float(acc) / 100 * int(k))
+        assert [round(x * 100, 4) for x in wilson(right, int(k))] == [float(lo), float(hi)]
+
+
+def test_a_run_that_stops_short_is_a_failure():
+    out, err = _run("hellaswag_f16")
+    cut = "\n".join(out.splitlines()[:20])
+    with pytest.raises(ToolFailed, match=r"hellaswag: \d+ of 40 tasks scored"):
+        tasks.judge("hellaswag", 0, cut, err, 40)
+    with pytest.raises(ToolFailed, match="skips or repeats"):
+        tasks.outcomes("hellaswag", out.replace("\n7\t", "\n8\t", 1))
+
+
+def test_mcnemar_exact():
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(3, 3) == 1.0
+    assert mcnemar_exact(23, 3) == pytest.approx(2 * sum(__import__("math").comb(26, i) for i in range(4)) / 2 ** 26)
+    assert mcnemar_exact(1, 5) == mcnemar_exact(5, 1) == pytest.approx(0.21875)
+
+
+@pytest.mark.parametrize("fmt, text, problem", [
+    ("hellaswag", hellaswag_text(4), None),
+    ("winogrande", winogrande_text(6), None),
+    ("winogrande", hellaswag_text(4), "line 1 has 1 columns, not 5 (it looks like a HellaSwag file"),
+    ("hellaswag", winogrande_text(6), "7 lines, not a multiple of 6 (a task is a context, the gold ending's index "
+                                      "0-3 and four endings); it looks like a Winogrande CSV"),
+    ("hellaswag", hellaswag_text(4)[:-40], "23 lines, not a multiple of 6"),
+    ("hellaswag", hellaswag_text(2).replace("\n1\n", "\nB\n"), "task 2 (line 8): the gold ending's index is 'B'"),
+    ("winogrande", winogrande_text(3).replace(",trophy,suitcase,1", ",trophy,1"), "line 2 has 4 columns, not 5"),
+    ("winogrande", winogrande_text(3).replace(",1\n", ",3\n"), "line 2: the answer is '3', not 1 or 2"),
+    ("winogrande", "", "the file is empty"),
+])
+def test_a_task_file_in_the_wrong_format_is_named_with_what_is_wrong(tmp_path, fmt, text, problem):
+    path = tmp_path / "tasks.txt"
+    path.write_text(text)
+    if problem is None:
+        assert tasks.check_file(path, fmt, "mine") == (4 if fmt == "hellaswag" else 6)
+        return
+    with pytest.raises(InputFileError) as e:
+        tasks.check_file(path, fmt, "mine")
+    assert str(e.value).startswith(f"{path}: task mine ({fmt}): {problem}") and "\n" not in str(e.value)
