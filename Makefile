@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 QS     := $(BIN)/quantsweep
 
-.PHONY: setup venv toolchain demo test test-fast lint bench chaos image-cpu clean
+.PHONY: setup venv toolchain toolchain-ik demo demo-ik test test-fast lint bench chaos image-cpu clean
 
 setup: venv toolchain
 
@@ -20,12 +20,22 @@ $(VENV)/.installed: pyproject.toml
 toolchain: venv
 	$(QS) toolchain build
 
+# the second toolchain, ik_llama.cpp (recipes with `toolchain: ik`), from the ik-llama-cpp-python sdist
+toolchain-ik: venv
+	$(QS) toolchain build --ik
+
 demo: setup
 	$(QS) run recipes/demo.yaml
 	$(QS) report demo
 	$(QS) recommend demo --vram 320MiB --reserve 0 --ctx 4096
 
-test: setup
+# the demo matrix on ik_llama.cpp, then set beside the mainline demo on their shared cells
+demo-ik: demo toolchain-ik
+	$(QS) run recipes/demo-ik.yaml
+	$(QS) report demo-ik
+	$(QS) compare demo demo-ik
+
+test: setup toolchain-ik
 	$(BIN)/python -m pytest -q
 
 lint: venv

