@@ -70,8 +70,10 @@ def test_ik_sweep_and_compare_with_mainline(tmp_path, tools, ik_tools, demo_mode
     for c in both:
         assert c["pp_ts_a"] > 0 and c["pp_ts_b"] > 0 and c["pp_ts_ratio"] == pytest.approx(c["pp_ts_b"] / c["pp_ts_a"])
         assert c["tool_wall_s_a"] > 0 and c["tool_wall_s_b"] > 0
-        # the same model, reference and corpus through two builds: no quality difference beyond the ±
-        assert "KLD" not in c["differs"], c
+    # Q8_0 with an f16 cache is made and read the same way by both builds: no difference beyond the ±
+    # (ik's own K-quant quantizer makes another Q4_K_M: that difference may show, and compare says so)
+    q8 = next(c for c in both if (c["weights"], c["type_k"]) == ("Q8_0", "f16"))
+    assert abs(q8["kld_mean_delta"]) <= q8["kld_mean_delta_err"] and "KLD" not in q8["differs"]
     assert main(["compare", "ml", "ik", "--workspace", str(ws)]) == 0
     text = capsys.readouterr().out
     assert "differ in toolchain" in text and "Speed side by side" in text
