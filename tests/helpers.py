@@ -168,3 +168,36 @@ def winogrande_text(n: int = 16) -> str:
         text, a, b, words = WINOGRANDE_PAIRS[(i // 2) % len(WINOGRANDE_PAIRS)]
         rows.append(f'{i},"{text.format(words[i % 2])}",{a},{b},{1 + i % 2}')
     return "\n".join(rows) + "\n"
+
+
+CHOICE_QUESTIONS = [
+    ("What is the capital of France?", ["Paris", "Berlin", "Madrid", "Rome"], 0),
+    ("Which animal says moo?", ["A dog", "A cow", "A cat", "A duck"], 1),
+    ("What color is the sky on a clear day?", ["Green", "Red", "Blue", "Yellow"], 2),
+    ("How many legs does a spider have?", ["Six", "Four", "Ten", "Eight"], 3),
+    ("What do bees make?", ["Honey", "Milk", "Silk", "Wool"], 0),
+    ("What is frozen water called?", ["Steam", "Ice", "Fog", "Dew"], 1),
+]
+
+
+def multiple_choice_bytes(n: int = 18) -> bytes:
+    """n tasks in llama-perplexity's multiple-choice binary (u32 count, u32 offsets, then per task the
+    question and two answer blocks: u32 n, n strings, i32 labels; a string is u32 length + bytes)."""
+    import struct
+
+    def text(s: str) -> bytes:
+        return struct.pack("<I", len(s.encode())) + s.encode()
+
+    def block(answers, gold) -> bytes:
+        return (struct.pack("<I", len(answers)) + b"".join(text(a) for a in answers)
+                + struct.pack(f"<{len(answers)}i", *[int(i == gold) for i in range(len(answers))]))
+
+    tasks = []
+    for i in range(n):
+        q, answers, gold = CHOICE_QUESTIONS[i % len(CHOICE_QUESTIONS)]
+        tasks.append(text(q) + block(answers, gold) + block(answers, gold))
+    offsets, at = [], 4 + 4 * n
+    for t in tasks:
+        offsets.append(at)
+        at += len(t)
+    return struct.pack("<I", n) + struct.pack(f"<{n}I", *offsets) + b"".join(tasks)

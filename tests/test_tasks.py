@@ -2,13 +2,15 @@
 from real runs: tests/fixtures/0c1e570-cpu-gnu12/{hellaswag,winogrande}_{f16,q2_k}.*, see record.py --tasks),
 and the pairing of a cell's answers with the reference's (flips, exact McNemar)."""
 
+import re
+
 import pytest
 
 from orchestrator.errors import InputFileError, ToolFailed
 from orchestrator.report.paired import mcnemar_exact, paired, wilson
 from orchestrator.tools import tasks
 
-from .helpers import BUILD, FIXTURES, hellaswag_text, winogrande_text
+from .helpers import BUILD, FIXTURES, hellaswag_text, multiple_choice_bytes, winogrande_text
 
 RUNS = FIXTURES / BUILD
 
@@ -18,8 +20,9 @@ def _run(name):
 
 
 def _judged(fmt, model):
-    out, err = _run(f"{fmt}_{model}")
+    out, err = _run(f"{'choice' if fmt == 'multiple-choice' else fmt}_{model}")
     return tasks.judge(fmt, 0, out, err, 40 if fmt == "hellaswag" else None)
+
 
 
 def test_winogrande_flips_equal_a_count_by_hand_from_the_two_logs():
@@ -50,6 +53,16 @@ def test_hellaswag_task_results_come_from_the_running_accuracy():
         assert [round(x * 100, 4) for x in wilson(right, int(k))] == [float(lo), float(hi)]
 
 
+def test_multiple_choice_task_results_agree_with_its_final_result():
+    ref, cell = _judged("multiple-choice", "f16"), _judged("multiple-choice", "q2_k")
+    for name, got in (("f16", ref), ("q2_k", cell)):
+        final = re.search(r"Final result: ([\d.]+) \+/- ([\d.]+)", _run(f"choice_{name}")[1])
+        assert got["n_tasks"] == 24 and round(100 * got["accuracy"], 4) == float(final.group(1))
+    got = paired(ref["task_outcomes"], cell["task_outcomes"])
+    # 4 answers gained, none lost: p = 2 · 2⁻⁴, no change detected at 5 %
+    assert (got.right_to_wrong, got.wrong_to_right, got.p, got.changed) == (0, 4, 0.125, False)
+
+
 def test_a_run_that_stops_short_is_a_failure():
     out, err = _run("hellaswag_f16")
     cut = "\n".join(out.splitlines()[:20])
@@ -76,12 +89,16 @@ def test_mcnemar_exact():
     ("winogrande", winogrande_text(3).replace(",trophy,suitcase,1", ",trophy,1"), "line 2 has 4 columns, not 5"),
     ("winogrande", winogrande_text(3).replace(",1\n", ",3\n"), "line 2: the answer is '3', not 1 or 2"),
     ("winogrande", "", "the file is empty"),
+    ("multiple-choice", multiple_choice_bytes(5), None),
+    ("multiple-choice", multiple_choice_bytes(5)[:-30], "task 5 of 5: it ends past the end of the file"),
+    ("multiple-choice", hellaswag_text(4), "its header says"),
+    ("hellaswag", multiple_choice_bytes(5), "not text (a multiple-choice binary? give format: multiple-choice)"),
 ])
 def test_a_task_file_in_the_wrong_format_is_named_with_what_is_wrong(tmp_path, fmt, text, problem):
     path = tmp_path / "tasks.txt"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     if problem is None:
-        assert tasks.check_file(path, fmt, "mine") == (4 if fmt == "hellaswag" else 6)
+        assert tasks.check_file(path, fmt, "mine") == {"hellaswag": 4, "winogrande": 6, "multiple-choice": 5}[fmt]
         return
     with pytest.raises(InputFileError) as e:
         tasks.check_file(path, fmt, "mine")

@@ -7,6 +7,10 @@ result, read from the tool's running output.
 - Winogrande (`--winogrande`): CSV `index,sentence (one _),option1,option2,answer (1|2)`, with or without a
   header row (the tool skips a row without a `_`). The tool prints one row a task: `k<TAB>acc%<TAB>score1
   score2 chosen answer`; the task is right when chosen == answer.
+- Multiple choice (`--multiple-choice -bf FILE`; MMLU, ARC, TruthfulQA as llama.cpp's users convert them):
+  binary, `u32 n_task`, `u32 offset[n_task]`, then per task a string (the question) and two answer blocks
+  (`u32 n ≤ 100`, n strings, `i32 label[n]`; the first block is scored); a string is `u32 len` + bytes. The
+  tool prints a running table `task<TAB>acc_norm` (no interval) and `Final result: x +/- y` to its log.
 
 Tasks are drawn in a fixed order (mt19937 seeded 1), the same for every model given the same file and task
 count: task k of two runs is the same task, so two models are compared task by task.
@@ -22,19 +26,29 @@ from pathlib import Path
 from orchestrator.errors import InputFileError, ToolFailed
 from orchestrator.tools import NUM
 
-FORMATS = ("hellaswag", "winogrande")
+FORMATS = ("hellaswag", "winogrande", "multiple-choice")
 HELLASWAG_ROW = re.compile(rf"^(\d+)\t({NUM})%\t\[({NUM})%, ({NUM})%\]\s*$", re.M)
+CHOICE_ROW = re.compile(rf"^(\d+)\t({NUM})\s*$", re.M)
 WINOGRANDE_ROW = re.compile(rf"^(\d+)\t({NUM})\t\s*({NUM})\s+({NUM})\s+([12])\s+([12])\s*$", re.M)
 
 
 def check_file(path: Path, fmt: str, task: str) -> int:
     """The number of tasks in `path`, read as `fmt`; InputFileError naming the file, the task and what is
     wrong (a HellaSwag file given as Winogrande, a truncated file…) before any tool runs."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{path}: task {task} ({fmt}): cannot be read as text: {exc}") from None
-    problem, n = (_hellaswag if fmt == "hellaswag" else _winogrande)(text)
+    if fmt == "multiple-choice":
+        try:
+            problem, n = _multiple_choice(path.read_bytes())
+        except OSError as exc:
+            raise InputFileError(f"{path}: task {task} ({fmt}): cannot be read: {exc}") from None
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise InputFileError(f"{path}: task {task} ({fmt}): not text (a multiple-choice binary? "
+                                 "give format: multiple-choice)") from None
+        except OSError as exc:
+            raise InputFileError(f"{path}: task {task} ({fmt}): cannot be read: {exc}") from None
+        problem, n = (_hellaswag if fmt == "hellaswag" else _winogrande)(text)
     if problem:
         raise InputFileError(f"{path}: task {task} ({fmt}): {problem}")
     return n
@@ -80,11 +94,60 @@ def _winogrande(text: str) -> tuple[str | None, int]:
     return (None, n) if n else ("no task in it", 0)
 
 
+def _multiple_choice(data: bytes) -> tuple[str | None, int]:
+    import struct
+
+    if len(data) < 4:
+        return "the file is empty or cut short (no task count)", 0
+    (n,) = struct.unpack_from("<I", data)
+    if n == 0 or 4 + 4 * n > len(data):
+        return (f"its header says {n} tasks, which {'is none' if n == 0 else 'do not fit its ' + str(len(data))}"
+                f"{'' if n == 0 else ' bytes'} (a text file given as multiple-choice?)"), 0
+    offsets = struct.unpack_from(f"<{n}I", data, 4)
+    for t, at in enumerate(offsets):
+        def cut(what: str) -> tuple[str, int]:
+            return f"task {t + 1} of {n}: {what} (byte {at}; the file is {len(data)} bytes: truncated?)", 0
+
+        if not 4 + 4 * n <= at < len(data):
+            return cut("its offset is outside the file")
+        try:
+            (size,) = struct.unpack_from("<I", data, at)
+            at += 4 + size
+            for _ in range(2):  # the two answer blocks
+                (k,) = struct.unpack_from("<I", data, at)
+                if k > 100:
+                    return cut(f"{k} answers (at most 100)")
+                at += 4
+                for _ in range(k):
+                    (size,) = struct.unpack_from("<I", data, at)
+                    at += 4 + size
+                at += 4 * k
+                if at > len(data):
+                    raise struct.error
+        except struct.error:
+            return cut("it ends past the end of the file")
+    return None, n
+
+
+def argv(exe, model, file, fmt: str, *, tasks: int | None, ctx: int, batch: int, ubatch: int, cache_k: str,
+         cache_v: str, flash_attn: str, gpu_layers: int, threads: int | None, extra: list[str]) -> list:
+    """A task run: the mode's flags, its file (-f, or -bf for the binary), the tasks asked (all: none), and
+    a unified K/V cache (-kvu) so that the mode's parallel sequences fit whatever -np the build defaults to."""
+    from orchestrator.tools import threads_args
+
+    mode = {"hellaswag": ["-f", file, "--hellaswag"], "winogrande": ["-f", file, "--winogrande"],
+            "multiple-choice": ["-bf", file, "--multiple-choice"]}[fmt]
+    count = [f"--{fmt}-tasks", str(tasks)] if tasks else []
+    return [exe, "-m", model, *mode, *count, "-c", str(ctx), "-b", str(batch), "-ub", str(ubatch), "-kvu",
+            "-ctk", cache_k, "-ctv", cache_v, "-fa", flash_attn, "-ngl", str(gpu_layers), *threads_args(threads),
+            *extra]
+
+
 def outcomes(fmt: str, stdout: str) -> list[bool]:
     """Each task's result, in the order the tool drew them (True: right)."""
     out: list[bool] = []
-    if fmt == "hellaswag":
-        rows = HELLASWAG_ROW.findall(stdout)
+    if fmt in ("hellaswag", "multiple-choice"):
+        rows = (HELLASWAG_ROW if fmt == "hellaswag" else CHOICE_ROW).findall(stdout)
         right = 0
         for k, acc, *_ in rows:
             now = round(float(acc) / 100 * int(k))  # the tasks right so far
@@ -98,7 +161,8 @@ def outcomes(fmt: str, stdout: str) -> list[bool]:
     return out
 
 
-LOADED_RE = re.compile(r"(?:hellaswag|winogrande)_score ?: loaded (\d+) tasks")
+LOADED_RE = re.compile(r"(?:hellaswag_score|winogrande_score) ?: loaded (\d+) tasks|"
+                       r"multiple_choice_score ?: there are (\d+) tasks")
 
 
 def judge(fmt: str, rc: int, stdout: str, stderr: str, asked: int | None) -> dict:
@@ -107,7 +171,8 @@ def judge(fmt: str, rc: int, stdout: str, stderr: str, asked: int | None) -> dic
     100 Winogrande tasks: the rows are the result; its CSV reader also drops a file's last row)."""
     got = outcomes(fmt, stdout)
     m = LOADED_RE.search(stderr + stdout)
-    n_tasks = min(asked or int(m.group(1)), int(m.group(1))) if m else asked or -1
+    loaded = int(m.group(1) or m.group(2)) if m else None
+    n_tasks = min(asked or loaded, loaded) if loaded else asked or -1
     if rc != 0 or len(got) != n_tasks:
         from orchestrator.tools.perplexity import failure_reason
 
