@@ -105,28 +105,35 @@ def _multiple_choice(data: bytes) -> tuple[str | None, int]:
                 f"{'' if n == 0 else ' bytes'} (a text file given as multiple-choice?)"), 0
     offsets = struct.unpack_from(f"<{n}I", data, 4)
     for t, at in enumerate(offsets):
-        def cut(what: str) -> tuple[str, int]:
-            return f"task {t + 1} of {n}: {what} (byte {at}; the file is {len(data)} bytes: truncated?)", 0
-
-        if not 4 + 4 * n <= at < len(data):
-            return cut("its offset is outside the file")
-        try:
-            (size,) = struct.unpack_from("<I", data, at)
-            at += 4 + size
-            for _ in range(2):  # the two answer blocks
-                (k,) = struct.unpack_from("<I", data, at)
-                if k > 100:
-                    return cut(f"{k} answers (at most 100)")
-                at += 4
-                for _ in range(k):
-                    (size,) = struct.unpack_from("<I", data, at)
-                    at += 4 + size
-                at += 4 * k
-                if at > len(data):
-                    raise struct.error
-        except struct.error:
-            return cut("it ends past the end of the file")
+        problem = _choice_problem(data, at, 4 + 4 * n)
+        if problem:
+            return f"task {t + 1} of {n}: {problem} (byte {at}; the file is {len(data)} bytes: truncated?)", 0
     return None, n
+
+
+def _choice_problem(data: bytes, at: int, first: int) -> str | None:
+    """What is wrong with the multiple-choice task at byte `at`, or None."""
+    import struct
+
+    if not first <= at < len(data):
+        return "its offset is outside the file"
+    try:
+        (size,) = struct.unpack_from("<I", data, at)
+        at += 4 + size
+        for _ in range(2):  # the two answer blocks
+            (k,) = struct.unpack_from("<I", data, at)
+            if k > 100:
+                return f"{k} answers (at most 100)"
+            at += 4
+            for _ in range(k):
+                (size,) = struct.unpack_from("<I", data, at)
+                at += 4 + size
+            at += 4 * k
+            if at > len(data):
+                raise struct.error
+    except struct.error:
+        return "it ends past the end of the file"
+    return None
 
 
 def argv(exe, model, file, fmt: str, *, tasks: int | None, ctx: int, batch: int, ubatch: int, cache_k: str,
