@@ -314,7 +314,8 @@ class Coordinator:
         from orchestrator.results.rows import rows_for_plan
 
         rows = rows_for_plan(self, run_id)
-        self.store.put_results(rows, self.inp.recipe.name, {c.id for c in self.plan.cells})
+        cells = {c.id for c in self.plan.cells} | {j.cell.id for j in self.plan.measured if j.cell is not None}
+        self.store.put_results(rows, self.inp.recipe.name, cells)
 
 
 def read_status(path: Path) -> dict | None:

@@ -13,3 +13,14 @@ class Corpus:
     path: Path
     sha256: str
     n_chars: int
+
+
+@dataclass(frozen=True)
+class TaskFile:
+    """A task set as a run reads it: its name, format, file, content hash and the tasks it holds."""
+
+    name: str
+    format: str
+    path: Path
+    sha256: str
+    n_tasks: int

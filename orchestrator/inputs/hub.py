@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import output, procs
-from orchestrator.inputs import Corpus
+from orchestrator.inputs import Corpus, TaskFile
 from orchestrator.errors import FetchError, InputFileError
 from orchestrator.inputs.gguf_info import SHARD_RE, shard_paths
 from orchestrator.files import atomic_path, sha256_file, sha256_text, write_text_atomic
-from orchestrator.recipe.model import CorpusSpec, HFSource, ModelSpec, PyPISource
+from orchestrator.recipe.model import CorpusSpec, HFSource, ModelSpec, PyPISource, TaskSpec
 from orchestrator.tools.toolchain import cache_root
 
 WIKITEXT = ("Salesforce/wikitext", "wikitext-2-raw-v1/test-00000-of-00001.parquet")
@@ -370,3 +370,71 @@ def materialize_corpus(spec: CorpusSpec, recipe_dir: Path, workspace_corpora: Pa
     if not path.exists():
         write_text_atomic(path, text)
     return Corpus(spec.label, path, digest, len(text))
+
+
+# ---------------------------------------------------------------------------------------------
+# task sets
+
+
+def task_file(spec: TaskSpec, recipe_dir: Path, local_only: bool = False) -> TaskFile:
+    """The task set's file, checked in its format (InputFileError naming the file, the task and what is
+    wrong); a named set is fetched from its Hugging Face dataset repo into the HF cache (retried, resumed),
+    and its sha256 must equal the one recorded when it was first fetched."""
+    from orchestrator.tools import tasks as tt
+
+    if spec.path is not None:
+        path = local_file((recipe_dir / Path(spec.path).expanduser()).resolve(), f"task file of {spec.name}")
+    else:
+        path = _fetch_taskset(spec, local_only)
+    n = tt.check_file(path, spec.task_format, spec.name)
+    sha = sha256_file(path, cache_root() / "file-hashes.json")
+    if spec.path is None:
+        _pinned(spec, path, sha)
+    return TaskFile(spec.name, spec.task_format, path, sha, n)
+
+
+def _fetch_taskset(spec: TaskSpec, local_only: bool) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from orchestrator.inputs.tasksets import TASK_SETS
+
+    s = TASK_SETS[spec.name]
+    what = f"{s.repo}@{spec.revision} ({spec.name})"
+    offline = local_only or _hf_offline()
+
+    def download() -> Path:
+        try:
+            return _verified(Path(hf_hub_download(s.repo, s.file, repo_type="dataset", revision=spec.revision,
+                                                  cache_dir=_hf_cache(), local_files_only=offline,
+                                                  endpoint=_hf_endpoint())))
+        except LocalEntryNotFoundError:
+            if not offline:
+                raise
+            raise FetchError(f"{what}: not in the Hugging Face cache and not downloadable now; give the task "
+                             "as {path: FILE, format: " + s.format + "} offline") from None
+
+    return _hf_call(what, download)
+
+
+def _pinned(spec: TaskSpec, path: Path, sha: str) -> None:
+    """A named set's sha256, recorded at its first fetch (per repo, revision and file), must not change."""
+    import json
+
+    from orchestrator.inputs.tasksets import TASK_SETS
+
+    s = TASK_SETS[spec.name]
+    memo = cache_root() / "task-sets.json"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    key = f"{s.repo}@{spec.revision}/{s.file}"
+    if key not in known:
+        known[key] = sha
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(memo, json.dumps(known, indent=1, sort_keys=True))
+    elif known[key] != sha:
+        raise FetchError(f"{key}: its sha256 is {sha[:12]}…, {known[key][:12]}… when it was first fetched: the "
+                         "set changed under that revision; pin a revision, or delete it from "
+                         f"{memo} to accept the new file")

@@ -123,6 +123,9 @@ def check_local_files(r: recipe.Recipe, recipe_path: Path) -> None:
             f = hub.local_file((rdir / Path(w.imatrix.file).expanduser()).resolve(), f"imatrix of {w.label}")
             if r.model.path is not None:
                 gguf_info.check_imatrix(f, hub.fetch_model(r.model, rdir))
+    for t in r.tasks:
+        if t.path is not None:
+            hub.task_file(t, rdir)
 
 
 def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = True) -> plan.PlanInputs:
@@ -148,11 +151,13 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
             im_inputs[w.label] = (f, sha256_file(f, memo))
         else:
             im_inputs[w.label] = hub.materialize_corpus(w.imatrix.corpus, rdir, ws.corpora, local_only=not fetch)
+    task_files = {t.name: hub.task_file(t, rdir, local_only=not fetch) for t in r.tasks}
     texts = [corpus, *(c for c in im_inputs.values() if isinstance(c, hub.Corpus))]
     tokens = {c.sha256: n for c in texts if (n := corpus_tokens(tc, src, sha, c)) is not None}
     inp = plan.PlanInputs(recipe=r, source_path=src, source_sha=sha, source_info=info,
                           corpus=corpus, toolchain=tc.identity(), host=host_info(tc),
                           imatrix_inputs=im_inputs, corpus_tokens=tokens, bases=bases_on_hand(ws),
+                          task_files=task_files,
                           disk_free=shutil.disk_usage(next(p for p in (ws.root, *ws.root.parents) if p.exists())).free)
     try:
         check_trained_context(inp, path)

@@ -13,9 +13,10 @@ from orchestrator.jobs.kind import Kind, expectations
 from orchestrator.jobs.perplexity import BASE, KLD
 from orchestrator.jobs.quantize import QUANTIZE, REFERENCE
 from orchestrator.jobs.spec import JobSpec, Ref, Threads
+from orchestrator.jobs.tasks import TASK
 from orchestrator.plan.graph import Job, Plan
 
-KINDS: dict[str, Kind] = {k.name: k for k in (REFERENCE, IMATRIX, QUANTIZE, BASE, KLD, BENCH)}
+KINDS: dict[str, Kind] = {k.name: k for k in (REFERENCE, IMATRIX, QUANTIZE, BASE, KLD, TASK, BENCH)}
 
 
 def kind(name: str) -> Kind:

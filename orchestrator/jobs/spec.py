@@ -46,6 +46,9 @@ class Judge(Strict):
     ppl_from_file: bool = False         # base_ppl is the file's own figure: it must match to its digits
     n_tests: int | None = None          # a bench must produce every test it was asked for
     overrides: list[str] = Field(default_factory=list)  # tensor_types patterns: llama-quantize must apply one
+    task: str | None = None             # a task run: the recipe's task name, its file's format, and the
+    task_format: str | None = None      # … tasks asked (None: all the file holds)
+    tasks: int | None = None
 
 
 class Expect(Strict):

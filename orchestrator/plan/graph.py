@@ -62,6 +62,7 @@ class PlanInputs:
     corpus_tokens: dict = field(default_factory=dict)  # corpus sha256 -> its tokens for this model, where counted
     bases: tuple[BaseOnHand, ...] = ()  # reference logits the workspace holds: one may serve fewer chunks
     disk_free: int = 0  # bytes free where the workspace is (logits: auto streams what would not fit)
+    task_files: dict = field(default_factory=dict)  # task name -> TaskFile (checked, hashed)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.tools import llama_types as lt
+from orchestrator.inputs.tasksets import TASK_SETS
 
 CORPUS_NAMES = ("wikitext-2", "python-docs", "python-source")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -439,6 +440,52 @@ class BenchSpec(Strict):
         return self
 
 
+class TaskSpec(Strict):
+    """A task set run on every cell and on the reference: `- mmlu`, `- hellaswag: 400`, or
+    `- {path: FILE, format: hellaswag, tasks: 100}`."""
+
+    name: str = Field(description="a named set (hellaswag, winogrande, mmlu, arc-challenge, arc-easy, "
+                                  "truthfulqa), or the label of a file's results (default: its file name)")
+    path: str | None = Field(None, description="a local task file in the format named by `format`")
+    format: Literal["hellaswag", "winogrande", "multiple-choice"] | None = None
+    tasks: int | None = Field(None, ge=1, description="how many tasks (the tool draws them in a fixed order); "
+                                                      "default: all")
+    revision: str = Field("main", description="a named set's dataset revision on Hugging Face")
+    ctx: int = Field(2048, ge=64, description="the task run's context (-c): each task must fit in it")
+    timeout_minutes: float = Field(240, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any):
+        if isinstance(v, str):
+            return {"name": v}
+        if isinstance(v, dict) and len(v) == 1:
+            (name, n), = v.items()
+            if name in TASK_SETS and (n is None or isinstance(n, int)):
+                return {"name": name, "tasks": n}
+        if isinstance(v, dict) and "path" in v and "name" not in v:
+            return {**v, "name": Path(str(v["path"])).stem}
+        return v
+
+    @model_validator(mode="after")
+    def _known(self):
+        if self.path is None:
+            if self.name not in TASK_SETS:
+                raise ValueError(f"unknown task set {self.name!r}; named sets: {', '.join(TASK_SETS)}, or "
+                                 "{path: FILE, format: hellaswag|winogrande|multiple-choice}")
+            if self.format not in (None, TASK_SETS[self.name].format):
+                raise ValueError(f"{self.name} is in the {TASK_SETS[self.name].format} format, not {self.format}")
+        elif self.format is None:
+            raise ValueError(f"{self.path}: give its format: hellaswag, winogrande or multiple-choice")
+        if not re.fullmatch(NAME_PATTERN, self.name):
+            raise ValueError(NAME_RULE.format(v=self.name))
+        return self
+
+    @property
+    def task_format(self) -> str:
+        return self.format or TASK_SETS[self.name].format
+
+
 class QuantizeSpec(Strict):
     threads: int | None = Field(None, ge=1)
     timeout_minutes: float = Field(240, gt=0)
@@ -455,6 +502,8 @@ class Recipe(Strict):
     evaluation: EvalSpec = Field(default_factory=EvalSpec)
     bench: BenchSpec = Field(default_factory=BenchSpec)
     quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
+    tasks: list[TaskSpec] = Field(default_factory=list, description="task accuracy on every cell and on the "
+                                  "reference, paired task by task against it")
     toolchain: Literal["mainline", "ik"] = Field(
         "mainline", description="which tools measure: llama.cpp (mainline) or ik_llama.cpp (ik; build it with "
                                 "`quantsweep toolchain build --ik`), whose extra weight types need it")
@@ -476,6 +525,10 @@ class Recipe(Strict):
         elif self.bench.enabled and any(self.bench.depth):
             raise FieldError("bench.depth", "ik_llama.cpp's llama-bench measures at depth 0 only (it has no -d): "
                              "bench.depth [0] with toolchain: ik")
+        names = [t.name for t in self.tasks]
+        dup_tasks = sorted({x for x in names if names.count(x) > 1})
+        if dup_tasks:
+            raise FieldError("tasks", f"duplicate task name(s) {', '.join(dup_tasks)}: give each a distinct name")
         labels = [w.label for w in self.weights]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
@@ -500,8 +553,11 @@ class Recipe(Strict):
         return self
 
     def canonical_hash(self) -> str:
-        # the default toolchain is left out, so a recipe's hash is the one it had before it could name one
-        dumped = self.model_dump(mode="json", exclude={"toolchain"} if self.toolchain == "mainline" else None)
+        # the default toolchain and no tasks are left out, so a recipe's hash is the one it had before
+        # it could name them
+        left_out = {"toolchain"} if self.toolchain == "mainline" else set()
+        left_out |= {"tasks"} if not self.tasks else set()
+        dumped = self.model_dump(mode="json", exclude=left_out or None)
         blob = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -385,3 +385,35 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
             row[f"{name} B/A"] = vb / va if va and vb and va == va and vb == vb else None
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def task_results(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per task and cell (the reference's first), its accuracy with the 95 % Wilson interval and,
+    beside the reference's, the answers it changed: right→wrong, wrong→right, the exact McNemar p and
+    whether that says it changed. With the cell's KLD (its first context) where measured."""
+    from orchestrator.report.paired import paired, wilson
+
+    if "task_outcomes" not in df:
+        return pd.DataFrame()
+    t = df[(df.measurement == "task") & (df.status == "ok") & df.task_outcomes.notna()]
+    if t.empty:
+        return pd.DataFrame()
+    kld = df[(df.measurement == "kld") & (df.status == "ok")].sort_values("ctx")
+    kld = kld.drop_duplicates(["weights", "type_k", "type_v"]).set_index(["weights", "type_k", "type_v"])
+    rows = []
+    for task, g in t.groupby("test", sort=False):
+        ref = g[g.weights == "reference"]
+        ref_outcomes = ref.task_outcomes.iloc[0] if not ref.empty else None
+        for r in pd.concat([ref, g[g.weights != "reference"]]).itertuples():
+            lo, hi = wilson(int(r.n_right), int(r.n_tasks))
+            row = {"task": task, "task_format": r.task_format, "weights": r.weights, "type_k": r.type_k,
+                   "type_v": r.type_v, "n_tasks": int(r.n_tasks), "n_right": int(r.n_right), "accuracy": r.accuracy,
+                   "accuracy_lo": lo, "accuracy_hi": hi, "right_to_wrong": None, "wrong_to_right": None, "p": None,
+                   "changed": None, "accuracy_delta": None,
+                   "kld_mean": kld.kld_mean.get((r.weights, r.type_k, r.type_v))}
+            if r.weights != "reference" and ref_outcomes is not None and len(ref_outcomes) == len(r.task_outcomes):
+                pr = paired(ref_outcomes, r.task_outcomes)
+                row.update(right_to_wrong=pr.right_to_wrong, wrong_to_right=pr.wrong_to_right, p=pr.p,
+                           changed=pr.changed, accuracy_delta=r.accuracy - ref.accuracy.iloc[0])
+            rows.append(row)
+    return pd.DataFrame(rows)

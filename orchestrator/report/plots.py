@@ -317,6 +317,39 @@ def profiles(k: pd.DataFrame, out: Path, plt) -> list[Path]:
     return paths
 
 
+def accuracy_vs_kld(t: pd.DataFrame, out: Path, plt) -> list[Path]:
+    """Each cell's change of task accuracy from the reference against its KLD, a marker per task: filled
+    where the paired test says its answers changed, hollow where no change was detected."""
+    cells = t[t.weights != "reference"].dropna(subset=["kld_mean", "accuracy_delta"])
+    if cells.empty:
+        return []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (task, g) in enumerate(cells.groupby("task", sort=False)):
+        m, color = MARKERS[i % len(MARKERS)], f"C{i}"
+        for changed, face in ((True, color), (False, "none")):
+            h = g[g.changed.astype(bool) == changed]
+            if not h.empty:
+                ax.scatter(h.kld_mean, 100 * h.accuracy_delta, marker=m, facecolors=face, edgecolors=color,
+                           label=f"{task} ({'changed' if changed else 'no change detected'})")
+    for r in cells.assign(_y=cells.accuracy_delta.round(4)).drop_duplicates(["weights", "type_k", "type_v", "_y"]
+                                                                           ).itertuples():  # one label a point
+        ax.annotate(f"{r.weights} {r.type_k}/{r.type_v}", (r.kld_mean, 100 * r.accuracy_delta), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.axhline(0, color="0.5", lw=0.8)
+    if float(cells.kld_mean.min()) > 0:  # KLD spans decades from Q8_0 to 2-bit
+        ax.set_xscale("log")
+        ax.set_xlim(float(cells.kld_mean.min()) / 1.6, float(cells.kld_mean.max()) * 2.5)
+    ax.set_xlabel("KLD from the reference (nats)")
+    ax.set_ylabel("accuracy − reference's (points)")
+    ax.set_title("Task accuracy change vs KLD (filled: the paired McNemar test says the answers changed)",
+                 fontsize=8)
+    ax.legend(fontsize=7, loc="best")
+    try:
+        return _save(fig, out, "accuracy_vs_kld")
+    finally:
+        plt.close(fig)
+
+
 FIGURES = {"kld_vs_size": kld_vs_size, "kld_vs_speed": kld_vs_speed, "profiles": profiles,
            "kld_vs_kv_memory": kld_vs_kv_memory}
 

@@ -24,7 +24,14 @@ from orchestrator.report import plots, tables
 PLOTS = [("kld_vs_size", "Quality vs size (Pareto frontier labelled)"),
          ("kld_vs_speed", "Quality vs generation speed"),
          ("kld_vs_kv_memory", "Quality vs K/V-cache memory"),
-         ("profiles", "Per-token KLD and Δp percentiles")]
+         ("profiles", "Per-token KLD and Δp percentiles"),
+         ("accuracy_vs_kld", "Task accuracy change vs KLD")]
+TASKS_EXPLAIN = ("Each task set ran on the reference model and on every cell with `llama-perplexity` (--hellaswag, "
+                 "--winogrande or --multiple-choice), the tasks drawn in the same order for every model, so each "
+                 "cell's answers are paired with the reference's task by task. Accuracy is the share right with "
+                 "its 95 % Wilson interval; Right→wrong and Wrong→right count the answers the cell changed; the "
+                 "exact McNemar test on those says whether it changed them (p < 0.05: changed) or no change was "
+                 "detected — two overlapping intervals alone say neither.")
 EXPLAIN = ("KLD is the mean KL divergence of each variant's token distributions from the reference's (nats, ± its "
            "standard error), from `llama-perplexity --kl-divergence`; the reference logits were computed once "
            f"with an f16/f16 cache. Rank orders cells by KLD; cells within {analysis.Z:g}·√(σ₁²+σ₂²) of their "
@@ -111,7 +118,7 @@ def numeric_cells(k: pd.DataFrame, arch: memory.Architecture | None) -> pd.DataF
     return k[[c for c in keep if c in k and (c not in optional or k[c].notna().any())]]
 
 
-TABLES = ("kv_table", "stats", "failures", "cells")
+TABLES = ("kv_table", "stats", "failures", "cells", "tasks")
 
 
 def owned_files(folder: Path) -> set[str]:
@@ -138,11 +145,18 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     stats = None if note else tables.stats_table(kld, sp)
     fails, prov = tables.failures(df), tables.provenance(df)
     caveat = tables.imatrix_caveat(kld)
+    task_numbers = analysis.task_results(df)
+    task_table = tables.task_table(task_numbers)
     written = []
-    for stem, t in (("kv_table", kv), ("stats", stats), ("failures", fails), ("cells", numeric_cells(k, arch))):
+    for stem, t in (("kv_table", kv), ("stats", stats), ("failures", fails), ("cells", numeric_cells(k, arch)),
+                    ("tasks", task_numbers)):
         if t is not None:
             written += _table_files(out, stem, t)
     written += figures.wait()
+    (out / "accuracy_vs_kld.png").unlink(missing_ok=True)
+    (out / "accuracy_vs_kld.svg").unlink(missing_ok=True)
+    if not task_numbers.empty:
+        written += plots.accuracy_vs_kld(task_numbers, out, plots._plt())
     shown = [(stem, title) for stem, title in PLOTS if (out / f"{stem}.png").exists()]
 
     if note:  # the tables the documents show: the cells of the weights the plots name, saying so
@@ -153,11 +167,11 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
                 "stats.csv and cells.csv.")
     notes = [n for n in (note, caveat) if n]
     readme = out / "README.md"
-    write_text_atomic(readme, _readme(name, prov, kv, stats, fails, shown, notes))
+    write_text_atomic(readme, _readme(name, prov, kv, stats, fails, shown, notes, task_table))
     card = out / "model-card.md"
-    write_text_atomic(card, _model_card(name, prov, kv, shown, notes))
+    write_text_atomic(card, _model_card(name, prov, kv, shown, notes, task_table))
     page = out / "report.html"
-    write_text_atomic(page, _html(name, prov, kv, stats, fails, shown, out, notes))
+    write_text_atomic(page, _html(name, prov, kv, stats, fails, shown, out, notes, task_table))
     return [readme, card, page, *written]
 
 
@@ -178,7 +192,7 @@ def _table_files(out: Path, stem: str, t: pd.DataFrame) -> list[Path]:
     return [csv, parquet]
 
 
-def _readme(name, prov, kv, stats, fails, shown, notes=()) -> str:
+def _readme(name, prov, kv, stats, fails, shown, notes=(), tasks=None) -> str:
     parts = [f"# quantsweep report: {name}", "",
              "Regenerated from the quantsweep store with `quantsweep report`; every number below comes "
              "from a llama.cpp tool run recorded there. Also here: `model-card.md` (for a Hugging Face model "
@@ -191,6 +205,8 @@ def _readme(name, prov, kv, stats, fails, shown, notes=()) -> str:
         parts += [f"**{note}**", ""]
     if not kv.empty:
         parts += ["## Weights × K/V cache", "", markdown_table(kv), ""]
+    if tasks is not None and not tasks.empty:
+        parts += ["## Task accuracy, paired with the reference", "", TASKS_EXPLAIN, "", markdown_table(tasks), ""]
     if shown:
         parts += ["## Plots", ""]
         parts += [f"### {title}\n\n![{title}]({stem}.png)\n" for stem, title in shown]
@@ -201,7 +217,7 @@ def _readme(name, prov, kv, stats, fails, shown, notes=()) -> str:
     return "\n".join(parts)
 
 
-def _model_card(name, prov, kv, shown, notes=()) -> str:
+def _model_card(name, prov, kv, shown, notes=(), tasks=None) -> str:
     keep = [c for c in ("Rank", "Weights", "cache-type-k", "cache-type-v", "ctx", "KLD", "PPL ratio", "Same top p",
                         "File MiB", "BPW", "Tensor mix", "imatrix", "K/V MiB") if c in kv]
     parts = ["## Quantization quality", "",
@@ -213,6 +229,10 @@ def _model_card(name, prov, kv, shown, notes=()) -> str:
         parts += [f"**{note}**", ""]
     if not kv.empty:
         parts += [markdown_table(kv[keep]), ""]
+    if tasks is not None and not tasks.empty:
+        parts += ["### Task accuracy", "", "Accuracy on each task set with its 95 % interval, and the answers each "
+                  "cell changed against the reference's, task by task (exact McNemar p; changed at p < 0.05).", "",
+                  markdown_table(tasks), ""]
     for stem, title in shown[:2]:
         parts += [f"![{title}]({stem}.png)", ""]
     parts += ["<details><summary>How it was made</summary>", ""]
@@ -221,7 +241,7 @@ def _model_card(name, prov, kv, shown, notes=()) -> str:
     return "\n".join(parts)
 
 
-def _html(name, prov, kv, stats, fails, shown, out: Path, notes=()) -> str:
+def _html(name, prov, kv, stats, fails, shown, out: Path, notes=(), tasks=None) -> str:
     def wide(df: pd.DataFrame) -> str:  # a table wider than the page scrolls inside its box, not the page
         return f'<div class="wide">{html_table(df)}</div>'
 
@@ -236,6 +256,9 @@ def _html(name, prov, kv, stats, fails, shown, out: Path, notes=()) -> str:
     body += [f"<p><b>{html.escape(note)}</b></p>" for note in notes]
     if not kv.empty:
         body += ["<h2>Weights × K/V cache</h2>", wide(kv)]
+    if tasks is not None and not tasks.empty:
+        body += ["<h2>Task accuracy, paired with the reference</h2>",
+                 f"<p>{html.escape(TASKS_EXPLAIN.replace('`', ''))}</p>", wide(tasks)]
     if shown:
         body += ["<h2>Plots</h2>"] + [img(stem, title) for stem, title in shown]
     if not stats.empty:

@@ -272,3 +272,23 @@ def provenance(df: pd.DataFrame) -> dict:
         "One cell's command": _command(k),
         "Measured": f"{df.created_at.min()} – {df.created_at.max()}",
     }
+
+
+def task_table(t: pd.DataFrame) -> pd.DataFrame:
+    """The accuracy table: per task and cell, the score with its 95 % interval, the change from the reference
+    and the answers behind it (flips each way, exact McNemar p), and what that says."""
+    if t.empty:
+        return pd.DataFrame()
+    rows = []
+    for r in t.itertuples():
+        ref = r.weights == "reference"
+        verdict = "reference" if ref else "—" if r.p is None or pd.isna(r.p) else \
+            "changed" if r.changed else "no change detected"
+        rows.append({"Task": r.task, "Weights": r.weights, "cache-type-k": r.type_k, "cache-type-v": r.type_v,
+                     "Tasks": int(r.n_tasks),
+                     "Accuracy": f"{100 * r.accuracy:.2f} % [{100 * r.accuracy_lo:.1f}, {100 * r.accuracy_hi:.1f}]",
+                     "Δ vs reference": "" if ref or is_missing(r.accuracy_delta) else f"{100 * r.accuracy_delta:+.2f} pp",
+                     "Right→wrong": "" if ref or is_missing(r.right_to_wrong) else str(int(r.right_to_wrong)),
+                     "Wrong→right": "" if ref or is_missing(r.wrong_to_right) else str(int(r.wrong_to_right)),
+                     "McNemar p": "" if ref or is_missing(r.p) else f"{r.p:.3g}", "Verdict": verdict})
+    return pd.DataFrame(rows, dtype=object)

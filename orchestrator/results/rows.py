@@ -76,8 +76,9 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
         if mk not in wcache:
             wcache[mk] = _weights_info(runner, mk)
         base = {**common, **wcache[mk], "cell_id": cell.id, "weights": cell.weights,
-                "weights_type": weights_type[cell.weights], "type_k": cell.type_k, "type_v": cell.type_v,
-                "ctx": cell.ctx if kind.per_context else None, "imatrix": imatrix[cell.weights],
+                "weights_type": weights_type.get(cell.weights, r.reference.type), "type_k": cell.type_k,
+                "type_v": cell.type_v, "ctx": cell.ctx if kind.per_context else None,
+                "imatrix": imatrix.get(cell.weights, ""),
                 "measurement": job.kind, "job_key": job.key}
         if base.get("file_bytes"):
             base["file_gib"] = base["file_bytes"] / 2**30

@@ -23,10 +23,10 @@ KLD_STATS = [
     "same_top", "same_top_err",
 ]
 REAL_COLUMNS = KLD_STATS + ["ts_mean", "ts_std", "ns_mean", "ns_std", "bpw", "tool_wall_s",
-                            "quantize_wall_s", "file_gib"]
+                            "quantize_wall_s", "file_gib", "accuracy"]
 INT_COLUMNS_V1 = ["n_chunks", "ctx", "n_prompt", "n_gen", "n_depth", "repetitions", "file_bytes",
                   "tensor_bytes", "n_params", "n_vocab"]
-INT_COLUMNS = INT_COLUMNS_V1 + ["fallback_tensors", "n_tokens", "tokens_evaluated"]
+INT_COLUMNS = INT_COLUMNS_V1 + ["fallback_tensors", "n_tokens", "tokens_evaluated", "n_tasks", "n_right"]
 TEXT_COLUMNS_V1 = [
     "recipe", "recipe_hash", "cell_id", "measurement", "test", "weights", "weights_type", "type_k", "type_v",
     "status", "reason", "stderr_tail", "log_dir", "job_key", "argv", "samples_ns", "extra_json",
@@ -35,7 +35,8 @@ TEXT_COLUMNS_V1 = [
     "host_cpu", "host_gpu", "created_at", "source", "source_quant",
 ]
 TEXT_COLUMNS = TEXT_COLUMNS_V1 + ["model_arch_json",  # a new column: a new migration below
-                                  "tensor_mix_json", "source_tensor_mix_json", "toolchain_name"]
+                                  "tensor_mix_json", "source_tensor_mix_json", "toolchain_name",
+                                  "task_format", "task_outcomes"]
 
 # each step: the SQL statements that take the schema from version N-1 to N (PRAGMA user_version). Each is
 # frozen text, never built from the column lists above: a column added later is a new step, and a store
@@ -87,6 +88,13 @@ MIGRATIONS = [
      "ALTER TABLE results ADD COLUMN tokens_evaluated INTEGER"],
     # 6: which toolchain measured a row (llama.cpp or ik_llama.cpp; empty before: llama.cpp)
     ["ALTER TABLE results ADD COLUMN toolchain_name TEXT"],
+    # 7: task accuracy (measurement 'task', test = the task's name): its format, the tasks run and right,
+    # the score, and each task's outcome in the tool's order (1 right, 0 wrong), to pair with the reference
+    ["ALTER TABLE results ADD COLUMN task_format TEXT",
+     "ALTER TABLE results ADD COLUMN task_outcomes TEXT",
+     "ALTER TABLE results ADD COLUMN accuracy REAL",
+     "ALTER TABLE results ADD COLUMN n_tasks INTEGER",
+     "ALTER TABLE results ADD COLUMN n_right INTEGER"],
 ]
 BULKY = {"samples_ns", "stderr_tail", "toolchain_json", "extra_json"}
 COLUMNS = ["run_id", *TEXT_COLUMNS, *REAL_COLUMNS, *[c for c in INT_COLUMNS if c not in REAL_COLUMNS]]
