@@ -287,7 +287,8 @@ def task_table(t: pd.DataFrame) -> pd.DataFrame:
         rows.append({"Task": r.task, "Weights": r.weights, "cache-type-k": r.type_k, "cache-type-v": r.type_v,
                      "Tasks": int(r.n_tasks),
                      "Accuracy": f"{100 * r.accuracy:.2f} % [{100 * r.accuracy_lo:.1f}, {100 * r.accuracy_hi:.1f}]",
-                     "Δ vs reference": "" if ref or is_missing(r.accuracy_delta) else f"{100 * r.accuracy_delta:+.2f} pp",
+                     "Δ vs reference": "" if ref or is_missing(r.accuracy_delta)
+                     else f"{100 * r.accuracy_delta:+.2f} pp",
                      "Right→wrong": "" if ref or is_missing(r.right_to_wrong) else str(int(r.right_to_wrong)),
                      "Wrong→right": "" if ref or is_missing(r.wrong_to_right) else str(int(r.wrong_to_right)),
                      "McNemar p": "" if ref or is_missing(r.p) else f"{r.p:.3g}", "Verdict": verdict})
