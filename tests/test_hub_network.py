@@ -9,10 +9,12 @@ import pytest
 from orchestrator.inputs import hub
 from orchestrator.errors import FetchError
 from orchestrator.files import sha256_file
-from orchestrator.recipe.model import CorpusSpec, ModelSpec
+from orchestrator.recipe.model import CorpusSpec, ModelSpec, TaskSpec
+from orchestrator.inputs.tasksets import TASK_SETS
 
 from .hf_standin import Fault, HubStandIn, Repo
 from .doubles import written
+from .helpers import hellaswag_text
 
 SHARDS = [f"big/big-Q4_K_M-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
 
@@ -46,7 +48,9 @@ def standin(repo_files, tmp_path, monkeypatch):
     pq = tmp_path / "wt.parquet"
     pd.DataFrame({"text": [" = Valkyria Chronicles = \n", " Senjō no Valkyria 3 \n"]}).to_parquet(pq)
     repos = [Repo("org/big-GGUF", repo_files), Repo("org/gated-GGUF", repo_files, gated=True),
-             Repo(hub.WIKITEXT[0], {hub.WIKITEXT[1]: pq.read_bytes()}, kind="datasets")]
+             Repo(hub.WIKITEXT[0], {hub.WIKITEXT[1]: pq.read_bytes()}, kind="datasets"),
+             Repo(TASK_SETS["hellaswag"].repo, {TASK_SETS["hellaswag"].file: hellaswag_text(12).encode()},
+                  kind="datasets")]
     monkeypatch.setattr(hub, "BACKOFF_S", 0.01)
     monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 1)
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)  # 10 MiB on real models
@@ -181,3 +185,31 @@ def test_local_only_never_touches_the_network(standin, tmp_path):
     assert standin.log == []
     fetch()
     assert hub.fetch_model(ModelSpec(hf={"repo": "org/big-GGUF", "quant": "Q4_K_M"}), tmp_path, local_only=True)
+
+
+def test_a_named_task_set_downloads_is_checked_and_pinned(standin, tmp_path):
+    standin.inject(Fault("500", TASK_SETS["hellaswag"].file), Fault("cut", TASK_SETS["hellaswag"].file))
+    spec = TaskSpec(name="hellaswag", tasks=4)
+    got = hub.task_file(spec, tmp_path)
+    assert (got.name, got.format, got.n_tasks) == ("hellaswag", "hellaswag", 12)
+    assert got.path.read_text() == hellaswag_text(12) and got.sha256 == sha256_file(got.path)
+    cached_files_are_sound(tmp_path / "hf")
+    # offline, from the cache; the sha256 first seen is the one every later fetch must have
+    assert hub.task_file(spec, tmp_path, local_only=True).sha256 == got.sha256
+    # the set changed under the same revision since it was first fetched (here: first seen with other bytes)
+    import json
+
+    from orchestrator.tools.toolchain import cache_root
+
+    memo = cache_root() / "task-sets.json"
+    pins = json.loads(memo.read_text())
+    assert list(pins.values()) == [got.sha256]
+    memo.write_text(json.dumps({k: "0" * 64 for k in pins}))
+    with pytest.raises(FetchError, match=r"its sha256 is .* when it was first fetched: the set changed"):
+        hub.task_file(spec, tmp_path, local_only=True)
+
+
+def test_a_named_task_set_offline_without_cache_says_what_to_do(standin, tmp_path):
+    with pytest.raises(FetchError, match=r"winogrande.*not in the Hugging Face cache.*give the task as \{path: "
+                                         r"FILE, format: winogrande\} offline"):
+        hub.task_file(TaskSpec(name="winogrande"), tmp_path, local_only=True)

@@ -111,6 +111,10 @@ class Kind:
         """A measurement's result as store rows (the cell's columns are added by the caller)."""
         return [{**result, "test": ""}]
 
+    def failed_test(self, job: Job) -> str:
+        """The `test` of a failed job's row (a kind with several jobs per cell names which one failed)."""
+        return ""
+
     def row_extra(self, job: Job, recorded) -> dict:
         """Columns a row takes from other jobs' records (`recorded(key)` -> the store's record or None)."""
         return {}

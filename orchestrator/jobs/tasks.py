@@ -62,6 +62,9 @@ class Task(Kind):
         assert judge.task_format is not None, "set by parts()"
         return {"task": judge.task, **tt.judge(judge.task_format, res.rc, res.stdout, res.stderr, judge.tasks)}
 
+    def failed_test(self, job: Job) -> str:
+        return job.params.task
+
     def rows(self, result: dict) -> list[dict]:
         row = dict(result)
         return [{**row, "test": row.pop("task")}]

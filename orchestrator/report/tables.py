@@ -189,7 +189,8 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
     if f.empty:
         return pd.DataFrame()
     return pd.DataFrame({"Weights": f.weights, "cache-type-k": f.type_k, "cache-type-v": f.type_v,
-                         "measurement": f.measurement, "reason": f.reason.fillna(""),
+                         "measurement": [f"{m} {t}" if t else m for m, t in zip(f.measurement, f.test.fillna(""))],
+                         "reason": f.reason.fillna(""),
                          "log": f.log_dir.fillna("")})
 
 

@@ -84,7 +84,7 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
             base["file_gib"] = base["file_bytes"] / 2**30
         rec = store.job(job.key)
         if job.key in runner.failed and (rec is None or rec["status"] != "failed"):
-            rows.append({**base, "test": "", "status": "failed", "reason": runner.failed[job.key]})
+            rows.append({**base, "test": kind.failed_test(job), "status": "failed", "reason": runner.failed[job.key]})
             continue
         if rec is None:
             continue  # not reached (interrupted): nothing to say yet
@@ -96,7 +96,7 @@ def rows_for_plan(runner, run_id: int) -> list[dict]:
             meta.update(host_cpu=ran["cpu"], host_gpu=ran["gpu"], node=f"{ran['host']} ({ran['node'][:12]})")
         meta.update(kind.row_extra(job, store.job))
         if rec["status"] == "failed":
-            rows.append({**base, **meta, "test": "", "status": "failed", "reason": rec["reason"],
+            rows.append({**base, **meta, "test": kind.failed_test(job), "status": "failed", "reason": rec["reason"],
                          "stderr_tail": rec["stderr_tail"]})
         else:
             rows += [{**base, **meta, **row, "status": "ok"} for row in kind.rows(result)]
