@@ -169,11 +169,15 @@ def recommend(name: str = typer.Argument(..., help="recipe name (as in the store
               reserve: Optional[str] = typer.Option(None, "--reserve", help="kept for the runtime [default: "
                                                     "0.75GiB (a CUDA context ≈ 0.6 GiB, display) when the cells "
                                                     "were measured on a GPU build, else 0]"),
+              min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="only cells whose task "
+                                                           "accuracy is at least this (0.7 or 70)"),
+              task: Optional[str] = typer.Option(None, "--task", help="the task --min-accuracy reads, shown "
+                                                 "beside each cell [default: the recipe's only task]"),
               as_json: bool = JSON):
     """Which measured (weights, K, V) cell to use on this card at this context, with a verdict."""
     from orchestrator import commands
 
-    commands.recommend(name, workspace, vram, ctx, max_kld, reserve, _sink(as_json))
+    commands.recommend(name, workspace, vram, ctx, max_kld, reserve, _sink(as_json), min_accuracy, task)
 
 
 @app.command()
@@ -211,14 +215,17 @@ def export(workspace: Optional[Path] = WS,
 
 
 @app.command("import")
-def import_(files: list[Path] = typer.Argument(..., help="llama-perplexity logs, llama-bench json/jsonl"),
+def import_(files: list[Path] = typer.Argument(..., help="llama-perplexity logs (KLD, PPL, --hellaswag, "
+                                              "--winogrande, --multiple-choice), llama-bench json/jsonl"),
             workspace: Optional[Path] = WS, name: str = typer.Option("imported", "--name"),
-            weights: Optional[str] = typer.Option(None, "--weights", help="label [default: file name]"),
-            cache_k: Optional[str] = typer.Option(None, "--ctk"), cache_v: Optional[str] = typer.Option(None, "--ctv")):
+            weights: Optional[str] = typer.Option(None, "--weights", help="label [default: file name]; "
+                                                  "`reference` for the model task logs are paired against"),
+            cache_k: Optional[str] = typer.Option(None, "--ctk"), cache_v: Optional[str] = typer.Option(None, "--ctv"),
+            task: Optional[str] = typer.Option(None, "--task", help="a task log's task name [default: its mode]")):
     """Bring logs made by hand into the store, as rows of recipe NAME."""
     from orchestrator import commands
 
-    commands.import_logs(files, workspace, name, weights, cache_k, cache_v, _out)
+    commands.import_logs(files, workspace, name, weights, cache_k, cache_v, _out, task)
 
 
 @app.command()

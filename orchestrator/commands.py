@@ -350,7 +350,7 @@ def _write_table(t, fmt: str, sink) -> None:
         pq.write_table(t, sink if hasattr(sink, "write") else str(sink))
 
 
-def import_logs(files, workspace, name, weights, cache_k, cache_v, out) -> None:
+def import_logs(files, workspace, name, weights, cache_k, cache_v, out, task: str | None = None) -> None:
     from orchestrator.results.importer import rows_from_file
 
     recipemod.check_name(name, "--name")
@@ -358,7 +358,9 @@ def import_logs(files, workspace, name, weights, cache_k, cache_v, out) -> None:
     for f in files:
         if not Path(f).is_file():
             raise UsageError(f"{f}: no such file")
-    rows = [r for f in files for r in rows_from_file(Path(f), name, weights, cache_k, cache_v)]
+    if task is not None:
+        recipemod.check_name(task, "--task")
+    rows = [r for f in files for r in rows_from_file(Path(f), name, weights, cache_k, cache_v, task)]
     with ws.lock():
         Store(ws.store_path).put_results(rows)
     out(f"imported {len(rows)} rows into {name!r} ({ws.store_path})")
@@ -395,7 +397,7 @@ GPU_RESERVE = "0.75GiB"  # a CUDA context (≈ 0.6 GiB measured on an H100) and 
 
 
 def recommend(name: str, workspace, vram: str, ctx: str | None, max_kld: float | None, reserve: str | None,
-              out) -> None:
+              out, min_accuracy: float | None = None, task: str | None = None) -> None:
     from orchestrator.report import analysis
     from orchestrator.plan import memory
     from orchestrator.report.answers import recommend_json, recommend_lines
@@ -425,9 +427,47 @@ def recommend(name: str, workspace, vram: str, ctx: str | None, max_kld: float |
     if cells.empty:
         raise UsageError(f"{name}: no measured KLD cell in the store")
     arch = analysis.architecture(df)
+    cells, task_note = _by_task(name, df, cells, min_accuracy, task)
     rec = analysis.recommend(cells, arch, budget, n_ctx, max_kld)
+    if task_note:
+        rec.notes.insert(0, task_note)
     out.answer(recommend_json(name, rec, budget, n_ctx, max_kld, reserve_why=why),
                lambda _: recommend_lines(name, rec, budget, n_ctx, max_kld, reserve_why=why))
+
+
+def _by_task(name: str, df, cells, min_accuracy: float | None, task: str | None):
+    """The cells with their accuracy on `task` (the store's only task when none is named); with
+    `min_accuracy` (a fraction, or percent above 1), only those that reach it; and a note saying so."""
+    from orchestrator.report import analysis
+
+    if min_accuracy is None and task is None:
+        return cells, ""
+    tr = analysis.task_results(df)
+    names = list(dict.fromkeys(tr.task)) if not tr.empty else []
+    if not names:
+        raise UsageError(f"{name}: no task results in the store (add tasks: to the recipe and run it)")
+    if task is None and len(names) > 1:
+        raise UsageError(f"--task: which one? {name} has {', '.join(names)}")
+    task = task or names[0]
+    if task not in names:
+        raise UsageError(f"--task {task}: {name} has {', '.join(names)}")
+    t = tr[(tr.task == task) & (tr.weights != "reference")]
+    acc = t.set_index(["weights", "type_k", "type_v"])[["accuracy", "changed"]].rename(
+        columns={"accuracy": "task_accuracy", "changed": "task_changed"})
+    cells = cells.merge(acc, left_on=["weights", "type_k", "type_v"], right_index=True, how="left")
+    ref = tr[(tr.task == task) & (tr.weights == "reference")].accuracy
+    ref_acc = f"the reference: {100 * ref.iloc[0]:.1f} %" if not ref.empty else ""
+    ref_text = f" ({ref_acc})" if ref_acc else ""
+    if min_accuracy is None:
+        return cells, f"{task} accuracy beside each cell{ref_text}"
+    bound = min_accuracy / 100 if min_accuracy > 1 else min_accuracy
+    kept = cells[cells.task_accuracy >= bound - 1e-12]
+    if kept.empty:
+        best = cells.task_accuracy.max()
+        raise UsageError(f"--min-accuracy {min_accuracy:g}: no measured cell reaches {100 * bound:.1f} % on {task} "
+                         f"(the best: {100 * best:.1f} %{', ' + ref_acc if ref_acc else ''})")
+    left = len(cells) - len(kept)
+    return kept, (f"only cells with {task} accuracy ≥ {100 * bound:.1f} %{ref_text}: {left} of {len(cells)} left out")
 
 
 def _run_ref(ref: str, workspace):
@@ -445,7 +485,8 @@ def compare(a: str, b: str, workspace, out) -> None:
     (an, aw), (bn, bw) = _run_ref(a, workspace), _run_ref(b, workspace)
     da, db = results(an, aw, read_only=True), results(bn, bw, read_only=True)  # compare writes nothing
     c, differ = analysis.compare(da, db), analysis.run_differences(da, db)
-    out.answer(compare_json(a, b, c, differ), lambda _: compare_lines(a, b, c, differ))
+    tasks = analysis.compare_tasks(da, db)
+    out.answer(compare_json(a, b, c, differ, tasks), lambda _: compare_lines(a, b, c, differ, tasks))
 
 
 def memory_table(model: Path, ctxs: str, pairs: str, check: bool, gpu_layers: int, llama_cpp, out) -> int:

@@ -103,3 +103,52 @@ def test_a_task_file_in_the_wrong_format_is_named_with_what_is_wrong(tmp_path, f
     with pytest.raises(InputFileError) as e:
         tasks.check_file(path, fmt, "mine")
     assert str(e.value).startswith(f"{path}: task mine ({fmt}): {problem}") and "\n" not in str(e.value)
+
+
+def _imported(tmp_path, *logs):
+    from orchestrator.cli import main
+
+    ws = tmp_path / "ws"
+    for name, weights, task in logs:
+        assert main(["import", str(RUNS / name), "-w", str(ws), "--name", "hand", "--weights", weights,
+                     "--task", task]) == 0
+    return ws
+
+
+def test_task_logs_made_by_hand_are_imported_and_paired(tmp_path, capsys):
+    from orchestrator.cli import main
+
+    assert [tasks.detect(_run(n)[0]) for n in ("hellaswag_f16", "winogrande_f16", "choice_f16", "ppl_kld")] == \
+        ["hellaswag", "winogrande", "multiple-choice", None]
+    ws = _imported(tmp_path, ("winogrande_f16.stdout", "reference", "wg"), ("winogrande_q2_k.stdout", "Q2_K", "wg"),
+                   ("choice_f16.stdout", "reference", "mmlu-like"), ("choice_q2_k.stdout", "Q2_K", "mmlu-like"))
+    out = tmp_path / "report"
+    assert main(["report", "hand", "-w", str(ws), "--out", str(out)]) == 0
+    readme = (out / "README.md").read_text()
+    assert "| wg | Q2_K | f16 | f16 | 39 | 25.64 % [14.6, 41.1] | -23.08 pp | 9 | 0 | 0.00391 | changed |" in readme
+    assert "| mmlu-like | Q2_K | f16 | f16 | 24 | 50.00 % [31.4, 68.6] | +16.67 pp | 0 | 4 | 0.125 | no change " \
+           "detected |" in readme
+    # a log that holds no task is refused, naming it
+    bad = tmp_path / "cut.txt"
+    bad.write_text("hellaswag_score : loaded 24 tasks from prompt.\n\ntask\tacc_norm\t95% confidence interval\n")
+    capsys.readouterr()
+    assert main(["import", str(bad), "-w", str(ws), "--name", "hand"]) == 2
+    assert "hellaswag: no task scored in the log; nothing imported" in capsys.readouterr().err
+
+
+def test_compare_pairs_task_answers_of_two_runs(tmp_path, capsys):
+    import json
+
+    from orchestrator.cli import main
+
+    ws = _imported(tmp_path, ("winogrande_f16.stdout", "reference", "wg"), ("winogrande_q2_k.stdout", "Q2_K", "wg"))
+    _imported(tmp_path, ("winogrande_q2_k.stdout", "reference", "wg"), ("winogrande_f16.stdout", "Q2_K", "wg"))
+    # (the second import replaced the first: the same rows with the models swapped, as another run would be)
+    assert main(["import", str(RUNS / "winogrande_f16.stdout"), "-w", str(ws), "--name", "other", "--weights",
+                 "Q2_K", "--task", "wg"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "hand", "other", "-w", str(ws), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["tasks"]
+    assert got == [{"task": "wg", "weights": "Q2_K", "type_k": "f16", "type_v": "f16", "accuracy_a": 19 / 39,
+                    "accuracy_b": 19 / 39, "accuracy_delta": 0.0, "right_to_wrong": 0, "wrong_to_right": 0, "p": 1.0,
+                    "changed": False}]

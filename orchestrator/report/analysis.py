@@ -417,3 +417,29 @@ def task_results(df: pd.DataFrame) -> pd.DataFrame:
                            changed=pr.changed, accuracy_delta=r.accuracy - ref.accuracy.iloc[0])
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def compare_tasks(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Task rows of two runs, cell by cell (the reference's too): each accuracy, B − A, and B's answers
+    paired with A's task by task (the same task file and count: the same tasks in the same order)."""
+    from orchestrator.report.paired import paired
+
+    ta, tb = task_results(a), task_results(b)
+    if ta.empty or tb.empty:
+        return pd.DataFrame()
+    keys = ["task", "weights", "type_k", "type_v"]
+    oa = a[(a.measurement == "task") & (a.status == "ok")].rename(columns={"test": "task"})
+    ob = b[(b.measurement == "task") & (b.status == "ok")].rename(columns={"test": "task"})
+    m = ta.merge(tb, on=keys, suffixes=("_a", "_b")).merge(oa[keys + ["task_outcomes"]], on=keys).merge(
+        ob[keys + ["task_outcomes"]], on=keys, suffixes=("_a", "_b"))
+    rows = []
+    for r in m.itertuples():
+        row = {"task": r.task, "weights": r.weights, "type_k": r.type_k, "type_v": r.type_v,
+               "accuracy_a": r.accuracy_a, "accuracy_b": r.accuracy_b, "accuracy_delta": r.accuracy_b - r.accuracy_a,
+               "right_to_wrong": None, "wrong_to_right": None, "p": None, "changed": None}
+        if len(r.task_outcomes_a) == len(r.task_outcomes_b):
+            pr = paired(r.task_outcomes_a, r.task_outcomes_b)
+            row.update(right_to_wrong=pr.right_to_wrong, wrong_to_right=pr.wrong_to_right, p=pr.p,
+                       changed=pr.changed)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -35,6 +35,8 @@ def recommend_lines(name: str, rec: Recommendation, budget, ctx: int | None, max
         header = ["rank", "weights", "K/V", "KLD", "same top", f"tensors {unit}", f"K/V {unit}", f"total {unit}"]
         header += ["ctx reached"] if ctx is None else []
         header += ["tg t/s"]
+        task = "task_accuracy" in t
+        header += ["task acc"] if task else []
         rows = []
         for _, r in t.head(limit).iterrows():
             row = [r.get("rank", ""), r.weights, f"{r.type_k}/{r.type_v}", pm(r.kld_mean, r.kld_mean_err, 6),
@@ -43,6 +45,9 @@ def recommend_lines(name: str, rec: Recommendation, budget, ctx: int | None, max
             row += [str(int(r.ctx_reached))] if ctx is None else []
             unsteady = " (unsteady)" if flagged(r.get("tg_unsteady")) else ""
             row += [pm(r.get("tg_ts"), r.get("tg_ts_std"), 1) + unsteady]
+            if task:
+                changed = " (changed)" if flagged(r.get("task_changed")) else ""
+                row += ["—" if pd.isna(r.task_accuracy) else f"{100 * r.task_accuracy:.1f} %{changed}"]
             rows.append(row)
         lines += text_table(rows, header)
         if len(t) > limit:
@@ -65,7 +70,8 @@ def recommend_lines(name: str, rec: Recommendation, budget, ctx: int | None, max
     return lines
 
 
-def compare_lines(a_name: str, b_name: str, c: pd.DataFrame, differences: list[str] = ()) -> list[str]:
+def compare_lines(a_name: str, b_name: str, c: pd.DataFrame, differences: list[str] = (),
+                  tasks: pd.DataFrame | None = None) -> list[str]:
     lines = [f"compare A = {a_name}, B = {b_name}: B − A per cell; ± = {Z:g}·√(σA² + σB²); "
              "'*' marks a difference larger than its ±", ""]
     if differences:
@@ -97,6 +103,16 @@ def compare_lines(a_name: str, b_name: str, c: pd.DataFrame, differences: list[s
     if not only.empty:
         lines += ["", "Measured in one run only:"]
         lines += [f"  - {r.weights} {r.type_k}/{r.type_v} ctx {r.ctx}: {r['in']}" for r in records(only)]
+    if tasks is not None and not tasks.empty:
+        lines += ["", "Tasks, B's answers against A's, task by task (exact McNemar p; changed at p < 0.05):"]
+        trows = [[r.task, r.weights, f"{r.type_k}/{r.type_v}", f"{100 * r.accuracy_a:.2f} %",
+                  f"{100 * r.accuracy_b:.2f} %", f"{100 * r.accuracy_delta:+.2f} pp",
+                  *(("—", "—", "—", "not the same tasks") if r.p is None or pd.isna(r.p) else
+                    (str(int(r.right_to_wrong)), str(int(r.wrong_to_right)), f"{r.p:.3g}",
+                     "changed" if r.changed else "no change detected"))]
+                 for r in tasks.itertuples()]
+        lines += text_table(trows, ["task", "weights", "K/V", "A", "B", "B − A", "right→wrong", "wrong→right",
+                                    "p", "verdict"])
     return lines
 
 
@@ -125,7 +141,7 @@ def rows_json(df: pd.DataFrame, columns: list[str]) -> list[dict]:
 
 RECOMMEND_COLUMNS = ["rank", "weights", "type_k", "type_v", "strategy", "kld_mean", "kld_mean_err", "same_top",
                      "same_top_err", "mem_weights", "mem_kv", "mem_total", "ctx_reached", "tg_test", "tg_ts",
-                     "tg_ts_std", "tg_unsteady"]
+                     "tg_ts_std", "tg_unsteady", "task_accuracy", "task_changed"]
 
 
 def recommend_json(name: str, rec: Recommendation, budget, ctx: int | None, max_kld: float | None,
@@ -140,7 +156,8 @@ def recommend_json(name: str, rec: Recommendation, budget, ctx: int | None, max_
             "suggestions": list(rec.suggestions), "notes": list(rec.notes)}
 
 
-def compare_json(a_name: str, b_name: str, c: pd.DataFrame, differences: list[str] = ()) -> dict:
+def compare_json(a_name: str, b_name: str, c: pd.DataFrame, differences: list[str] = (),
+                 tasks: pd.DataFrame | None = None) -> dict:
     """What `compare --json` prints: each cell's B − A with its ± per measure, and where it differs."""
     cols = ["weights", "type_k", "type_v", "ctx", "in", "differs"]
     names = {}  # plain keys for scripts: kld_mean_delta, kld_mean_delta_err, …
@@ -151,4 +168,6 @@ def compare_json(a_name: str, b_name: str, c: pd.DataFrame, differences: list[st
         cols += [f"{n} A", f"{n} B", f"{n} B/A"]
         names |= {f"{n} A": f"{col}_a", f"{n} B": f"{col}_b", f"{n} B/A": f"{col}_ratio"}
     cells = [{names.get(k, k): v for k, v in row.items()} for row in rows_json(c, cols)] if not c.empty else []
-    return {"a": a_name, "b": b_name, "run_differences": list(differences), "z": Z, "cells": cells}
+    task_rows = rows_json(tasks, list(tasks.columns)) if tasks is not None and not tasks.empty else []
+    return {"a": a_name, "b": b_name, "run_differences": list(differences), "z": Z, "cells": cells,
+            "tasks": task_rows}

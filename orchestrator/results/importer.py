@@ -9,7 +9,7 @@ from pathlib import Path
 
 from orchestrator.errors import ToolFailed, UsageError
 from orchestrator.files import sha256_text
-from orchestrator.tools import bench as tb, perplexity as tp
+from orchestrator.tools import bench as tb, perplexity as tp, tasks as tt
 
 KV_TYPES_RE = re.compile(r"llama_kv_cache:.*?K \((\w+)\).*?V \((\w+)\)")
 CTX_RE = re.compile(r"n_ctx=(\d+)")
@@ -32,7 +32,7 @@ def _jsonl_log_text(text: str) -> str | None:
 
 
 def rows_from_file(path: Path, name: str, weights: str | None = None, cache_k: str | None = None,
-                   cache_v: str | None = None) -> list[dict]:
+                   cache_v: str | None = None, task: str | None = None) -> list[dict]:
     text = path.read_bytes().decode("utf-8", errors="replace")
     common = {"recipe": name, "source": f"import:{path.name}", "corpus_sha256": None,
               "log_dir": str(path.resolve()), "status": "ok", "job_key": f"import-{sha256_text(text)[:24]}"}
@@ -61,6 +61,13 @@ def rows_from_file(path: Path, name: str, weights: str | None = None, cache_k: s
     ctx = int(ctx_m.group(1)) if ctx_m else None
     ident = {**common, "weights": label, "type_k": k, "type_v": v, "ctx": ctx,
              "cell_id": f"{label}|{k}|{v}|c{ctx or 0}", "test": ""}
+    fmt = tt.detect(text)
+    if fmt is not None:  # --hellaswag / --winogrande / --multiple-choice: each task's answer, to pair
+        try:
+            result = tt.from_log(fmt, text)
+        except ToolFailed as exc:
+            raise UsageError(f"{path}: {exc.reason}; nothing imported") from None
+        return [{**ident, **result, "measurement": "task", "test": task or fmt}]
     stats = tp.parse_kld(text)
     if "kld_mean" in stats:
         stats.pop("unparsed", None)
@@ -77,5 +84,5 @@ def rows_from_file(path: Path, name: str, weights: str | None = None, cache_k: s
     reason = tp.failure_reason(text)
     if reason:
         return [{**ident, "measurement": "kld", "status": "failed", "reason": reason}]
-    raise UsageError(f"{path}: neither llama-perplexity output (KLD statistics or a final PPL) "
+    raise UsageError(f"{path}: neither llama-perplexity output (KLD statistics, a final PPL, a task table) "
                      "nor llama-bench json/jsonl")

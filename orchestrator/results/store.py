@@ -96,6 +96,9 @@ MIGRATIONS = [
      "ALTER TABLE results ADD COLUMN n_tasks INTEGER",
      "ALTER TABLE results ADD COLUMN n_right INTEGER"],
 ]
+# measurements whose rows of one cell come from one job each (a task set per job): replaced test by test, not
+# as the cell's group (a bench's rows are one job's tests, replaced together)
+ONE_JOB_A_TEST = {"task"}
 BULKY = {"samples_ns", "stderr_tail", "toolchain_json", "extra_json"}
 COLUMNS = ["run_id", *TEXT_COLUMNS, *REAL_COLUMNS, *[c for c in INT_COLUMNS if c not in REAL_COLUMNS]]
 
@@ -275,8 +278,12 @@ class Store:
         """Rows replace what the store held for their (recipe, cell, measurement); with `cells`,
         rows of that recipe for cells no longer in it are dropped (the jobs cache keeps them)."""
         with self.tx():
-            for key in {(r["recipe"], r["cell_id"], r["measurement"]) for r in rows}:
+            for key in {(r["recipe"], r["cell_id"], r["measurement"]) for r in rows
+                        if r["measurement"] not in ONE_JOB_A_TEST}:
                 self.db.execute("DELETE FROM results WHERE recipe=? AND cell_id=? AND measurement=?", key)
+            for one in {(r["recipe"], r["cell_id"], r["measurement"], r.get("test") or "") for r in rows
+                        if r["measurement"] in ONE_JOB_A_TEST}:
+                self.db.execute("DELETE FROM results WHERE recipe=? AND cell_id=? AND measurement=? AND test=?", one)
             if recipe is not None and cells is not None:
                 held = [c for (c,) in self.db.execute("SELECT DISTINCT cell_id FROM results WHERE recipe=?",
                                                       (recipe,))]

@@ -188,3 +188,23 @@ def judge(fmt: str, rc: int, stdout: str, stderr: str, asked: int | None) -> dic
     right = sum(got)
     return {"task_format": fmt, "n_tasks": len(got), "n_right": right, "accuracy": right / len(got),
             "task_outcomes": "".join("1" if r else "0" for r in got)}
+
+
+def detect(text: str) -> str | None:
+    """The task mode a llama-perplexity log was made in (its stdout, or both streams), or None."""
+    if "hellaswag_score" in text or HELLASWAG_ROW.search(text):
+        return "hellaswag"
+    if "winogrande_score" in text or WINOGRANDE_ROW.search(text):
+        return "winogrande"
+    if "multiple_choice_score" in text or (re.search(r"^task\tacc_norm\s*$", text, re.M) and CHOICE_ROW.search(text)):
+        return "multiple-choice"
+    return None
+
+
+def from_log(fmt: str, text: str) -> dict:
+    """A task log made by hand: every task its table holds (ToolFailed if it holds none)."""
+    got = outcomes(fmt, text)
+    if not got:
+        raise ToolFailed(f"{fmt}: no task scored in the log")
+    return {"task_format": fmt, "n_tasks": len(got), "n_right": sum(got), "accuracy": sum(got) / len(got),
+            "task_outcomes": "".join("1" if r else "0" for r in got)}

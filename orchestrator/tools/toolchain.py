@@ -31,9 +31,9 @@ from orchestrator import procs
 from orchestrator.errors import ToolchainError
 
 TOOLS = ("llama-quantize", "llama-perplexity", "llama-bench", "llama-imatrix")
-# built with them and used where present (a toolchain of the user's may lack it): counts a corpus's tokens
-# at plan time, reading only the model's vocabulary
-HELPERS = ("llama-tokenize",)
+# built with them and used where present (a toolchain of the user's may lack them): llama-tokenize counts a
+# corpus's tokens at plan time, reading only the model's vocabulary; llama-completion runs `generate:` cells
+HELPERS = ("llama-tokenize", "llama-completion")
 SDIST_PACKAGE, SDIST_VERSION = "llama-cpp-python", "0.3.36"
 SDIST_SUBDIR = "vendor/llama.cpp"
 PINNED_COMMIT = "0c1e570"
@@ -50,6 +50,7 @@ class Source:
     subdir: str
     pin: str               # recorded as the toolchain's commit
     examples: bool = False  # its tools are examples (ik_llama.cpp) rather than tools/ (mainline)
+    helpers: tuple[str, ...] = HELPERS  # the helpers built with its tools
 
     @property
     def archive(self) -> str:
@@ -59,7 +60,7 @@ class Source:
 SOURCES = {
     "mainline": Source("mainline", "llama.cpp", SDIST_PACKAGE, SDIST_VERSION, SDIST_SUBDIR, PINNED_COMMIT),
     "ik": Source("ik", "ik_llama.cpp", "ik-llama-cpp-python", "0.1.5", "vendor/ik_llama.cpp",
-                 "ik-llama-cpp-python-0.1.5", examples=True),
+                 "ik-llama-cpp-python-0.1.5", examples=True, helpers=("llama-tokenize",)),
 }
 # ik_llama.cpp's sdist lacks the script its common/CMakeLists.txt runs to write build-info.cpp; this one
 # does what mainline's does (the root's cmake/build-info.cmake finds no git: commit "unknown")
@@ -314,7 +315,7 @@ def cpu_model() -> str:
 def build_key(flags: list[str], src: Source = SOURCES["mainline"]) -> str:
     # GGML_NATIVE tunes for this CPU, so the CPU model is part of what was built
     basis = {"source": f"{src.package}=={src.version}", "flags": flags, "machine": platform.machine(),
-             "tools": [*TOOLS, *HELPERS],
+             "tools": [*TOOLS, *src.helpers],
              "cpu": cpu_model() if "-DGGML_NATIVE=ON" in flags else "portable"}
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -389,11 +390,11 @@ def build(cuda: bool | None = None, jobs: int | None = None, fa_quants: str = "a
     _check(procs.run(["cmake", "-S", str(tree), "-B", str(work), *flags],
                      log_dir=logs, name="configure", env=procs.child_env(_hip_env() if rocm else None)),
            "cmake configure")
-    log(f"building {', '.join((*TOOLS, *HELPERS))} with {jobs or os.cpu_count()} jobs "
+    log(f"building {', '.join((*TOOLS, *src.helpers))} with {jobs or os.cpu_count()} jobs "
         f"({'about 15 minutes on 2 cores' if flavor == 'ik' else 'several minutes'})")
     with build_progress(logs / "build.stdout", log):
         _check(procs.run(["cmake", "--build", str(work), "--config", "Release", "-j",
-                          str(jobs or os.cpu_count() or 2), "--target", *TOOLS, *HELPERS],
+                          str(jobs or os.cpu_count() or 2), "--target", *TOOLS, *src.helpers],
                          log_dir=logs, name="build", env=procs.child_env()), "cmake build")
     tc = install(work / "bin", dest, flags, cuda_fa_quants=fa_quants if cuda else None, src=src)
     shutil.rmtree(work, ignore_errors=True)
@@ -407,7 +408,7 @@ def install(built: Path, dest: Path, flags: list[str], cuda_fa_quants: str | Non
     at all (a temporary directory renamed)."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     (tmp / "bin").mkdir()
-    for tool in (*TOOLS, *HELPERS):
+    for tool in (*TOOLS, *src.helpers):
         shutil.copy2(built / tool, tmp / "bin" / tool)
     tc = identify(tmp / "bin", origin="built", build_flags=tuple(flags), cuda_fa_quants=cuda_fa_quants)
     if tc.flavor != src.flavor:

@@ -67,6 +67,19 @@ def test_tasks_on_every_cell_paired_with_the_reference(tmp_path, tools, demo_mod
     # the Q8_0 cells answer as the reference does on the HellaSwag tasks: no change detected
     q8 = numbers[(numbers.task == "hs") & (numbers.weights == "Q8_0")]
     assert (q8.right_to_wrong + q8.wrong_to_right <= 1).all() and not q8.changed.any()
+    # recommend keeps the cells that reach an accuracy on a task, and shows it beside each
+    import json
+
+    wg = numbers[(numbers.task == "wg") & (numbers.weights != "reference")]
+    bound = sorted(wg.accuracy)[-1]
+    capsys.readouterr()
+    assert main(["recommend", "tasks", "-w", str(ws), "--vram", "2GiB", "--ctx", "1024", "--task", "wg",
+                 "--min-accuracy", str(bound), "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["cells"] and all(c["task_accuracy"] >= bound - 1e-9 for c in rec["cells"])
+    assert len(rec["cells"]) == (wg.accuracy >= bound - 1e-9).sum() and "wg accuracy ≥" in rec["notes"][0]
+    assert main(["recommend", "tasks", "-w", str(ws), "--vram", "2GiB", "--ctx", "1024",
+                 "--min-accuracy", "0.5"]) == 2  # three tasks: which one is asked
     # a re-run runs nothing
     assert main(["run", str(recipe), "-w", str(ws), "-q"]) == 0
     assert Store(ws / "store.sqlite").runs().iloc[-1].n_jobs_run == 0
