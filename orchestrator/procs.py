@@ -44,6 +44,7 @@ class ProcResult:
     stdout_path: Path | None = None
     stderr_path: Path | None = None
     peak_rss: int = 0  # bytes: the tool's largest resident set (its own, not its children's)
+    then: ProcResult | None = None  # the follow-up run that read this one's output (a job's `then`)
 
     def tail(self, n: int = 20) -> str:
         return "\n".join(self.stderr.splitlines()[-n:])

@@ -77,6 +77,17 @@ CASES = [
     ("extends: nowhere.yaml\n" + GOOD, "extends", "nowhere.yaml: no such recipe file"),
     (GOOD + "cache: {pairs: [f16-f16]}\n", "cache.pairs", "write K/V"),
     (GOOD + "cache: {pairs: [f16/q3_K]}\n", "cache.pairs", "unknown cache type 'q3_K'"),
+    (GOOD + "tasks: [hellaswagg]\n", "tasks[0]", "unknown task set 'hellaswagg'; named sets: hellaswag"),
+    (GOOD + "tasks: [{path: mine.txt}]\n", "tasks[0]", "mine.txt: give its format"),
+    (GOOD + "tasks: [{path: mine.txt, format: csv}]\n", "tasks[0].format", "'hellaswag', 'winogrande' or "
+     "'multiple-choice'"),
+    (GOOD + "tasks: [{hellaswag: 0}]\n", "tasks[0].tasks", "greater than or equal to 1"),
+    (GOOD + "tasks: [mmlu, mmlu]\n", "tasks", "duplicate task name(s) mmlu"),
+    (GOOD + "tasks: [{name: mmlu, format: hellaswag}]\n", "tasks[0]", "mmlu is in the multiple-choice format"),
+    (GOOD + "generate: {prompts: ['']}\n", "generate.prompts[0].text", "at least 1 character"),
+    (GOOD + "generate: {prompts: [a, {name: p1, text: b}]}\n", "generate", "duplicate prompt name(s) p1"),
+    (GOOD + "generate: {prompts: [a], tokens: 0}\n", "generate.tokens", "greater than or equal to 1"),
+    (GOOD + "toolchain: ik\ngenerate: {prompts: [a]}\n", "generate", "generation cells run on the mainline"),
 ]
 
 
@@ -177,6 +188,10 @@ LOADER_ONLY_CASES = {
     "it needs logits: file": "chunks: auto takes no logits: stream",
     "max_logits applies": "max_logits applies to logits: auto",
     "give a size such as": "max_logits is a size",
+    "duplicate task name": "task names are distinct, and a named task set is given in its own format",
+    "is in the multiple-choice format": "task names are distinct, and a named task set is given in its own format",
+    "duplicate prompt name": "prompt names are distinct",
+    "generation cells run on the mainline": "generate: runs on the mainline toolchain",
     "a recipe is a YAML mapping": None,
     "not valid YAML": None,
 }
@@ -197,6 +212,10 @@ SHORTHANDS = [
     "flash_attn: on}\nbench: {depth: 512, flash_attn: off}\n",
     "name: s\nmodel: {hf: {repo: a/b, quant: Q4_K_M}}\nweights: [{type: IQ2_XS, imatrix: {corpus: wikitext-2}}]\n",
     "extends: base.yaml\nname: child\nevaluation: {corpus: {path: mine.txt}}\n",
+    "name: s\nmodel: {path: m.gguf}\nweights: [Q8_0]\ntasks: [mmlu, {hellaswag: 400}, {winogrande: null}, "
+    "{path: mine.txt, format: hellaswag, tasks: 10}, {name: x, path: b.bin, format: multiple-choice}]\n"
+    "generate: {tokens: 16, prompts: ['Once upon a time', {name: capital, text: The capital of France is}, "
+    "{text: Hello}]}\n",
 ]
 
 

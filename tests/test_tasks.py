@@ -152,3 +152,26 @@ def test_compare_pairs_task_answers_of_two_runs(tmp_path, capsys):
     assert got == [{"task": "wg", "weights": "Q2_K", "type_k": "f16", "type_v": "f16", "accuracy_a": 19 / 39,
                     "accuracy_b": 19 / 39, "accuracy_delta": 0.0, "right_to_wrong": 0, "wrong_to_right": 0, "p": 1.0,
                     "changed": False}]
+
+
+def test_a_generation_is_read_as_text_and_tokens_and_where_two_part():
+    from orchestrator import procs
+    from orchestrator.tools import generate
+
+    def said(model):
+        rc, out, err = int((RUNS / f"generate_{model}.rc").read_text()), *_run(f"generate_{model}")
+        then = procs.ProcResult((), 0, _run(f"generate_{model}_tokens")[0], "", 0.1, False)
+        return generate.judge(rc, out, err, then, 24)
+
+    ref, cell = said("f16"), said("q2_k")
+    assert ref["generated_text"] == " there was a wise old wizard named Elwes. Elwes was known for his magical " \
+                                    "abilities and his love" and not ref["ended"]
+    assert ref["n_generated"] == 24 and len(ref["generated_ids"].split(",")) == 24  # the tool's "\n\n" cut
+    # " there" alike, then " was" against " lived": they part at token 1
+    assert generate.parting(ref["generated_ids"], cell["generated_ids"], 24) == 1
+    assert generate.parting(ref["generated_ids"], ref["generated_ids"], 24) == 24
+    assert generate.continuation(" Paris. [end of text]\n\n") == (" Paris.", True)
+    with pytest.raises(ToolFailed, match="could not be tokenized"):
+        generate.judge(0, " Paris.\n\n", "", None, 24)
+    with pytest.raises(ToolFailed, match="model failed to load"):
+        generate.judge(1, "", "llama_model_load: error loading model: bad magic", None, 24)

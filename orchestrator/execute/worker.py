@@ -350,6 +350,12 @@ def _run_judged(spec: JobSpec, env: WorkerEnv, tmp: Path | None, log_dir: Path, 
         text = " ".join(argv)
         res = procs.run(argv, log_dir=log_dir, name=spec.kind, timeout=spec.timeout_s,
                         env=procs.child_env(device_env) if device_env else None)
+        if spec.then and res.rc == 0 and not res.timed_out:  # what reads its output, judged with it
+            then = [a if isinstance(a, str) else str(log_dir / f"{spec.kind}.stdout") if a.ref == "stdout"
+                    else resolve(a) for a in spec.then]
+            res = replace(res, then=procs.run(then, log_dir=log_dir, name=f"{spec.kind}-then", timeout=600,
+                                              env=procs.child_env(device_env) if device_env else None))
+            text += "  &&  " + " ".join(then)
     fed = next((f"served reference chunks: {s.error}" for s in served if s.error), None)  # once it is released
     return _judged(spec, env, tmp, res, text, fed)
 

@@ -13,7 +13,7 @@ from orchestrator.inputs import gguf_info, hub
 from orchestrator.plan import graph as plan
 from orchestrator import procs
 from orchestrator.recipe import model as recipe
-from orchestrator.errors import RecipeError
+from orchestrator.errors import RecipeError, ToolchainError
 from orchestrator.files import sha256_file, sha256_text, write_memo
 from orchestrator.tools.toolchain import Toolchain, cache_root, cpu_model
 from orchestrator.tools import quantize as tq
@@ -128,10 +128,18 @@ def check_local_files(r: recipe.Recipe, recipe_path: Path) -> None:
             hub.task_file(t, rdir)
 
 
+def check_helpers(r: recipe.Recipe, tc: Toolchain) -> None:
+    """The helper tools a recipe's cells need are in the toolchain (a build of the user's may lack them)."""
+    if r.generate.prompts and not (tc.has("llama-completion") and tc.has("llama-tokenize")):
+        raise ToolchainError(f"generate: needs llama-completion and llama-tokenize beside the tools in {tc.bin_dir}: "
+                             "`quantsweep toolchain build` builds them, or build those targets in your tree")
+
+
 def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = True) -> plan.PlanInputs:
     path = Path(recipe_path)
     r = recipe.load(path)
     check_toolchain_types(r, path, tc)
+    check_helpers(r, tc)
     rdir = path.resolve().parent
     src = gguf_info.check_file(hub.fetch_model(r.model, rdir, local_only=not fetch))
     memo = cache_root() / "file-hashes.json"

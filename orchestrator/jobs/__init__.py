@@ -8,6 +8,7 @@ The order below is the plan's order: a kind only reads what kinds before it make
 from __future__ import annotations
 
 from orchestrator.jobs.bench import BENCH
+from orchestrator.jobs.generate import GENERATE
 from orchestrator.jobs.imatrix import IMATRIX
 from orchestrator.jobs.kind import Kind, expectations
 from orchestrator.jobs.perplexity import BASE, KLD
@@ -16,7 +17,7 @@ from orchestrator.jobs.spec import JobSpec, Ref, Threads
 from orchestrator.jobs.tasks import TASK
 from orchestrator.plan.graph import Job, Plan
 
-KINDS: dict[str, Kind] = {k.name: k for k in (REFERENCE, IMATRIX, QUANTIZE, BASE, KLD, TASK, BENCH)}
+KINDS: dict[str, Kind] = {k.name: k for k in (REFERENCE, IMATRIX, QUANTIZE, BASE, KLD, TASK, GENERATE, BENCH)}
 
 
 def kind(name: str) -> Kind:
@@ -39,7 +40,8 @@ def build_spec(job: Job, plan: Plan, upstream: dict[str, dict], threads: Threads
     parts = k.parts(job, plan, upstream, threads)
     return JobSpec(key=job.key, kind=job.kind, label=job.label, deps=job.deps, tool=k.tool, argv=parts.argv,
                    output=k.output_ref(job), judge=parts.judge, timeout_s=parts.timeout_min * 60,
-                   resources=parts.resources, expect=expectations(plan, upstream, job, output_ref), feed=parts.feed)
+                   resources=parts.resources, expect=expectations(plan, upstream, job, output_ref), feed=parts.feed,
+                   then=parts.then)
 
 
 def host_need(plan: Plan, keys, upstream: dict[str, dict], on_host: bool) -> tuple[int, Job | None]:

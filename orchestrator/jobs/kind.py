@@ -40,6 +40,7 @@ class Parts:
     timeout_min: float
     judge: Judge = field(default_factory=Judge)
     feed: list[Arg] | None = None  # a tool run beside it that feeds it through a pipe (a streamed reference)
+    then: list[Arg] | None = None  # a tool run after it, reading its stdout
 
 
 @dataclass

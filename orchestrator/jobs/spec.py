@@ -23,7 +23,7 @@ class Ref(Strict):
     """A path known only where the job runs: an input (the source model, a corpus, a given imatrix
     file) by its content key, an artifact of another job by its key, this job's own output, or the tool."""
 
-    ref: Literal["tool", "input", "model", "imatrix", "logits", "output", "stream"]
+    ref: Literal["tool", "input", "model", "imatrix", "logits", "output", "stream", "stdout"]
     key: str = ""
     label: str = ""  # a model artifact's file name begins with its type (reference-F16, Q4_K_M)
     first: int = 0   # reference logits: served from chunk `first` (0-based) …
@@ -84,6 +84,8 @@ class JobSpec(Strict):
     resources: Resources
     expect: list[Expect] = Field(default_factory=list)
     feed: list[Arg] | None = None  # the reference run writing the "stream" this job reads (evaluation.logits)
+    then: list[Arg] | None = None  # a tool run after its own succeeds, reading its stdout (Ref "stdout"): the
+                                   # judge sees both (a generation's text, then its tokens)
 
 
 class Outcome(Strict):

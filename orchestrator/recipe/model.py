@@ -486,6 +486,40 @@ class TaskSpec(Strict):
         return self.format or TASK_SETS[self.name].format
 
 
+class PromptSpec(Strict):
+    """`- "The capital of France is"`, or `- {name: capital, text: "…"}`."""
+
+    name: str = Field("", description="its label in the report (default: p1, p2… by position)")
+    text: str = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any):
+        return {"text": v, "name": ""} if isinstance(v, str) else v
+
+
+class GenerateSpec(Strict):
+    """What each cell says: a few prompts continued greedily by every cell and by the reference."""
+
+    prompts: list[PromptSpec] = Field(default_factory=list)
+    tokens: int = Field(48, ge=1, le=4096, description="tokens each continuation runs to at most")
+    ctx: int = Field(512, ge=64)
+    timeout_minutes: float = Field(30, gt=0)
+
+    @model_validator(mode="after")
+    def _names(self):
+        named = [p if p.name else p.model_copy(update={"name": f"p{i + 1}"}) for i, p in enumerate(self.prompts)]
+        names = [p.name for p in named]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate prompt name(s) {', '.join(dup)}")
+        for n in names:
+            if not re.fullmatch(NAME_PATTERN, n):
+                raise ValueError(NAME_RULE.format(v=n))
+        object.__setattr__(self, "prompts", named)
+        return self
+
+
 class QuantizeSpec(Strict):
     threads: int | None = Field(None, ge=1)
     timeout_minutes: float = Field(240, gt=0)
@@ -504,6 +538,8 @@ class Recipe(Strict):
     quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
     tasks: list[TaskSpec] = Field(default_factory=list, description="task accuracy on every cell and on the "
                                   "reference, paired task by task against it")
+    generate: GenerateSpec = Field(default_factory=GenerateSpec, description="prompts each cell and the "
+                                   "reference continue greedily, compared token by token")
     toolchain: Literal["mainline", "ik"] = Field(
         "mainline", description="which tools measure: llama.cpp (mainline) or ik_llama.cpp (ik; build it with "
                                 "`quantsweep toolchain build --ik`), whose extra weight types need it")
@@ -525,6 +561,9 @@ class Recipe(Strict):
         elif self.bench.enabled and any(self.bench.depth):
             raise FieldError("bench.depth", "ik_llama.cpp's llama-bench measures at depth 0 only (it has no -d): "
                              "bench.depth [0] with toolchain: ik")
+        if self.generate.prompts and self.toolchain == "ik":
+            raise FieldError("generate", "generation cells run on the mainline toolchain's llama-completion; "
+                             "ik_llama.cpp's build here has none: measure them in a mainline recipe")
         names = [t.name for t in self.tasks]
         dup_tasks = sorted({x for x in names if names.count(x) > 1})
         if dup_tasks:
@@ -557,6 +596,7 @@ class Recipe(Strict):
         # it could name them
         left_out = {"toolchain"} if self.toolchain == "mainline" else set()
         left_out |= {"tasks"} if not self.tasks else set()
+        left_out |= {"generate"} if not self.generate.prompts else set()
         dumped = self.model_dump(mode="json", exclude=left_out or None)
         blob = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()

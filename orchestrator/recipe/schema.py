@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from orchestrator.tools import llama_types as lt
+from orchestrator.inputs.tasksets import TASK_SETS
 from orchestrator.recipe.model import (
     CORPUS_NAMES,
     HF_REPO_PATTERN,
@@ -35,6 +36,9 @@ LOADER_ONLY = (
     "chunks: auto takes no logits: stream",
     "max_logits applies to logits: auto",
     "max_logits is a size",
+    "task names are distinct, and a named task set is given in its own format",
+    "prompt names are distinct",
+    "generate: runs on the mainline toolchain",
 )
 
 
@@ -128,5 +132,21 @@ def schema() -> dict:
                   "default": [0], "description": b["depth"].get("description", "")}
     b["flash_attn"] = _flash()
     b["extra_args"]["items"] = _not_managed("bench")
+    sets = list(TASK_SETS)
+    t = d["TaskSpec"]
+    t.pop("required", None)  # a file's name defaults to its stem
+    t["if"] = {"required": ["path"], "properties": {"path": {"type": "string"}}}
+    t["then"] = {"required": ["format"], "properties": {"format": {"type": "string"}}}
+    t["else"] = {"required": ["name"], "properties": {"name": {"enum": sets}}}
+    t["properties"]["name"]["pattern"] = NAME_PATTERN
+    d["TaskSpec"] = {"anyOf": [
+        {"enum": sets, "description": "a named task set, all its tasks"},
+        {"type": "object", "minProperties": 1, "maxProperties": 1, "propertyNames": {"enum": sets},
+         "additionalProperties": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}]},
+         "description": "a named task set: how many tasks"},
+        t]}
+    pr = d["PromptSpec"]
+    pr["properties"]["name"]["pattern"] = f"^$|{NAME_PATTERN}"
+    d["PromptSpec"] = {"anyOf": [{"type": "string", "minLength": 1, "description": "the prompt's text"}, pr]}
     s["$comment"] = "Checked by quantsweep's loader only: " + "; ".join(LOADER_ONLY)
     return s

@@ -443,3 +443,23 @@ def compare_tasks(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
                        changed=pr.changed)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def generations(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per prompt and cell (the reference's first): its continuation and the first token at which it
+    parts from the reference's (0: at once; the token limit: identical over it)."""
+    from orchestrator.tools.generate import parting
+
+    if "generated_ids" not in df:
+        return pd.DataFrame()
+    g = df[(df.measurement == "generate") & (df.status == "ok") & df.generated_ids.notna()]
+    rows = []
+    for prompt, h in g.groupby("test", sort=False):
+        ref = h[h.weights == "reference"]
+        for r in pd.concat([ref, h[h.weights != "reference"]]).itertuples():
+            limit = int(r.n_generated) if not pd.isna(r.n_generated) else 0
+            part = None if ref.empty or r.weights == "reference" else \
+                parting(ref.generated_ids.iloc[0], r.generated_ids, max(limit, int(ref.n_generated.iloc[0])))
+            rows.append({"prompt": prompt, "weights": r.weights, "type_k": r.type_k, "type_v": r.type_v,
+                         "parts_at": part, "n_generated": limit, "text": r.generated_text})
+    return pd.DataFrame(rows)

@@ -118,7 +118,11 @@ def numeric_cells(k: pd.DataFrame, arch: memory.Architecture | None) -> pd.DataF
     return k[[c for c in keep if c in k and (c not in optional or k[c].notna().any())]]
 
 
-TABLES = ("kv_table", "stats", "failures", "cells", "tasks")
+TABLES = ("kv_table", "stats", "failures", "cells", "tasks", "generations")
+GENERATE_EXPLAIN = ("Each prompt was continued greedily (temperature 0, llama-completion) by the reference model and "
+                    "by every cell, and each continuation read back as tokens (llama-tokenize): a cell parts from "
+                    "the reference at the first token where the two differ (token 0: at once; identical: not "
+                    "within the tokens generated).")
 
 
 def owned_files(folder: Path) -> set[str]:
@@ -147,9 +151,11 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     caveat = tables.imatrix_caveat(kld)
     task_numbers = analysis.task_results(df)
     task_table = tables.task_table(task_numbers)
+    said = analysis.generations(df)
+    said_table = tables.generation_table(said)
     written = []
     for stem, t in (("kv_table", kv), ("stats", stats), ("failures", fails), ("cells", numeric_cells(k, arch)),
-                    ("tasks", task_numbers)):
+                    ("tasks", task_numbers), ("generations", said)):
         if t is not None:
             written += _table_files(out, stem, t)
     written += figures.wait()
@@ -167,11 +173,11 @@ def write(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
                 "stats.csv and cells.csv.")
     notes = [n for n in (note, caveat) if n]
     readme = out / "README.md"
-    write_text_atomic(readme, _readme(name, prov, kv, stats, fails, shown, notes, task_table))
+    write_text_atomic(readme, _readme(name, prov, kv, stats, fails, shown, notes, task_table, said_table))
     card = out / "model-card.md"
-    write_text_atomic(card, _model_card(name, prov, kv, shown, notes, task_table))
+    write_text_atomic(card, _model_card(name, prov, kv, shown, notes, task_table, said_table))
     page = out / "report.html"
-    write_text_atomic(page, _html(name, prov, kv, stats, fails, shown, out, notes, task_table))
+    write_text_atomic(page, _html(name, prov, kv, stats, fails, shown, out, notes, task_table, said_table))
     return [readme, card, page, *written]
 
 
@@ -192,7 +198,7 @@ def _table_files(out: Path, stem: str, t: pd.DataFrame) -> list[Path]:
     return [csv, parquet]
 
 
-def _readme(name, prov, kv, stats, fails, shown, notes=(), tasks=None) -> str:
+def _readme(name, prov, kv, stats, fails, shown, notes=(), tasks=None, said=None) -> str:
     parts = [f"# quantsweep report: {name}", "",
              "Regenerated from the quantsweep store with `quantsweep report`; every number below comes "
              "from a llama.cpp tool run recorded there. Also here: `model-card.md` (for a Hugging Face model "
@@ -207,6 +213,8 @@ def _readme(name, prov, kv, stats, fails, shown, notes=(), tasks=None) -> str:
         parts += ["## Weights × K/V cache", "", markdown_table(kv), ""]
     if tasks is not None and not tasks.empty:
         parts += ["## Task accuracy, paired with the reference", "", TASKS_EXPLAIN, "", markdown_table(tasks), ""]
+    if said is not None and not said.empty:
+        parts += ["## What each cell says", "", GENERATE_EXPLAIN, "", markdown_table(said), ""]
     if shown:
         parts += ["## Plots", ""]
         parts += [f"### {title}\n\n![{title}]({stem}.png)\n" for stem, title in shown]
@@ -217,7 +225,7 @@ def _readme(name, prov, kv, stats, fails, shown, notes=(), tasks=None) -> str:
     return "\n".join(parts)
 
 
-def _model_card(name, prov, kv, shown, notes=(), tasks=None) -> str:
+def _model_card(name, prov, kv, shown, notes=(), tasks=None, said=None) -> str:
     keep = [c for c in ("Rank", "Weights", "cache-type-k", "cache-type-v", "ctx", "KLD", "PPL ratio", "Same top p",
                         "File MiB", "BPW", "Tensor mix", "imatrix", "K/V MiB") if c in kv]
     parts = ["## Quantization quality", "",
@@ -233,6 +241,8 @@ def _model_card(name, prov, kv, shown, notes=(), tasks=None) -> str:
         parts += ["### Task accuracy", "", "Accuracy on each task set with its 95 % interval, and the answers each "
                   "cell changed against the reference's, task by task (exact McNemar p; changed at p < 0.05).", "",
                   markdown_table(tasks), ""]
+    if said is not None and not said.empty:
+        parts += ["### What it says", "", GENERATE_EXPLAIN, "", markdown_table(said), ""]
     for stem, title in shown[:2]:
         parts += [f"![{title}]({stem}.png)", ""]
     parts += ["<details><summary>How it was made</summary>", ""]
@@ -241,7 +251,7 @@ def _model_card(name, prov, kv, shown, notes=(), tasks=None) -> str:
     return "\n".join(parts)
 
 
-def _html(name, prov, kv, stats, fails, shown, out: Path, notes=(), tasks=None) -> str:
+def _html(name, prov, kv, stats, fails, shown, out: Path, notes=(), tasks=None, said=None) -> str:
     def wide(df: pd.DataFrame) -> str:  # a table wider than the page scrolls inside its box, not the page
         return f'<div class="wide">{html_table(df)}</div>'
 
@@ -259,6 +269,8 @@ def _html(name, prov, kv, stats, fails, shown, out: Path, notes=(), tasks=None) 
     if tasks is not None and not tasks.empty:
         body += ["<h2>Task accuracy, paired with the reference</h2>",
                  f"<p>{html.escape(TASKS_EXPLAIN.replace('`', ''))}</p>", wide(tasks)]
+    if said is not None and not said.empty:
+        body += ["<h2>What each cell says</h2>", f"<p>{html.escape(GENERATE_EXPLAIN)}</p>", wide(said)]
     if shown:
         body += ["<h2>Plots</h2>"] + [img(stem, title) for stem, title in shown]
     if not stats.empty:

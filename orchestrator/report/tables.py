@@ -294,3 +294,22 @@ def task_table(t: pd.DataFrame) -> pd.DataFrame:
                      "Wrong→right": "" if ref or is_missing(r.wrong_to_right) else str(int(r.wrong_to_right)),
                      "McNemar p": "" if ref or is_missing(r.p) else f"{r.p:.3g}", "Verdict": verdict})
     return pd.DataFrame(rows, dtype=object)
+
+
+def generation_table(g: pd.DataFrame) -> pd.DataFrame:
+    """What each cell says, prompt by prompt: where it parts from the reference and its continuation (new lines
+    shown as ⏎)."""
+    if g.empty:
+        return pd.DataFrame()
+    rows = []
+    for r in g.itertuples():
+        if r.weights == "reference":
+            parts = "reference"
+        elif r.parts_at is None or pd.isna(r.parts_at):
+            parts = "—"
+        else:
+            parts = "identical" if int(r.parts_at) >= r.n_generated else f"token {int(r.parts_at)}"
+        rows.append({"Prompt": r.prompt, "Weights": r.weights, "cache-type-k": r.type_k, "cache-type-v": r.type_v,
+                     "Parts from the reference at": parts,
+                     "Continuation": str(r.text).replace("\r", "").replace("\n", " ⏎ ").strip()})
+    return pd.DataFrame(rows, dtype=object)

@@ -26,7 +26,8 @@ REAL_COLUMNS = KLD_STATS + ["ts_mean", "ts_std", "ns_mean", "ns_std", "bpw", "to
                             "quantize_wall_s", "file_gib", "accuracy"]
 INT_COLUMNS_V1 = ["n_chunks", "ctx", "n_prompt", "n_gen", "n_depth", "repetitions", "file_bytes",
                   "tensor_bytes", "n_params", "n_vocab"]
-INT_COLUMNS = INT_COLUMNS_V1 + ["fallback_tensors", "n_tokens", "tokens_evaluated", "n_tasks", "n_right"]
+INT_COLUMNS = INT_COLUMNS_V1 + ["fallback_tensors", "n_tokens", "tokens_evaluated", "n_tasks", "n_right",
+                                "n_generated"]
 TEXT_COLUMNS_V1 = [
     "recipe", "recipe_hash", "cell_id", "measurement", "test", "weights", "weights_type", "type_k", "type_v",
     "status", "reason", "stderr_tail", "log_dir", "job_key", "argv", "samples_ns", "extra_json",
@@ -36,7 +37,7 @@ TEXT_COLUMNS_V1 = [
 ]
 TEXT_COLUMNS = TEXT_COLUMNS_V1 + ["model_arch_json",  # a new column: a new migration below
                                   "tensor_mix_json", "source_tensor_mix_json", "toolchain_name",
-                                  "task_format", "task_outcomes"]
+                                  "task_format", "task_outcomes", "generated_text", "generated_ids"]
 
 # each step: the SQL statements that take the schema from version N-1 to N (PRAGMA user_version). Each is
 # frozen text, never built from the column lists above: a column added later is a new step, and a store
@@ -95,10 +96,15 @@ MIGRATIONS = [
      "ALTER TABLE results ADD COLUMN accuracy REAL",
      "ALTER TABLE results ADD COLUMN n_tasks INTEGER",
      "ALTER TABLE results ADD COLUMN n_right INTEGER"],
+    # 8: what a cell says (measurement 'generate', test = the prompt's name): its greedy continuation, the
+    # token ids it was read back as, and how many
+    ["ALTER TABLE results ADD COLUMN generated_text TEXT",
+     "ALTER TABLE results ADD COLUMN generated_ids TEXT",
+     "ALTER TABLE results ADD COLUMN n_generated INTEGER"],
 ]
 # measurements whose rows of one cell come from one job each (a task set per job): replaced test by test, not
 # as the cell's group (a bench's rows are one job's tests, replaced together)
-ONE_JOB_A_TEST = {"task"}
+ONE_JOB_A_TEST = {"task", "generate"}
 BULKY = {"samples_ns", "stderr_tail", "toolchain_json", "extra_json"}
 COLUMNS = ["run_id", *TEXT_COLUMNS, *REAL_COLUMNS, *[c for c in INT_COLUMNS if c not in REAL_COLUMNS]]
 

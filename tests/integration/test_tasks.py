@@ -116,3 +116,34 @@ exec {tools.bin_dir / 'llama-perplexity'} "$@"
     assert set(t[t.test == "wg"].status) == {"failed"} and set(t[t.test != "wg"].status) == {"ok"}
     assert set(df[df.measurement == "kld"].status) == {"ok"}
     assert all(r.startswith("killed by SIGKILL") for r in t[t.test == "wg"].reason)
+
+
+def test_generation_cells_part_from_the_reference(tmp_path, tools, demo_model, capsys):
+    path = small_recipe(tmp_path, demo_model, name="says", bench=False)
+    path.write_text(path.read_text() + "generate:\n  tokens: 16\n  prompts: ['Once upon a time, in a small village,',"
+                    " {name: capital, text: The capital of France is}]\n")
+    ws = tmp_path / "ws"
+    assert main(["run", str(path), "-w", str(ws), "-q"]) == 0
+    df = Store(ws / "store.sqlite").results("says")
+    g = df[df.measurement == "generate"]
+    assert len(g) == 10 and set(g.status) == {"ok"} and set(g.test) == {"p1", "capital"}
+    assert (g.n_generated <= 16).all() and (g.generated_text.str.len() > 0).all()
+    assert all(len(ids.split(",")) == n for ids, n in zip(g.generated_ids, g.n_generated))
+    out = tmp_path / "report"
+    assert main(["report", "says", "-w", str(ws), "--out", str(out)]) == 0
+    readme = (out / "README.md").read_text()
+    assert "## What each cell says" in readme and "| p1 | reference | f16 | f16 | reference |" in readme
+    import pandas as pd
+
+    said = pd.read_csv(out / "generations.csv")
+    cells = said[said.weights != "reference"]
+    assert len(cells) == 8 and cells.parts_at.between(0, 16).all()
+    # a toolchain without llama-completion: refused in one line before any tool runs
+    folder = tmp_path / "tools"
+    folder.mkdir()
+    for exe in tools.bin_dir.iterdir():
+        if exe.name != "llama-completion":
+            (folder / exe.name).symlink_to(exe)
+    capsys.readouterr()
+    assert main(["run", str(path), "-w", str(tmp_path / "ws2"), "--llama-cpp", str(folder)]) == 3
+    assert "generate: needs llama-completion and llama-tokenize" in capsys.readouterr().err
