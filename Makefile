@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 QS     := $(BIN)/quantsweep
 
-.PHONY: setup venv toolchain toolchain-ik demo demo-ik test test-fast lint bench chaos image-cpu clean
+.PHONY: setup venv toolchain toolchain-ik demo demo-ik demo-tasks test test-fast lint bench chaos image-cpu clean
 
 setup: venv toolchain
 
@@ -34,6 +34,11 @@ demo-ik: demo toolchain-ik
 	$(QS) run recipes/demo-ik.yaml
 	$(QS) report demo-ik
 	$(QS) compare demo demo-ik
+
+# beyond KLD: task accuracy paired with the reference, and what each cell says (reports/demo-tasks/)
+demo-tasks: setup
+	$(QS) run recipes/demo-tasks.yaml
+	$(QS) report demo-tasks
 
 test: setup toolchain-ik
 	$(BIN)/python -m pytest -q

@@ -170,7 +170,7 @@ def test_a_generation_is_read_as_text_and_tokens_and_where_two_part():
     # " there" alike, then " was" against " lived": they part at token 1
     assert generate.parting(ref["generated_ids"], cell["generated_ids"], 24) == 1
     assert generate.parting(ref["generated_ids"], ref["generated_ids"], 24) == 24
-    assert generate.continuation(" Paris. [end of text]\n\n") == (" Paris.", True)
+    assert generate.continuation(" Paris. [end of text]\n\n\n") == (" Paris.", True)  # as the tool ends it
     with pytest.raises(ToolFailed, match="could not be tokenized"):
         generate.judge(0, " Paris.\n\n", "", None, 24)
     with pytest.raises(ToolFailed, match="model failed to load"):

@@ -3,7 +3,7 @@ each step; a fixed seed, no conversation template), then llama-tokenize on that 
 continuations are compared token by token.
 
 llama-completion prints the continuation to stdout (without the prompt: --no-display-prompt) and ends it with
-"\\n\\n", after " [end of text]" when the model ended it; both are the tool's, not the model's, and are cut.
+"\\n\\n", after " [end of text]\\n" when the model ended it; both are the tool's, not the model's, and are cut.
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ def tokenize_argv(exe, model, text_file) -> list:
 def continuation(stdout: str) -> tuple[str, bool]:
     """The model's text, and whether it ended it (end of text) before the token limit."""
     text = stdout[:-2] if stdout.endswith("\n\n") else stdout
-    ended = text.endswith(END_OF_TEXT)
-    return (text[:-len(END_OF_TEXT)] if ended else text), ended
+    for mark in (END_OF_TEXT + "\n", END_OF_TEXT):
+        if text.endswith(mark):
+            return text[:-len(mark)], True
+    return text, False
 
 
 def judge(rc: int, stdout: str, stderr: str, then, tokens: int) -> dict:
