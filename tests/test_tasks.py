@@ -175,3 +175,17 @@ def test_a_generation_is_read_as_text_and_tokens_and_where_two_part():
         generate.judge(0, " Paris.\n\n", "", None, 24)
     with pytest.raises(ToolFailed, match="model failed to load"):
         generate.judge(1, "", "llama_model_load: error loading model: bad magic", None, 24)
+
+
+def test_the_longest_task_of_each_format_is_the_text_the_tool_holds_at_once(tmp_path):
+    hs, wg, mc = tmp_path / "h.txt", tmp_path / "w.csv", tmp_path / "m.bin"
+    hs.write_text(hellaswag_text(4))
+    wg.write_text(winogrande_text(6))
+    mc.write_bytes(multiple_choice_bytes(3))
+    n, text = tasks.longest_task(hs, "hellaswag")
+    lines = hellaswag_text(4).splitlines()
+    assert text == " ".join([lines[6 * (n - 1)], *lines[6 * (n - 1) + 2:6 * n]])  # context and four endings
+    n, text = tasks.longest_task(wg, "winogrande")
+    assert text.count("councilmen refused the demonstrators") == 2 and "_" not in text  # both options filled
+    assert tasks.longest_task(mc, "multiple-choice") == (3, "What color is the sky on a clear day? Green Red Blue "
+                                                            "Yellow")

@@ -83,6 +83,29 @@ def check_trained_context(inp: plan.PlanInputs, path: Path) -> None:
                               f"trained for {limit} tokens (its context_length); use ctx ≤ {limit}")
 
 
+def check_task_lengths(inp: plan.PlanInputs, path: Path, tc: Toolchain) -> None:
+    """Every task must fit the task run's context, or llama-perplexity scores none and says nothing: the
+    longest task of each file (by bytes: the text the tool holds at once) is counted by llama-tokenize and
+    refused here when over ctx, naming it. Without llama-tokenize, only what is certain: nothing."""
+    from orchestrator.tools import tasks as tt
+
+    if not tc.has("llama-tokenize"):
+        return
+    r = inp.recipe
+    for i, t in enumerate(r.tasks):
+        tf = inp.task_files[t.name]
+        number, text = tt.longest_task(tf.path, tf.format)
+        if len(text.encode()) + 2 <= t.ctx:  # a token is at least a byte: it fits, whatever the vocabulary
+            continue
+        res = procs.run([tc.exe("llama-tokenize"), "-m", str(inp.source_path), "-p", text, "--ids",
+                         "--no-parse-special", "--show-count", "--log-disable"], timeout=120)
+        found = TOKENS_RE.search(res.stdout or "")
+        if res.rc == 0 and found and int(found.group(1)) > t.ctx:
+            raise RecipeError(str(path), f"tasks[{i}].ctx", f"task {number} of {tf.path.name} is about "
+                              f"{int(found.group(1))} tokens with all its choices, more than ctx {t.ctx}: "
+                              f"llama-perplexity would score no task; raise tasks[{i}].ctx")
+
+
 def check_corpus_length(inp: plan.PlanInputs, path: Path) -> None:
     """llama-perplexity (and llama-imatrix) need at least 2·ctx tokens of text, and find out only after
     loading the model: refused here, with the numbers, before anything runs. Counted by llama-tokenize;
@@ -170,6 +193,7 @@ def inputs(recipe_path: str | Path, ws: Workspace, tc: Toolchain, fetch: bool = 
     try:
         check_trained_context(inp, path)
         check_corpus_length(inp, path)
+        check_task_lengths(inp, path, tc)
     except RecipeError:  # bad input writes nothing: the corpora written for the count go again
         if not root_was:
             shutil.rmtree(ws.root, ignore_errors=True)

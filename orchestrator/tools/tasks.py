@@ -208,3 +208,35 @@ def from_log(fmt: str, text: str) -> dict:
         raise ToolFailed(f"{fmt}: no task scored in the log")
     return {"task_format": fmt, "n_tasks": len(got), "n_right": sum(got), "accuracy": sum(got) / len(got),
             "task_outcomes": "".join("1" if r else "0" for r in got)}
+
+
+def longest_task(path: Path, fmt: str) -> tuple[int, str]:
+    """The task of the file whose text the tool holds at once is longest (by bytes): its number (from 1) and
+    that text — a HellaSwag task's context and its four endings, a Winogrande sentence with each option, a
+    multiple-choice question and its answers. Its tokens, against ctx, tell whether every task fits."""
+    import struct
+
+    texts: list[str] = []
+    if fmt == "hellaswag":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        texts = [" ".join([lines[i], *lines[i + 2:i + 6]]) for i in range(0, len(lines) - 5, 6)]
+    elif fmt == "winogrande":
+        rows = [r for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8"))) if len(r) == 5 and "_" in r[1]]
+        texts = [" ".join([r[1].replace("_", r[2]), r[1].replace("_", r[3])]) for r in rows]
+    else:
+        data = path.read_bytes()
+        (n,) = struct.unpack_from("<I", data)
+        for at in struct.unpack_from(f"<{n}I", data, 4):
+            parts = []
+            (size,) = struct.unpack_from("<I", data, at)
+            parts.append(data[at + 4:at + 4 + size].decode("utf-8", "replace"))
+            at += 4 + size
+            (k,) = struct.unpack_from("<I", data, at)
+            at += 4
+            for _ in range(k):
+                (size,) = struct.unpack_from("<I", data, at)
+                parts.append(data[at + 4:at + 4 + size].decode("utf-8", "replace"))
+                at += 4 + size
+            texts.append(" ".join(parts))
+    i = max(range(len(texts)), key=lambda j: len(texts[j].encode()))
+    return i + 1, texts[i]

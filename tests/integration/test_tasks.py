@@ -147,3 +147,18 @@ def test_generation_cells_part_from_the_reference(tmp_path, tools, demo_model, c
     capsys.readouterr()
     assert main(["run", str(path), "-w", str(tmp_path / "ws2"), "--llama-cpp", str(folder)]) == 3
     assert "generate: needs llama-completion and llama-tokenize" in capsys.readouterr().err
+
+
+def test_a_task_longer_than_its_ctx_is_refused_before_the_run(tmp_path, tools, demo_model, capsys):
+    recipe = _recipe(tmp_path, demo_model)
+    long = hellaswag_text(6).splitlines()
+    long[6] = " ".join(["the quick brown fox jumps over the lazy dog"] * 40)  # task 2's context
+    (tmp_path / "hs.txt").write_text("\n".join(long) + "\n")
+    recipe.write_text(recipe.read_text().replace("tasks: 20, ctx: 512", "ctx: 256"))
+    ws = tmp_path / "ws"
+    capsys.readouterr()
+    assert main(["plan", str(recipe), "-w", str(ws)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"quantsweep: error: {recipe}: tasks[0].ctx: task 2 of hs.txt is about ")
+    assert err.endswith("tokens with all its choices, more than ctx 256: llama-perplexity would score no task; "
+                        "raise tasks[0].ctx") and not (ws / "store.sqlite").exists()
