@@ -12,7 +12,7 @@ def keys(p, kind):
 def test_matrix_and_jobs(tmp_path):
     p = build(tmp_path)
     assert len(p.cells) == 2 * 4  # pairs + k×v cross product, deduplicated
-    assert [len(p.of_kind(k)) for k in KINDS] == [1, 0, 2, 1, 8, 0, 8]  # no tasks asked
+    assert [len(p.of_kind(k)) for k in KINDS] == [1, 0, 2, 1, 8, 0, 0, 8]  # no tasks, no prompts asked
     quantize = p.of_kind("quantize")[0]
     assert quantize.params.input == p.of_kind("reference")[0].key  # quantized from the F16 reference
     assert quantize.params.allow_requantize is False
