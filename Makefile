@@ -56,6 +56,7 @@ bench: setup
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.ray_sweep
 	$(BIN)/python -m bench.adaptive
+	$(BIN)/python -m bench.stream
 
 clean:
 	rm -rf $(VENV) .quantsweep
