@@ -136,7 +136,7 @@ def _plan_text(d: dict) -> list[str]:
         lines.append(f"  {x['job']}: {'~' if x['chunks_estimated'] else ''}{x['chunks']} chunks, "
                      f"{memory.gib(x['bytes'], 1)} [{x['status']}]")
     for x in d["streamed"]:
-        lines.append(f"  reference logits c={x['ctx']}: streamed into each KLD run, no file "
+        lines.append(f"  reference logits c={x['ctx']}: streamed into gangs of KLD runs, no file "
                      f"({x['why']}; {x['chunks']} chunks, {memory.gib(x['bytes'], 1)} as a file)")
     need, logits, free = d["disk_bytes_to_write"], d["logits_bytes_to_write"], d["free_bytes"]
     verdict = "fits" if fits_disk(need, free) else "DOES NOT FIT: lower evaluation.chunks"

@@ -325,7 +325,7 @@ class EvalSpec(Strict):
     max_chunks: int | None = Field(None, ge=2, description="with chunks: auto, the most a cell may use "
                                    "(default: the whole corpus)")
     logits: Literal["file", "stream", "auto"] = Field("auto", description="the reference logits: a file made "
-                                                       "once, or streamed into each KLD run (no disk); auto: "
+                                                       "once, or streamed into gangs of KLD runs (no disk); auto: "
                                                        "streamed when the file would not fit the disk or "
                                                        "max_logits")
     max_logits: str | None = Field(None, description="with logits: auto, the largest reference-logits file to "

@@ -78,7 +78,7 @@ def test_plan_prints_the_logits_size_and_run_refuses_when_the_disk_cannot_hold_i
     ws = tmp_path / "ws"
     # logits: auto (the default) streams a reference whose file the disk cannot hold, and says why
     assert main(["plan", str(big), "--workspace", str(ws)]) == 0
-    assert (f"reference logits c={CTX}: streamed into each KLD run, no file (the file would be {size / 2**30:.2f} "
+    assert (f"reference logits c={CTX}: streamed into gangs of KLD runs, no file (the file would be {size / 2**30:.2f} "
             f"GiB, with 50.00 GiB free; {n_chunk} chunks") in capsys.readouterr().out
     big.write_text(big.read_text().replace(f"ctx: {CTX}}}", f"ctx: {CTX}, logits: file}}"))  # a file it must be
     assert main(["plan", str(big), "--workspace", str(ws)]) == 0

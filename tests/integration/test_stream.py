@@ -34,8 +34,8 @@ def _kld(ws, name):
 def test_a_streamed_reference_equals_the_file_and_writes_none(demo_model, tmp_path, capsys):
     streamed, filed = tmp_path / "s", tmp_path / "f"
     assert main(["plan", str(_recipe(tmp_path, demo_model, "st", "stream")), "-w", str(streamed)]) == 0
-    assert "reference logits c=256: streamed into each KLD run, no file (logits: stream; 5 chunks, 59.5 MiB as a " \
-           "file)" in capsys.readouterr().out
+    assert "reference logits c=256: streamed into gangs of KLD runs, no file (logits: stream; 5 chunks, 59.5 MiB " \
+           "as a file)" in capsys.readouterr().out
     assert main(["run", str(_recipe(tmp_path, demo_model, "st", "stream")), "-w", str(streamed), "-q"]) == 0
     assert main(["run", str(_recipe(tmp_path, demo_model, "st", "file")), "-w", str(filed), "-q"]) == 0
     got, want = _kld(streamed, "st"), _kld(filed, "st")
@@ -111,5 +111,5 @@ def test_auto_streams_a_reference_over_max_logits_and_says_why(demo_model, tmp_p
     assert "reference logits c=256: 5 chunks, 59.5 MiB [to run]" in capsys.readouterr().out  # fits: a file
     path.write_text(path.read_text().replace("logits: auto", "logits: auto, max_logits: 50MiB"))
     assert main(["plan", str(path), "-w", str(ws)]) == 0
-    assert ("reference logits c=256: streamed into each KLD run, no file (the file would be 59.5 MiB, over "
+    assert ("reference logits c=256: streamed into gangs of KLD runs, no file (the file would be 59.5 MiB, over "
             "max_logits 50.0 MiB; 5 chunks, 59.5 MiB as a file)") in capsys.readouterr().out
