@@ -123,7 +123,9 @@ def run(argv: list[str], *, log_dir: Path | None = None, name: str = "tool",
         timeout: float | None = None, cwd: Path | None = None,
         env: dict[str, str] | None = None, started=None) -> ProcResult:
     """Run argv (never a shell string) with stdout/stderr captured to files in log_dir; `started` (with
-    log_dir) is handed a function that kills the tool, once it runs (a partner tool that died ends it)."""
+    log_dir) is handed a function that kills the tool, once it runs (a partner tool that died ends it).
+    With a log_dir the tool runs in it (unless `cwd` says otherwise): a file a tool writes where it runs
+    (ik_llama.cpp's llama-perplexity writes llama.log) stays with its logs, never in the user's folder."""
     argv = [str(a) for a in argv]
     if log_dir is None:
         return _run_piped(argv, timeout=timeout, cwd=cwd, env=env)
@@ -134,7 +136,7 @@ def run(argv: list[str], *, log_dir: Path | None = None, name: str = "tool",
     timed_out = False
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                cwd=cwd, env=env if env is not None else child_env(),
+                                cwd=cwd or log_dir, env=env if env is not None else child_env(),
                                 preexec_fn=_die_with_parent)
         with _live_lock:
             _live.add(proc)

@@ -77,7 +77,8 @@ DEVICE_RE = re.compile(r"^\s*([A-Za-z]+)\d+:\s*(.+)$", re.M)
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("QUANTSWEEP_CACHE") or Path.home() / ".cache" / "quantsweep")
+    """Absolute: the tools found there run in their jobs' log folders, not where quantsweep was started."""
+    return Path(os.environ.get("QUANTSWEEP_CACHE") or Path.home() / ".cache" / "quantsweep").expanduser().resolve()
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def find(llama_cpp: str | None = None, flavor: str = "mainline") -> Toolchain:
     src = SOURCES[flavor]
     named = llama_cpp or os.environ.get("QUANTSWEEP_IK_LLAMA_CPP" if flavor == "ik" else "QUANTSWEEP_LLAMA_CPP")
     if named:
-        bin_dir = _tools_in(Path(named).expanduser())
+        bin_dir = _tools_in(Path(named).expanduser().resolve())  # tools run in their job's log folder
         if bin_dir is None:
             raise ToolchainError(f"{named}: does not hold {', '.join(TOOLS)} (looked in ., bin/, build/bin/)")
         return _of_flavor(_with_build_record(identify(bin_dir)), flavor, named)

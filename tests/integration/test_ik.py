@@ -31,7 +31,10 @@ def _ik_recipe(tmp_path, model, name, weights):
     return path
 
 
-def test_ik_sweep_and_compare_with_mainline(tmp_path, tools, ik_tools, demo_model, capsys):
+def test_ik_sweep_and_compare_with_mainline(tmp_path, tools, ik_tools, demo_model, capsys, monkeypatch):
+    here = tmp_path / "here"  # where the user runs quantsweep: ik's llama.log must not land there
+    here.mkdir()
+    monkeypatch.chdir(here)
     ws = tmp_path / "ws"
     ik = _ik_recipe(tmp_path, demo_model, "ik", ("Q8_0", "Q4_K_M", "IQ4_KS"))
     ml = small_recipe(tmp_path, demo_model, name="ml", weights=("Q8_0", "Q4_K_M"),
@@ -58,6 +61,7 @@ def test_ik_sweep_and_compare_with_mainline(tmp_path, tools, ik_tools, demo_mode
     assert "IQ4_KS" in {t.type_name for t in gguf_info.Gguf(iq_file).tensors}
     bench = by["ik"][by["ik"].measurement == "bench"]
     assert len(bench) == 12 and (bench.ts_mean > 0).all()
+    assert list(here.iterdir()) == [] and list(ws.rglob("logs/*/llama.log"))  # with the job's logs
 
     # the same cells on the two toolchains: the same quantities within their ±, speed side by side
     capsys.readouterr()
