@@ -9,6 +9,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import product
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -191,3 +192,47 @@ def expectations(plan: Plan, upstream: dict[str, dict], job: Job, output_ref) ->
         if ref is not None and made.get("sha256") and made.get("file_bytes") is not None:
             out.append(Expect(ref=ref, bytes=made["file_bytes"], sha256=made["sha256"]))
     return out
+
+
+class ItemParams(Params):
+    """A job of a PerCellAndReference kind: the model, its K/V pair, and the recipe's item (its name)."""
+
+    model: str
+    cache_k: str
+    cache_v: str
+    item: str
+
+
+class PerCellAndReference(Kind):
+    """A kind with one job per item of the recipe (a task set, a prompt), for the reference model (f16 cache)
+    and for every cell: its rows' `test` is the item's name (`Params.item`), and they are paired with the
+    reference's rows of that item in the report. Subclasses name the items and each job's key parts."""
+
+    params: ClassVar[type[ItemParams]] = ItemParams
+    measures = True
+    REFERENCE = "reference"  # the weights column of the reference model's rows
+
+    def items(self, st: PlanState) -> list:
+        raise NotImplementedError
+
+    def job_key(self, st: PlanState, item, model: str, k: str, v: str) -> str:
+        raise NotImplementedError
+
+    def plan(self, st: PlanState) -> None:
+        r = st.inp.recipe
+        for item in self.items(st):
+            self._add(st, item, st.reference, "f16", "f16", self.REFERENCE)
+            for w, (k, v) in product(r.weights, r.cache.expanded()):
+                self._add(st, item, st.model_keys[w.label], k, v, w.label)
+
+    def _add(self, st: PlanState, item, model: str, k: str, v: str, weights: str) -> None:
+        # a row belongs to its cell (the first context's), whatever the KLD contexts
+        st.add(Job(self.job_key(st, item, model, k, v), self.name, f"{self.name} {item.name} {weights} K={k} V={v}",
+                   st.deps(model), self.params(model=model, cache_k=k, cache_v=v, item=item.name),
+                   Cell(weights, k, v, st.inp.recipe.evaluation.contexts[0])), once=False)
+
+    def failed_test(self, job: Job) -> str:
+        return job.params.item
+
+    def rows(self, result: dict) -> list[dict]:
+        return [dict(result)]  # its judge names the item as the row's `test`
